@@ -1,0 +1,164 @@
+import { z } from "zod";
+import { clusterName } from "../protocol/names";
+
+/**
+ * Every app setting Rollcall reads, in one place. Read once per process (`getConfig()`), validated
+ * with a schema, and a bad value fails fast with the setting's name in the message.
+ */
+
+const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
+const positiveInt = z.coerce.number().int().positive();
+const nonNegativeInt = z.coerce.number().int().nonnegative();
+
+/** How Rollcall reaches one cluster's Kubernetes API. Exactly one source per cluster. */
+export const ClusterConnection = z
+  .object({
+    name: clusterName,
+    /** Path to a kubeconfig file. */
+    kubeconfigFile: z.string().min(1).optional(),
+    /** A kubeconfig document, YAML or JSON, inline or base64. */
+    kubeconfig: z.string().min(1).optional(),
+    /** ARM id of an AKS cluster: `/subscriptions/…/resourceGroups/…/providers/Microsoft.ContainerService/managedClusters/…`. */
+    aksResourceId: z
+      .string()
+      .regex(/^\/subscriptions\/[^/]+\/resourceGroups\/[^/]+\/providers\/Microsoft\.ContainerService\/managedClusters\/[^/]+$/i, {
+        message: "must be an AKS cluster resource id (/subscriptions/…/resourceGroups/…/providers/Microsoft.ContainerService/managedClusters/…)",
+      })
+      .optional(),
+    /** With `aksResourceId`: `token` uses an Entra ID token for the AKS server scope; `credentials` fetches the user kubeconfig. */
+    aksAuth: z.enum(["token", "credentials"]).default("token"),
+  })
+  .strict()
+  .refine((c) => [c.kubeconfigFile, c.kubeconfig, c.aksResourceId].filter(Boolean).length === 1, {
+    message: "needs exactly one of kubeconfigFile, kubeconfig or aksResourceId",
+  });
+export type ClusterConnection = z.infer<typeof ClusterConnection>;
+
+const clusters = z
+  .string()
+  .transform((text, ctx) => {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      ctx.addIssue({ code: "custom", message: "must be a JSON array of clusters" });
+      return z.NEVER;
+    }
+  })
+  .pipe(z.array(ClusterConnection))
+  .refine((list) => new Set(list.map((c) => c.name)).size === list.length, { message: "cluster names must be unique" });
+
+const Settings = z.object({
+  /** A storage connection string; falls back to the Functions host's own `AzureWebJobsStorage`. */
+  ROLLCALL_STORAGE_CONNECTION: z.string().min(1).optional(),
+  /** A table endpoint (`https://<account>.table.core.windows.net`) reached with the app's managed identity instead. */
+  ROLLCALL_STORAGE_TABLE_ENDPOINT: z.string().url().optional(),
+  AzureWebJobsStorage: z.string().optional(),
+  ROLLCALL_TABLE: z
+    .string()
+    .regex(/^[A-Za-z][A-Za-z0-9]{2,62}$/, { message: "must be a table name: 3-63 letters and digits, starting with a letter" })
+    .default("rollcall"),
+  ROLLCALL_CLUSTERS: clusters.default([]),
+  /** Client id of a user-assigned managed identity; unset means the system identity or developer credentials. */
+  AZURE_CLIENT_ID: z.string().optional(),
+
+  ROLLCALL_CONCURRENCY: positiveInt.max(1000).default(1),
+  ROLLCALL_LOCK_TTL_MINUTES: positiveInt.default(60),
+  ROLLCALL_DRAIN_TIMEOUT_MINUTES: positiveInt.default(15),
+  ROLLCALL_DRAIN_GRACE_PERIOD_SECONDS: nonNegativeInt.optional(),
+  ROLLCALL_DRAIN_DELETE_EMPTYDIR_DATA: bool.default(false),
+  ROLLCALL_DRAIN_FORCE_UNMANAGED: bool.default(false),
+  /** Pods terminating for longer than this count as gone (kubectl's --skip-wait-for-delete-timeout); 0 waits forever. */
+  ROLLCALL_DRAIN_SKIP_WAIT_FOR_DELETE_SECONDS: nonNegativeInt.default(0),
+  ROLLCALL_DRAIN_FAILURE_BACKOFF_MINUTES: positiveInt.default(30),
+  ROLLCALL_CHECKIN_IDLE_SECONDS: positiveInt.default(300),
+  ROLLCALL_CHECKIN_BUSY_SECONDS: positiveInt.default(10),
+  /** Longest a single invocation spends advancing one node before answering; keeps HTTP calls short. */
+  ROLLCALL_STEP_BUDGET_MS: positiveInt.default(5000),
+  /** NCRONTAB schedule of the reconcile timer. */
+  ROLLCALL_RECONCILE_SCHEDULE: z.string().default("0 */1 * * * *"),
+});
+
+export type Config = {
+  storage: { connectionString?: string; tableEndpoint?: string; table: string; managedIdentityClientId?: string };
+  clusters: ClusterConnection[];
+  defaults: {
+    concurrency: number;
+    lockTtlMs: number;
+    drain: DrainSettings;
+    drainFailureBackoffMs: number;
+    checkinIdleSeconds: number;
+    checkinBusySeconds: number;
+  };
+  stepBudgetMs: number;
+  reconcileSchedule: string;
+};
+
+export interface DrainSettings {
+  timeoutMs: number;
+  gracePeriodSeconds?: number;
+  deleteEmptyDirData: boolean;
+  forceUnmanaged: boolean;
+  skipWaitForDeleteMs: number;
+}
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+export function parseConfig(env: Record<string, string | undefined>): Config {
+  const result = Settings.safeParse(env);
+  if (!result.success) {
+    const problems = result.error.issues.map((i) => `${i.path.join(".") || "settings"}: ${i.message}`);
+    throw new ConfigError(`Invalid app settings: ${problems.join("; ")}`);
+  }
+  const s = result.data;
+  const connectionString = s.ROLLCALL_STORAGE_CONNECTION ?? (s.ROLLCALL_STORAGE_TABLE_ENDPOINT ? undefined : s.AzureWebJobsStorage);
+  if (!connectionString && !s.ROLLCALL_STORAGE_TABLE_ENDPOINT) {
+    throw new ConfigError("Invalid app settings: set ROLLCALL_STORAGE_CONNECTION, ROLLCALL_STORAGE_TABLE_ENDPOINT or AzureWebJobsStorage");
+  }
+  const drainTimeoutMs = s.ROLLCALL_DRAIN_TIMEOUT_MINUTES * 60_000;
+  const lockTtlMs = s.ROLLCALL_LOCK_TTL_MINUTES * 60_000;
+  if (drainTimeoutMs >= lockTtlMs) {
+    throw new ConfigError(
+      "Invalid app settings: ROLLCALL_DRAIN_TIMEOUT_MINUTES must be shorter than ROLLCALL_LOCK_TTL_MINUTES, or a slow drain would look like a stuck node",
+    );
+  }
+  return {
+    storage: {
+      connectionString,
+      tableEndpoint: s.ROLLCALL_STORAGE_TABLE_ENDPOINT,
+      table: s.ROLLCALL_TABLE,
+      managedIdentityClientId: s.AZURE_CLIENT_ID,
+    },
+    clusters: s.ROLLCALL_CLUSTERS,
+    defaults: {
+      concurrency: s.ROLLCALL_CONCURRENCY,
+      lockTtlMs,
+      drain: {
+        timeoutMs: drainTimeoutMs,
+        gracePeriodSeconds: s.ROLLCALL_DRAIN_GRACE_PERIOD_SECONDS,
+        deleteEmptyDirData: s.ROLLCALL_DRAIN_DELETE_EMPTYDIR_DATA,
+        forceUnmanaged: s.ROLLCALL_DRAIN_FORCE_UNMANAGED,
+        skipWaitForDeleteMs: s.ROLLCALL_DRAIN_SKIP_WAIT_FOR_DELETE_SECONDS * 1000,
+      },
+      drainFailureBackoffMs: s.ROLLCALL_DRAIN_FAILURE_BACKOFF_MINUTES * 60_000,
+      checkinIdleSeconds: s.ROLLCALL_CHECKIN_IDLE_SECONDS,
+      checkinBusySeconds: s.ROLLCALL_CHECKIN_BUSY_SECONDS,
+    },
+    stepBudgetMs: s.ROLLCALL_STEP_BUDGET_MS,
+    reconcileSchedule: s.ROLLCALL_RECONCILE_SCHEDULE,
+  };
+}
+
+let cached: Config | undefined;
+
+/** The process's configuration, parsed on first use from `process.env`. */
+export function getConfig(): Config {
+  cached ??= parseConfig(process.env);
+  return cached;
+}
+
+/** Tests and the local host change settings between runs; production never calls this. */
+export function resetConfigForTests(): void {
+  cached = undefined;
+}
