@@ -74,8 +74,6 @@ const Settings = z.object({
   ROLLCALL_CHECKIN_BUSY_SECONDS: positiveInt.default(10),
   /** Longest a single invocation spends advancing one node before answering; keeps HTTP calls short. */
   ROLLCALL_STEP_BUDGET_MS: positiveInt.default(5000),
-  /** NCRONTAB schedule of the reconcile timer. */
-  ROLLCALL_RECONCILE_SCHEDULE: z.string().default("0 */1 * * * *"),
 });
 
 export type Config = {
@@ -90,7 +88,6 @@ export type Config = {
     checkinBusySeconds: number;
   };
   stepBudgetMs: number;
-  reconcileSchedule: string;
 };
 
 export interface DrainSettings {
@@ -146,7 +143,6 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       checkinBusySeconds: s.ROLLCALL_CHECKIN_BUSY_SECONDS,
     },
     stepBudgetMs: s.ROLLCALL_STEP_BUDGET_MS,
-    reconcileSchedule: s.ROLLCALL_RECONCILE_SCHEDULE,
   };
 }
 

@@ -1,0 +1,22 @@
+import { app, type InvocationContext, type Timer } from "@azure/functions";
+import { getConfig } from "../shared/config/config";
+import { getOrchestrator } from "../shared/orchestrator/fromConfig";
+
+/**
+ * Every minute: advance the work no agent is driving (drains, confirmations, hand-offs), expire
+ * leases past their TTL and free slots of vanished nodes, in every configured cluster.
+ */
+export async function reconcile(_timer: Timer, context: InvocationContext): Promise<void> {
+  const orchestrator = await getOrchestrator();
+  for (const { name } of getConfig().clusters) {
+    try {
+      const report = await orchestrator.reconcile(name, context);
+      context.info(`reconcile ${JSON.stringify(report)}`);
+    } catch (error) {
+      // One unreachable cluster must not stop the others from being reconciled.
+      context.error(`reconcile failed cluster=${name}: ${(error as Error).message}`);
+    }
+  }
+}
+
+app.timer("reconcile", { schedule: "0 */1 * * * *", handler: reconcile });

@@ -1,0 +1,54 @@
+/**
+ * The slice of the Kubernetes API the orchestrator needs, as a small port. The production
+ * implementation is `kubeClusterApi.ts` (client-node); unit tests fake this interface directly.
+ */
+
+export interface KubeNode {
+  name: string;
+  unschedulable: boolean;
+  ready: boolean;
+  bootId: string;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+}
+
+export interface KubePod {
+  namespace: string;
+  name: string;
+  phase: string;
+  /** Kinds of the pod's controller owner references (`DaemonSet`, `ReplicaSet`, …); empty for unmanaged pods. */
+  controllerKinds: string[];
+  mirror: boolean;
+  usesEmptyDir: boolean;
+  /** When the pod started terminating, if it has. */
+  deletionTimestamp?: Date;
+  labels: Record<string, string>;
+}
+
+export type EvictionResult =
+  | { kind: "evicted" }
+  /** The pod no longer exists: it counts as evicted. */
+  | { kind: "gone" }
+  /** 429: a PodDisruptionBudget allows no disruption now. */
+  | { kind: "blocked"; message: string; pdb?: string; retryAfterSeconds?: number }
+  /** 500 from the eviction subresource: typically several PDBs select the pod, which only an operator can fix. */
+  | { kind: "misconfigured"; message: string };
+
+/** Annotation values to set, or `null` to remove. */
+export type AnnotationChanges = Record<string, string | null>;
+
+export interface ClusterApi {
+  /** The node, or undefined when it no longer exists. */
+  getNode(name: string): Promise<KubeNode | undefined>;
+  /** Sets `spec.unschedulable` and changes annotations in one patch. */
+  setUnschedulable(name: string, unschedulable: boolean, annotations: AnnotationChanges): Promise<void>;
+  listPodsOnNode(name: string): Promise<KubePod[]>;
+  evictPod(pod: Pick<KubePod, "namespace" | "name">, gracePeriodSeconds?: number): Promise<EvictionResult>;
+}
+
+/** Annotations Rollcall writes on the node object, so that `kubectl describe node` tells the story. */
+export const nodeAnnotations = {
+  /** Present while Rollcall holds the node cordoned; its value is the lease. Rollcall only uncordons nodes carrying it. */
+  cordonedBy: "rollcall.io/cordoned-by-lease",
+  state: "rollcall.io/state",
+} as const;

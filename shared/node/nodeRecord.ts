@@ -1,0 +1,130 @@
+import { odata, type TableClient, type TableEntity, type TransactionAction } from "@azure/data-tables";
+import { isConflict, prefixFilter, rowKeys } from "../storage/table";
+import type { NodeState } from "./stateMachine";
+
+/** Everything Rollcall knows about one node, kept in one Table Storage row and changed only by ETag. */
+export interface NodeRecord {
+  cluster: string;
+  node: string;
+  state: NodeState;
+  /** When the node entered `state`. */
+  since: string;
+  /** Why it did, in words an operator reads in the status. */
+  why: string;
+  /** What holds the node in its state right now (lock, drain blocker, policy), kept for the status API. */
+  holdReason?: string;
+
+  /** Facts the agent reports on every check-in. */
+  bootId?: string;
+  agentVersion?: string;
+  rebootRequired: boolean;
+  reasons: string[];
+  lastCheckinAt?: string;
+
+  /** The lock lease while the node holds a slot. */
+  leaseId?: string;
+  /** The node was already cordoned by someone else before Rollcall took it: leave it cordoned. */
+  wasUnschedulable?: boolean;
+  pendingSince?: string;
+  acquiredAt?: string;
+  drainStartedAt?: string;
+  /** What the drain is waiting for, e.g. which pod and PodDisruptionBudget. */
+  drainBlocker?: string;
+  /** No drain pass before this time (eviction back-off, honouring Retry-After). */
+  drainRetryAt?: string;
+  drainAttempts?: number;
+  rebootOrderedAt?: string;
+  /** Boot ids when the reboot was ordered, from the agent and from the node object: a reboot must change both. */
+  orderBootId?: string;
+  orderNodeBootId?: string;
+  rebootedAt?: string;
+  /** Where `releasing` leads: back to idle, or to a back-off after a failed drain. */
+  outcome?: ReleaseOutcome;
+  /** In `drain-failed`: no new attempt before this time. */
+  retryAt?: string;
+  failures?: number;
+}
+
+export type ReleaseOutcome = "completed" | "cancelled" | "drain-failed" | "node-deleted";
+
+export interface Versioned<T> {
+  value: T;
+  etag: string;
+}
+
+/** Fields kept as JSON text, because Table Storage has no array type. */
+const JSON_FIELDS = ["reasons"] as const;
+
+export function toEntity(record: NodeRecord): TableEntity {
+  const entity: TableEntity<Record<string, unknown>> = { partitionKey: record.cluster, rowKey: rowKeys.node(record.node) };
+  for (const [key, value] of Object.entries(record)) {
+    if (key === "cluster" || value === undefined) continue;
+    entity[key] = (JSON_FIELDS as readonly string[]).includes(key) ? JSON.stringify(value) : value;
+  }
+  return entity;
+}
+
+export function fromEntity(entity: Record<string, unknown> & { partitionKey?: string }): NodeRecord {
+  const record: Record<string, unknown> = { cluster: entity.partitionKey };
+  for (const [key, value] of Object.entries(entity)) {
+    if (key === "partitionKey" || key === "rowKey" || key === "etag" || key === "timestamp" || key.startsWith("odata")) continue;
+    record[key] = (JSON_FIELDS as readonly string[]).includes(key) && typeof value === "string" ? JSON.parse(value) : value;
+  }
+  return record as unknown as NodeRecord;
+}
+
+export class StaleRecordError extends Error {
+  constructor(cluster: string, node: string) {
+    super(`The record of node ${node} in cluster ${cluster} changed since it was read`);
+  }
+}
+
+/** Node records of one table. Writes are compare-and-swap: a stale ETag throws `StaleRecordError`. */
+export class NodeStore {
+  constructor(private readonly table: TableClient) {}
+
+  async get(cluster: string, node: string): Promise<Versioned<NodeRecord> | undefined> {
+    try {
+      const entity = await this.table.getEntity<Record<string, unknown>>(cluster, rowKeys.node(node));
+      return { value: fromEntity(entity), etag: entity.etag };
+    } catch (error) {
+      if ((error as { statusCode?: number }).statusCode === 404) return undefined;
+      throw error;
+    }
+  }
+
+  async create(record: NodeRecord): Promise<Versioned<NodeRecord>> {
+    try {
+      const response = await this.table.createEntity(toEntity(record));
+      return { value: record, etag: response.etag! };
+    } catch (error) {
+      if (isConflict(error)) throw new StaleRecordError(record.cluster, record.node);
+      throw error;
+    }
+  }
+
+  async replace(record: NodeRecord, etag: string): Promise<Versioned<NodeRecord>> {
+    try {
+      const response = await this.table.updateEntity(toEntity(record), "Replace", { etag });
+      return { value: record, etag: response.etag! };
+    } catch (error) {
+      if (isConflict(error) || (error as { statusCode?: number }).statusCode === 404) throw new StaleRecordError(record.cluster, record.node);
+      throw error;
+    }
+  }
+
+  /** The transaction action that replaces this record if its ETag still matches. */
+  replaceAction(record: NodeRecord, etag: string): TransactionAction {
+    return ["update", toEntity(record), "Replace", { etag }];
+  }
+
+  async list(cluster: string): Promise<Versioned<NodeRecord>[]> {
+    const { from, to } = prefixFilter(rowKeys.nodePrefix);
+    const filter = odata`PartitionKey eq ${cluster} and RowKey ge ${from} and RowKey lt ${to}`;
+    const records: Versioned<NodeRecord>[] = [];
+    for await (const entity of this.table.listEntities<Record<string, unknown>>({ queryOptions: { filter } })) {
+      records.push({ value: fromEntity(entity), etag: entity.etag });
+    }
+    return records;
+  }
+}

@@ -1,0 +1,289 @@
+import type { AnnotationChanges, ClusterApi } from "../kube/clusterApi";
+import { nodeAnnotations } from "../kube/clusterApi";
+import type { ClusterLock } from "../lock/tableLock";
+import { drainPass } from "../drain/drainer";
+import type { Policy, RebootGate } from "../policy/policy";
+import type { NodeRecord, NodeStore } from "./nodeRecord";
+
+/**
+ * The node lifecycle: every state, every allowed transition, and the step each state takes.
+ *
+ *   idle → pending → cordoning → draining → reboot-ordered → rebooted → releasing → idle
+ *
+ * A step reads the record, performs at most one idempotent side effect in Kubernetes or the lock,
+ * and names the next state. The runner (`orchestrator.ts`) writes the new state by ETag; if it dies
+ * between the side effect and the write, the next check-in or timer tick runs the same step again,
+ * and because each side effect is idempotent the result is the same.
+ */
+
+export const NODE_STATES = [
+  "idle",
+  "pending",
+  "cordoning",
+  "draining",
+  "reboot-ordered",
+  "rebooted",
+  "releasing",
+  "drain-failed",
+  "stuck",
+  "maintenance",
+  "quarantined",
+] as const;
+export type NodeState = (typeof NODE_STATES)[number];
+
+export const TRANSITIONS: Readonly<Record<NodeState, readonly NodeState[]>> = {
+  idle: ["pending"],
+  pending: ["idle", "cordoning"],
+  cordoning: ["draining", "releasing"],
+  draining: ["reboot-ordered", "maintenance", "releasing"],
+  "reboot-ordered": ["rebooted", "releasing", "stuck"],
+  rebooted: ["releasing", "stuck"],
+  releasing: ["idle", "drain-failed", "quarantined"],
+  "drain-failed": ["pending", "idle"],
+  stuck: ["rebooted", "idle"],
+  maintenance: ["releasing"],
+  quarantined: ["idle"],
+};
+
+/** States in which the node owns a lock slot (its `leaseId` is in the lock row). */
+export const LOCK_HOLDING_STATES: ReadonlySet<NodeState> = new Set(["cordoning", "draining", "reboot-ordered", "rebooted", "releasing", "maintenance"]);
+
+export function canTransition(from: NodeState, to: NodeState): boolean {
+  return TRANSITIONS[from].includes(to);
+}
+
+/** The node needs a reboot: its agent says so (sentinel). */
+export function needsReboot(record: NodeRecord): boolean {
+  return record.rebootRequired;
+}
+
+export interface StepPorts {
+  now: Date;
+  policy: Policy;
+  kube(): Promise<ClusterApi>;
+  lock: ClusterLock;
+  store: NodeStore;
+  gate: RebootGate;
+  newLeaseId(): string;
+}
+
+export type StepResult =
+  /** Change state; the runner writes `set` with it (fields set to undefined are removed). */
+  | { kind: "move"; to: NodeState; why: string; set?: Partial<NodeRecord> }
+  /** The step already wrote `record` itself, atomically with the lock. */
+  | { kind: "committed"; record: NodeRecord }
+  /** Someone else changed the record or the lock first: re-read and step again. */
+  | { kind: "conflict" }
+  /** Nothing more to do now; `set` records progress without changing state. */
+  | { kind: "wait"; why: string; set?: Partial<NodeRecord> };
+
+/** The record after a transition: the single place where `state`, `since` and `why` change. */
+export function nextRecord(record: NodeRecord, to: NodeState, why: string, now: Date, set: Partial<NodeRecord> = {}): NodeRecord {
+  if (!canTransition(record.state, to)) throw new Error(`Illegal transition of node ${record.node}: ${record.state} → ${to}`);
+  const next: NodeRecord = { ...record, ...set, state: to, since: now.toISOString(), why };
+  for (const key of Object.keys(next) as (keyof NodeRecord)[]) if (next[key] === undefined) delete next[key];
+  return next;
+}
+
+/** Everything a finished lease leaves behind, cleared when the node returns to idle or backs off. */
+const LEASE_FIELDS: Partial<NodeRecord> = {
+  leaseId: undefined,
+  wasUnschedulable: undefined,
+  acquiredAt: undefined,
+  drainStartedAt: undefined,
+  drainBlocker: undefined,
+  drainRetryAt: undefined,
+  drainAttempts: undefined,
+  rebootOrderedAt: undefined,
+  orderBootId: undefined,
+  orderNodeBootId: undefined,
+  rebootedAt: undefined,
+  outcome: undefined,
+};
+
+const iso = (date: Date) => date.toISOString();
+const minutes = (ms: number) => `${Math.round(ms / 60_000)} min`;
+
+type Step = (record: NodeRecord, etag: string, ports: StepPorts) => Promise<StepResult>;
+
+export const STEPS: Readonly<Record<NodeState, Step>> = {
+  async idle(record, _etag, { now }) {
+    if (!needsReboot(record)) return { kind: "wait", why: "no reboot required" };
+    return { kind: "move", to: "pending", why: `reboot required: ${describeReasons(record)}`, set: { pendingSince: iso(now) } };
+  },
+
+  async pending(record, etag, ports) {
+    if (!needsReboot(record)) return { kind: "move", to: "idle", why: "reboot no longer required", set: { pendingSince: undefined } };
+    const hold = await ports.gate.holdReason(record, ports.policy, ports.now);
+    if (hold) return { kind: "wait", why: hold };
+    const node = await (await ports.kube()).getNode(record.node);
+    if (!node) return { kind: "move", to: "idle", why: "the node no longer exists in the cluster", set: { pendingSince: undefined } };
+
+    const leaseId = ports.newLeaseId();
+    const holder = {
+      node: record.node,
+      leaseId,
+      acquiredAt: iso(ports.now),
+      expiresAt: iso(new Date(ports.now.getTime() + ports.policy.lockTtlMs)),
+    };
+    // A node someone else cordoned stays cordoned afterwards; one carrying our own annotation was ours.
+    const wasUnschedulable = node.unschedulable && node.annotations[nodeAnnotations.cordonedBy] === undefined;
+    const next = nextRecord(record, "cordoning", `took a lock slot (lease ${leaseId})`, ports.now, {
+      leaseId,
+      acquiredAt: holder.acquiredAt,
+      wasUnschedulable,
+    });
+    const result = await ports.lock.acquire(record.cluster, holder, ports.policy.concurrency, [ports.store.replaceAction(next, etag)]);
+    if (result.kind === "acquired") return { kind: "committed", record: next };
+    if (result.kind === "conflict") return { kind: "conflict" };
+    return { kind: "wait", why: `waiting for a free lock slot (held by ${result.holders.map((h) => h.node).join(", ")})` };
+  },
+
+  async cordoning(record, _etag, ports) {
+    const kube = await ports.kube();
+    if (!(await kube.getNode(record.node))) return release("node-deleted", "the node no longer exists in the cluster");
+    if (!needsReboot(record)) return release("cancelled", "reboot no longer required");
+    const annotations: AnnotationChanges = record.wasUnschedulable
+      ? { [nodeAnnotations.state]: "draining" }
+      : { [nodeAnnotations.cordonedBy]: record.leaseId!, [nodeAnnotations.state]: "draining" };
+    await kube.setUnschedulable(record.node, true, annotations);
+    const why = record.wasUnschedulable ? "already cordoned by someone else; left as it was" : "cordoned";
+    return { kind: "move", to: "draining", why, set: { drainStartedAt: iso(ports.now), drainAttempts: 0 } };
+  },
+
+  async draining(record, _etag, ports) {
+    if (!needsReboot(record)) return release("cancelled", "reboot no longer required");
+    const started = Date.parse(record.drainStartedAt ?? iso(ports.now));
+    if (ports.now.getTime() - started > ports.policy.drain.timeoutMs) {
+      return release("drain-failed", `drain timed out after ${minutes(ports.policy.drain.timeoutMs)}: ${record.drainBlocker ?? "pods remained"}`);
+    }
+    if (record.drainRetryAt && Date.parse(record.drainRetryAt) > ports.now.getTime()) {
+      return { kind: "wait", why: record.drainBlocker ?? "draining" };
+    }
+    const kube = await ports.kube();
+    const node = await kube.getNode(record.node);
+    if (!node) return release("node-deleted", "the node no longer exists in the cluster");
+    const attempts = record.drainAttempts ?? 0;
+    const pass = await drainPass(kube, record.node, ports.policy.drain, ports.now, attempts);
+    if (pass.kind === "refused") return release("drain-failed", pass.reason);
+    if (pass.kind === "waiting") {
+      return {
+        kind: "wait",
+        why: pass.blocker,
+        set: {
+          drainBlocker: pass.blocker,
+          drainRetryAt: iso(new Date(ports.now.getTime() + pass.retryAfterMs)),
+          drainAttempts: attempts + 1,
+        },
+      };
+    }
+    const hold = await ports.gate.holdReason(record, ports.policy, ports.now);
+    if (hold) return { kind: "wait", why: `drained; reboot held: ${hold}` };
+    return {
+      kind: "move",
+      to: "reboot-ordered",
+      why: "drained; reboot ordered",
+      set: {
+        drainBlocker: undefined,
+        drainRetryAt: undefined,
+        rebootOrderedAt: iso(ports.now),
+        orderBootId: record.bootId,
+        orderNodeBootId: node.bootId,
+      },
+    };
+  },
+
+  async "reboot-ordered"(record, _etag, ports) {
+    if (record.bootId && record.orderBootId && record.bootId !== record.orderBootId) {
+      return { kind: "move", to: "rebooted", why: `the agent reports a new boot id ${record.bootId}`, set: { rebootedAt: iso(ports.now) } };
+    }
+    if (!(await (await ports.kube()).getNode(record.node))) return release("node-deleted", "the node no longer exists in the cluster");
+    return { kind: "wait", why: "waiting for the agent to reboot the node and check in with a new boot id" };
+  },
+
+  async rebooted(record, _etag, ports) {
+    const node = await (await ports.kube()).getNode(record.node);
+    if (!node) return release("node-deleted", "the node no longer exists in the cluster");
+    if (node.bootId === record.orderNodeBootId) return { kind: "wait", why: "waiting for the node object to report the new boot id" };
+    if (!node.ready) return { kind: "wait", why: "waiting for the node to be Ready" };
+    return release("completed", "reboot confirmed: new boot id and Ready");
+  },
+
+  async releasing(record, etag, ports) {
+    const kube = await ports.kube();
+    const node = await kube.getNode(record.node);
+    // Only a cordon carrying our own lease is undone: a node cordoned by someone else stays cordoned.
+    if (node && node.annotations[nodeAnnotations.cordonedBy] === record.leaseId && record.leaseId) {
+      await kube.setUnschedulable(record.node, false, { [nodeAnnotations.cordonedBy]: null, [nodeAnnotations.state]: null });
+    } else if (node && node.annotations[nodeAnnotations.state] !== undefined) {
+      await kube.setUnschedulable(record.node, node.unschedulable, { [nodeAnnotations.state]: null });
+    }
+    const next = afterRelease(record, ports);
+    const result = await ports.lock.release(record.cluster, record.node, record.leaseId ?? "", [ports.store.replaceAction(next, etag)]);
+    return result.kind === "conflict" ? { kind: "conflict" } : { kind: "committed", record: next };
+  },
+
+  async "drain-failed"(record, _etag, { now }) {
+    if (!needsReboot(record)) return { kind: "move", to: "idle", why: "reboot no longer required", set: { retryAt: undefined, pendingSince: undefined } };
+    if (record.retryAt && Date.parse(record.retryAt) > now.getTime()) return { kind: "wait", why: `${record.why}; next attempt after ${record.retryAt}` };
+    return { kind: "move", to: "pending", why: "retrying after the drain-failure back-off", set: { retryAt: undefined } };
+  },
+
+  async stuck(record, _etag, { now }) {
+    if (record.orderBootId && record.bootId && record.bootId !== record.orderBootId) {
+      return { kind: "move", to: "rebooted", why: `came back after being stuck: new boot id ${record.bootId}`, set: { rebootedAt: iso(now) } };
+    }
+    return { kind: "wait", why: record.why };
+  },
+
+  async maintenance(record) {
+    return { kind: "wait", why: record.why };
+  },
+
+  async quarantined(record) {
+    return { kind: "wait", why: record.why };
+  },
+};
+
+function release(outcome: NonNullable<NodeRecord["outcome"]>, why: string): StepResult {
+  return { kind: "move", to: "releasing", why, set: { outcome } };
+}
+
+function afterRelease(record: NodeRecord, { now, policy }: StepPorts): NodeRecord {
+  switch (record.outcome) {
+    case "drain-failed":
+      return nextRecord(record, "drain-failed", record.why, now, {
+        ...LEASE_FIELDS,
+        retryAt: iso(new Date(now.getTime() + policy.drainFailureBackoffMs)),
+        failures: (record.failures ?? 0) + 1,
+      });
+    case "completed":
+      return nextRecord(record, "idle", "rebooted and back in service", now, { ...LEASE_FIELDS, pendingSince: undefined, failures: 0 });
+    default:
+      return nextRecord(record, "idle", record.why, now, { ...LEASE_FIELDS, pendingSince: undefined });
+  }
+}
+
+/**
+ * What to do with a node whose lease outlived the lock TTL. A drain can still be abandoned cleanly;
+ * a node that was told to reboot and never came back is marked stuck and its slot freed, loudly.
+ */
+export function onLeaseExpired(record: NodeRecord): { to: NodeState; why: string; set?: Partial<NodeRecord> } | undefined {
+  const why = `lock TTL expired in state ${record.state} (held since ${record.acquiredAt})`;
+  switch (record.state) {
+    case "cordoning":
+    case "draining":
+      return { to: "releasing", why, set: { outcome: "drain-failed" } };
+    case "reboot-ordered":
+    case "rebooted":
+      return { to: "stuck", why: `${why}: the node did not come back; it stays cordoned until it checks in with a new boot id` };
+    default:
+      return undefined;
+  }
+}
+
+export function describeReasons(record: NodeRecord): string {
+  if (record.reasons.length === 0) return "sentinel present";
+  const shown = record.reasons.slice(0, 5).join(", ");
+  return record.reasons.length > 5 ? `${shown} and ${record.reasons.length - 5} more` : shown;
+}

@@ -1,0 +1,284 @@
+import { randomUUID } from "node:crypto";
+import type { CheckinRequest, CheckinResponse } from "../protocol/checkin";
+import type { ClusterApiFactory } from "../kube/connect";
+import type { ClusterLock } from "../lock/tableLock";
+import { type NodeRecord, type NodeStore, StaleRecordError, type Versioned } from "../node/nodeRecord";
+import { LOCK_HOLDING_STATES, needsReboot, nextRecord, type NodeState, onLeaseExpired, STEPS, type StepPorts } from "../node/stateMachine";
+import type { Policy, PolicySource, RebootGate } from "../policy/policy";
+import { telemetryEvents, telemetryMetrics, type Telemetry } from "../telemetry/names";
+import { answerFor } from "./answer";
+import { type Logger, logTransition } from "./transitionLog";
+
+export interface OrchestratorDeps {
+  store: NodeStore;
+  lock: ClusterLock;
+  kube: ClusterApiFactory;
+  policy: PolicySource;
+  gate: RebootGate;
+  telemetry: Telemetry;
+  /** How long one invocation may spend advancing one node before it answers. */
+  stepBudgetMs: number;
+  clock?: () => Date;
+  newLeaseId?: () => string;
+}
+
+export interface ReconcileReport {
+  cluster: string;
+  advanced: number;
+  expired: string[];
+  orphansReleased: string[];
+  pending: number;
+  stuck: number;
+}
+
+/** A safety net against a step that keeps moving without converging; real chains are at most ~8 steps. */
+const MAX_STEPS_PER_RUN = 16;
+
+/**
+ * Runs the node state machine: the check-in path, the reconcile timer and the operator API all
+ * advance nodes through `run`, which applies each step's result by ETag and re-reads on conflict.
+ */
+export class Orchestrator {
+  constructor(private readonly deps: OrchestratorDeps) {}
+
+  private now(): Date {
+    return this.deps.clock?.() ?? new Date();
+  }
+
+  /**
+   * An agent's check-in. An idle node with nothing to do costs one storage read and no Kubernetes
+   * call; anything else records the reported facts and advances the node as far as it can go now.
+   */
+  async checkin(cluster: string, node: string, request: CheckinRequest, log: Logger): Promise<CheckinResponse> {
+    this.deps.telemetry.metric(telemetryMetrics.checkins, 1, { cluster, node });
+    let current = await this.deps.store.get(cluster, node);
+    const facts = reportedFacts(request);
+    if (!current) {
+      current = await this.createOrReload(
+        { cluster, node, state: "idle", since: this.now().toISOString(), why: "first check-in", ...facts, lastCheckinAt: this.now().toISOString() },
+        log,
+      );
+    } else if (factsChanged(current.value, facts)) {
+      current = await this.writeFacts(current, facts);
+    }
+    if (current.value.state !== "idle" || needsReboot(current.value)) {
+      current = await this.run(current, this.deadline(), log);
+    }
+    const policy = await this.deps.policy(cluster);
+    return answerFor(current.value, policy, this.now());
+  }
+
+  /** Advances one node as far as it can go now, e.g. after an operator's request. */
+  async advance(cluster: string, node: string, log: Logger): Promise<NodeRecord | undefined> {
+    const current = await this.deps.store.get(cluster, node);
+    return current && (await this.run(current, this.deadline(), log)).value;
+  }
+
+  /**
+   * The timer's pass over one cluster: expires leases past their TTL (loudly), frees slots no
+   * record owns, and advances every node that is not waiting on its agent or an operator.
+   */
+  async reconcile(cluster: string, log: Logger, budgetMs = 4 * this.deps.stepBudgetMs): Promise<ReconcileReport> {
+    const deadline = new Date(this.now().getTime() + budgetMs);
+    const report: ReconcileReport = { cluster, advanced: 0, expired: [], orphansReleased: [], pending: 0, stuck: 0 };
+    await this.expireLeases(cluster, report, log);
+
+    const records = await this.deps.store.list(cluster);
+    for (const record of orderForReconcile(records)) {
+      if (this.now() >= deadline) break;
+      await this.run(record, deadline, log);
+      report.advanced++;
+    }
+    const after = await this.deps.store.list(cluster);
+    report.pending = after.filter((r) => r.value.state === "pending").length;
+    report.stuck = after.filter((r) => r.value.state === "stuck").length;
+    this.deps.telemetry.metric(telemetryMetrics.nodesPending, report.pending, { cluster });
+    this.deps.telemetry.metric(telemetryMetrics.nodesStuck, report.stuck, { cluster });
+    return report;
+  }
+
+  private deadline(): Date {
+    return new Date(this.now().getTime() + this.deps.stepBudgetMs);
+  }
+
+  private async run(start: Versioned<NodeRecord>, deadline: Date, log: Logger): Promise<Versioned<NodeRecord>> {
+    const { cluster, node } = start.value;
+    const policy = await this.deps.policy(cluster);
+    let current = start;
+    let freedSlot = false;
+    for (let i = 0; i < MAX_STEPS_PER_RUN && this.now() < deadline; i++) {
+      const from = current.value.state;
+      const ports = this.ports(cluster, policy);
+      let result;
+      try {
+        result = await STEPS[from](current.value, current.etag, ports);
+      } catch (error) {
+        log.error(`step failed cluster=${cluster} node=${node} state=${from}: ${(error as Error).message}`);
+        this.deps.telemetry.exception(error, { cluster, node, state: from });
+        this.deps.telemetry.metric(telemetryMetrics.errors, 1, { cluster, node, state: from });
+        break;
+      }
+      if (result.kind === "wait") {
+        current = await this.recordWait(current, result.why, result.set);
+        break;
+      }
+      if (result.kind === "conflict") {
+        const reloaded = await this.deps.store.get(cluster, node);
+        if (!reloaded) break;
+        current = reloaded;
+        continue;
+      }
+      const next = result.kind === "move" ? nextRecord(current.value, result.to, result.why, ports.now, { ...result.set, holdReason: undefined }) : result.record;
+      try {
+        current = result.kind === "move" ? await this.deps.store.replace(next, current.etag) : ((await this.deps.store.get(cluster, node)) ?? current);
+      } catch (error) {
+        if (!(error instanceof StaleRecordError)) throw error;
+        current = (await this.deps.store.get(cluster, node)) ?? current;
+        continue;
+      }
+      this.recordTransition(from, next, ports.now, log);
+      if (from === "releasing") freedSlot = true;
+    }
+    if (freedSlot) await this.startNextPending(cluster, deadline, log);
+    return current;
+  }
+
+  /** Hands a freed slot to the longest-waiting pending node at once, instead of at its next check-in. */
+  private async startNextPending(cluster: string, deadline: Date, log: Logger): Promise<void> {
+    const waiting = (await this.deps.store.list(cluster))
+      .filter((r) => r.value.state === "pending")
+      .sort((a, b) => (a.value.pendingSince ?? "").localeCompare(b.value.pendingSince ?? ""));
+    const policy = await this.deps.policy(cluster);
+    for (const candidate of waiting) {
+      if (this.now() >= deadline) return;
+      if ((await this.deps.lock.view(cluster)).holders.length >= policy.concurrency) return;
+      await this.run(candidate, deadline, log);
+    }
+  }
+
+  private async expireLeases(cluster: string, report: ReconcileReport, log: Logger): Promise<void> {
+    const now = this.now();
+    const { holders } = await this.deps.lock.view(cluster);
+    for (const holder of holders.filter((h) => Date.parse(h.expiresAt) <= now.getTime())) {
+      const current = await this.deps.store.get(cluster, holder.node);
+      const owned = current && current.value.leaseId === holder.leaseId && LOCK_HOLDING_STATES.has(current.value.state);
+      if (!owned) {
+        await this.deps.lock.release(cluster, holder.node, holder.leaseId);
+        report.orphansReleased.push(holder.node);
+        log.warn(`released an orphaned lock slot cluster=${cluster} node=${holder.node} lease=${holder.leaseId}: no node record owns it`);
+        continue;
+      }
+      const expiry = onLeaseExpired(current.value);
+      if (!expiry) continue;
+      const next = nextRecord(current.value, expiry.to, expiry.why, now, expiry.set);
+      report.expired.push(holder.node);
+      if (expiry.to === "stuck") {
+        const released = await this.deps.lock.release(cluster, holder.node, holder.leaseId, [this.deps.store.replaceAction(next, current.etag)]);
+        if (released.kind === "conflict") continue;
+        this.deps.telemetry.event(telemetryEvents.stuck, { cluster, node: holder.node, state: current.value.state, why: expiry.why });
+      } else {
+        try {
+          await this.deps.store.replace(next, current.etag);
+        } catch (error) {
+          if (error instanceof StaleRecordError) continue;
+          throw error;
+        }
+      }
+      log.error(`STUCK NODE cluster=${cluster} node=${holder.node} state=${current.value.state} lease=${holder.leaseId}: ${expiry.why}`);
+      this.recordTransition(current.value.state, next, now, log);
+    }
+  }
+
+  private ports(cluster: string, policy: Policy): StepPorts {
+    return {
+      now: this.now(),
+      policy,
+      kube: () => this.deps.kube(cluster),
+      lock: this.deps.lock,
+      store: this.deps.store,
+      gate: this.deps.gate,
+      newLeaseId: this.deps.newLeaseId ?? randomUUID,
+    };
+  }
+
+  /** Keeps the latest reason a node is held (for the status API), written only when it changes. */
+  private async recordWait(current: Versioned<NodeRecord>, why: string, set: Partial<NodeRecord> = {}): Promise<Versioned<NodeRecord>> {
+    const holdReason = current.value.state === "idle" ? undefined : why;
+    const changes = { ...set, holdReason };
+    if (!differs(current.value, changes)) return current;
+    try {
+      return await this.deps.store.replace({ ...current.value, ...changes }, current.etag);
+    } catch (error) {
+      if (error instanceof StaleRecordError) return (await this.deps.store.get(current.value.cluster, current.value.node)) ?? current;
+      throw error;
+    }
+  }
+
+  private async createOrReload(record: NodeRecord, log: Logger): Promise<Versioned<NodeRecord>> {
+    try {
+      const created = await this.deps.store.create(record);
+      log.info(`node registered cluster=${record.cluster} node=${record.node} bootId=${record.bootId} agent=${record.agentVersion}`);
+      return created;
+    } catch (error) {
+      if (!(error instanceof StaleRecordError)) throw error;
+      const existing = await this.deps.store.get(record.cluster, record.node);
+      if (!existing) throw error;
+      return existing;
+    }
+  }
+
+  private async writeFacts(current: Versioned<NodeRecord>, facts: ReportedFacts): Promise<Versioned<NodeRecord>> {
+    for (;;) {
+      try {
+        return await this.deps.store.replace({ ...current.value, ...facts, lastCheckinAt: this.now().toISOString() }, current.etag);
+      } catch (error) {
+        if (!(error instanceof StaleRecordError)) throw error;
+        const reloaded = await this.deps.store.get(current.value.cluster, current.value.node);
+        if (!reloaded) throw error;
+        current = reloaded;
+      }
+    }
+  }
+
+  private recordTransition(from: NodeState, next: NodeRecord, now: Date, log: Logger): void {
+    logTransition(log, from, next);
+    const { cluster, node } = next;
+    this.deps.telemetry.event(telemetryEvents.transition, { cluster, node, from, to: next.state, why: next.why, leaseId: next.leaseId });
+    const since = (field: string | undefined) => (field ? (now.getTime() - Date.parse(field)) / 1000 : undefined);
+    const phase: [string, number | undefined] | undefined =
+      from === "pending" && next.state === "cordoning"
+        ? [telemetryMetrics.lockWaitSeconds, since(next.pendingSince)]
+        : next.state === "reboot-ordered"
+          ? [telemetryMetrics.drainSeconds, since(next.drainStartedAt)]
+          : next.state === "rebooted"
+            ? [telemetryMetrics.rebootSeconds, since(next.rebootOrderedAt)]
+            : from === "rebooted" && next.outcome === "completed"
+              ? [telemetryMetrics.returnSeconds, since(next.rebootedAt)]
+              : undefined;
+    if (phase && phase[1] !== undefined) this.deps.telemetry.metric(phase[0], phase[1], { cluster, node });
+  }
+}
+
+type ReportedFacts = Pick<NodeRecord, "bootId" | "rebootRequired" | "reasons" | "agentVersion">;
+
+function reportedFacts(request: CheckinRequest): ReportedFacts {
+  return { bootId: request.bootId, rebootRequired: request.rebootRequired, reasons: request.reasons, agentVersion: request.agentVersion };
+}
+
+function factsChanged(record: NodeRecord, facts: ReportedFacts): boolean {
+  return differs(record, facts);
+}
+
+function differs(record: NodeRecord, changes: Partial<NodeRecord>): boolean {
+  return Object.entries(changes).some(([key, value]) => JSON.stringify(record[key as keyof NodeRecord]) !== JSON.stringify(value));
+}
+
+/** Lock holders first (they block everyone), then pending nodes oldest first, then the rest. */
+function orderForReconcile(records: Versioned<NodeRecord>[]): Versioned<NodeRecord>[] {
+  const rank = (r: NodeRecord) => (LOCK_HOLDING_STATES.has(r.state) ? 0 : r.state === "pending" ? 1 : 2);
+  const dormant = new Set<NodeState>(["idle", "quarantined", "maintenance"]);
+  return records
+    .filter((r) => !dormant.has(r.value.state) || needsReboot(r.value))
+    .filter((r) => r.value.state !== "quarantined")
+    .sort((a, b) => rank(a.value) - rank(b.value) || (a.value.pendingSince ?? "").localeCompare(b.value.pendingSince ?? ""));
+}

@@ -1,0 +1,66 @@
+import type { ClusterApi, EvictionResult, KubeNode, KubePod } from "../../shared/kube/clusterApi";
+
+/** A scripted ClusterApi for unit tests of the domain; integration tests use the simulated API server instead. */
+export class FakeClusterApi implements ClusterApi {
+  nodes = new Map<string, KubeNode>();
+  pods: (KubePod & { node: string })[] = [];
+  evictions: string[] = [];
+  /** Per pod (`ns/name`): the answers its evictions get, in order; the last one repeats. */
+  evictionScript = new Map<string, EvictionResult[]>();
+
+  addNode(name: string, overrides: Partial<KubeNode> = {}): KubeNode {
+    const node: KubeNode = { name, unschedulable: false, ready: true, bootId: `boot-${name}-1`, labels: {}, annotations: {}, ...overrides };
+    this.nodes.set(name, node);
+    return node;
+  }
+
+  addPod(node: string, name: string, overrides: Partial<KubePod> = {}): void {
+    this.pods.push({
+      node,
+      namespace: "default",
+      name,
+      phase: "Running",
+      controllerKinds: ["ReplicaSet"],
+      mirror: false,
+      usesEmptyDir: false,
+      labels: {},
+      ...overrides,
+    });
+  }
+
+  async getNode(name: string): Promise<KubeNode | undefined> {
+    const node = this.nodes.get(name);
+    return node && structuredClone(node);
+  }
+
+  async setUnschedulable(name: string, unschedulable: boolean, annotations: Record<string, string | null>): Promise<void> {
+    const node = this.nodes.get(name);
+    if (!node) throw Object.assign(new Error(`nodes "${name}" not found`), { code: 404 });
+    node.unschedulable = unschedulable;
+    for (const [key, value] of Object.entries(annotations)) {
+      if (value === null) delete node.annotations[key];
+      else node.annotations[key] = value;
+    }
+  }
+
+  async listPodsOnNode(name: string): Promise<KubePod[]> {
+    return this.pods.filter((p) => p.node === name).map(({ node: _node, ...pod }) => structuredClone(pod));
+  }
+
+  async evictPod(pod: Pick<KubePod, "namespace" | "name">): Promise<EvictionResult> {
+    const key = `${pod.namespace}/${pod.name}`;
+    this.evictions.push(key);
+    const script = this.evictionScript.get(key);
+    const result = script && script.length > 1 ? script.shift()! : (script?.[0] ?? { kind: "evicted" });
+    if (result.kind === "evicted") {
+      const target = this.pods.find((p) => p.namespace === pod.namespace && p.name === pod.name);
+      if (target) target.deletionTimestamp = new Date();
+    }
+    return result;
+  }
+
+  /** Terminating pods finish terminating. */
+  reapTerminated(): void {
+    this.pods = this.pods.filter((p) => !p.deletionTimestamp);
+  }
+}

@@ -1,0 +1,122 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { blockedBackoffMs, classifyPod, drainPass, type DrainOptions } from "../../shared/drain/drainer";
+import type { KubePod } from "../../shared/kube/clusterApi";
+import { FakeClusterApi } from "../support/fakeClusterApi";
+
+const options: DrainOptions = { deleteEmptyDirData: false, forceUnmanaged: false, skipWaitForDeleteMs: 0 };
+const pod = (overrides: Partial<KubePod> = {}): KubePod => ({
+  namespace: "default",
+  name: "web-1",
+  phase: "Running",
+  controllerKinds: ["ReplicaSet"],
+  mirror: false,
+  usesEmptyDir: false,
+  labels: {},
+  ...overrides,
+});
+const now = new Date("2026-11-24T10:00:00Z");
+
+describe("classifying pods like kubectl drain", () => {
+  it("skips DaemonSet pods, mirror pods and finished pods", () => {
+    assert.equal(classifyPod(pod({ controllerKinds: ["DaemonSet"] }), options).action, "skip");
+    assert.equal(classifyPod(pod({ mirror: true, controllerKinds: [] }), options).action, "skip");
+    assert.equal(classifyPod(pod({ phase: "Succeeded" }), options).action, "skip");
+    assert.equal(classifyPod(pod({ phase: "Failed", controllerKinds: [] }), options).action, "skip");
+  });
+
+  it("refuses unmanaged pods unless forced", () => {
+    assert.equal(classifyPod(pod({ controllerKinds: [] }), options).action, "refuse");
+    assert.equal(classifyPod(pod({ controllerKinds: [] }), { ...options, forceUnmanaged: true }).action, "evict");
+  });
+
+  it("refuses pods with emptyDir data unless allowed to delete it", () => {
+    assert.equal(classifyPod(pod({ usesEmptyDir: true }), options).action, "refuse");
+    assert.equal(classifyPod(pod({ usesEmptyDir: true }), { ...options, deleteEmptyDirData: true }).action, "evict");
+  });
+
+  it("leaves pods that the drain pod filter excludes", () => {
+    const filtered = { ...options, podFilter: (p: KubePod) => p.labels.app === "web" };
+    assert.equal(classifyPod(pod({ labels: { app: "db" } }), filtered).action, "skip");
+    assert.equal(classifyPod(pod({ labels: { app: "web" } }), filtered).action, "evict");
+  });
+});
+
+describe("one drain pass", () => {
+  it("is done at once on a node with only DaemonSet pods", async () => {
+    const api = new FakeClusterApi();
+    api.addPod("n1", "ds", { controllerKinds: ["DaemonSet"] });
+    assert.deepEqual(await drainPass(api, "n1", options, now, 0), { kind: "done", evicted: 0 });
+    assert.deepEqual(api.evictions, []);
+  });
+
+  it("evicts pods and then waits for them to terminate before it is done", async () => {
+    const api = new FakeClusterApi();
+    api.addPod("n1", "a");
+    api.addPod("n1", "b");
+    const first = await drainPass(api, "n1", options, now, 0);
+    assert.equal(first.kind, "waiting");
+    assert.deepEqual(api.evictions.sort(), ["default/a", "default/b"]);
+    const second = await drainPass(api, "n1", options, now, 0);
+    assert.equal(second.kind, "waiting");
+    assert.equal(api.evictions.length, 2, "terminating pods are not evicted again");
+    api.reapTerminated();
+    assert.deepEqual(await drainPass(api, "n1", options, now, 0), { kind: "done", evicted: 0 });
+  });
+
+  it("names the pod and PodDisruptionBudget that block it and honours Retry-After", async () => {
+    const api = new FakeClusterApi();
+    api.addPod("n1", "db-0");
+    api.evictionScript.set("default/db-0", [
+      { kind: "blocked", pdb: "db-pdb", message: "The disruption budget db-pdb needs 2 healthy pods and has 2 currently", retryAfterSeconds: 17 },
+    ]);
+    const pass = await drainPass(api, "n1", options, now, 0);
+    assert.equal(pass.kind, "waiting");
+    if (pass.kind !== "waiting") return;
+    assert.match(pass.blocker, /default\/db-0/);
+    assert.match(pass.blocker, /PodDisruptionBudget default\/db-pdb/);
+    assert.equal(pass.retryAfterMs, 17_000);
+  });
+
+  it("backs off exponentially on PDB refusals without Retry-After, up to a minute", async () => {
+    const api = new FakeClusterApi();
+    api.addPod("n1", "db-0");
+    api.evictionScript.set("default/db-0", [{ kind: "blocked", message: "budget" }]);
+    const pass = await drainPass(api, "n1", options, now, 2);
+    assert.equal(pass.kind === "waiting" && pass.retryAfterMs, 20_000);
+    assert.equal(blockedBackoffMs(0), 5_000);
+    assert.equal(blockedBackoffMs(10), 60_000);
+  });
+
+  it("reports a pod selected by several PDBs as a configuration error", async () => {
+    const api = new FakeClusterApi();
+    api.addPod("n1", "web-1");
+    api.evictionScript.set("default/web-1", [{ kind: "misconfigured", message: "This pod has more than one PodDisruptionBudget" }]);
+    const pass = await drainPass(api, "n1", options, now, 0);
+    assert.equal(pass.kind, "refused");
+    assert.match(pass.kind === "refused" ? pass.reason : "", /more than one PodDisruptionBudget/);
+  });
+
+  it("refuses without evicting anything when an unmanaged pod is present", async () => {
+    const api = new FakeClusterApi();
+    api.addPod("n1", "web-1");
+    api.addPod("n1", "bare", { controllerKinds: [] });
+    const pass = await drainPass(api, "n1", options, now, 0);
+    assert.equal(pass.kind, "refused");
+    assert.deepEqual(api.evictions, []);
+  });
+
+  it("counts a pod terminating past the skip-wait-for-delete timeout as gone", async () => {
+    const api = new FakeClusterApi();
+    api.addPod("n1", "slow", { deletionTimestamp: new Date(now.getTime() - 60_000) });
+    assert.equal((await drainPass(api, "n1", options, now, 0)).kind, "waiting");
+    assert.equal((await drainPass(api, "n1", { ...options, skipWaitForDeleteMs: 30_000 }, now, 0)).kind, "done");
+  });
+
+  it("treats a pod that vanished before its eviction as evicted", async () => {
+    const api = new FakeClusterApi();
+    api.addPod("n1", "web-1");
+    api.evictionScript.set("default/web-1", [{ kind: "gone" }]);
+    assert.deepEqual(await drainPass(api, "n1", options, now, 0), { kind: "done", evicted: 0 });
+  });
+});

@@ -1,0 +1,216 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import type { TableClient, TransactionAction } from "@azure/data-tables";
+import { nodeAnnotations } from "../../shared/kube/clusterApi";
+import type { AcquireResult, ClusterLock, LockHolder, ReleaseResult } from "../../shared/lock/tableLock";
+import { NodeStore, type NodeRecord } from "../../shared/node/nodeRecord";
+import { canTransition, NODE_STATES, nextRecord, onLeaseExpired, STEPS, type StepPorts, TRANSITIONS } from "../../shared/node/stateMachine";
+import { answerFor } from "../../shared/orchestrator/answer";
+import { openGate, type Policy } from "../../shared/policy/policy";
+import { FakeClusterApi } from "../support/fakeClusterApi";
+
+const now = new Date("2026-11-24T03:00:00Z");
+const policy: Policy = {
+  concurrency: 1,
+  lockTtlMs: 60 * 60_000,
+  drain: { timeoutMs: 15 * 60_000, deleteEmptyDirData: false, forceUnmanaged: false, skipWaitForDeleteMs: 0 },
+  drainFailureBackoffMs: 30 * 60_000,
+  checkinIdleSeconds: 300,
+  checkinBusySeconds: 10,
+};
+
+class ScriptedLock implements ClusterLock {
+  holders: LockHolder[] = [];
+  written: TransactionAction[][] = [];
+  async view() {
+    return { holders: this.holders };
+  }
+  async acquire(_cluster: string, holder: LockHolder, slots: number, alongWith: TransactionAction[] = []): Promise<AcquireResult> {
+    if (this.holders.length >= slots) return { kind: "full", holders: this.holders };
+    this.holders.push(holder);
+    this.written.push(alongWith);
+    return { kind: "acquired" };
+  }
+  async release(_cluster: string, _node: string, leaseId: string, alongWith: TransactionAction[] = []): Promise<ReleaseResult> {
+    const before = this.holders.length;
+    this.holders = this.holders.filter((h) => h.leaseId !== leaseId);
+    this.written.push(alongWith);
+    return before === this.holders.length ? { kind: "not-held" } : { kind: "released" };
+  }
+}
+
+function setup() {
+  const kube = new FakeClusterApi();
+  kube.addNode("n1");
+  const lock = new ScriptedLock();
+  const ports: StepPorts = {
+    now,
+    policy,
+    kube: async () => kube,
+    lock,
+    store: new NodeStore({} as TableClient),
+    gate: openGate,
+    newLeaseId: () => "11111111-1111-4111-8111-111111111111",
+  };
+  return { kube, lock, ports };
+}
+
+const record = (overrides: Partial<NodeRecord> = {}): NodeRecord => ({
+  cluster: "prod",
+  node: "n1",
+  state: "idle",
+  since: now.toISOString(),
+  why: "test",
+  bootId: "boot-a",
+  rebootRequired: true,
+  reasons: ["linux-image"],
+  ...overrides,
+});
+
+describe("the node state machine", () => {
+  it("has a step for every state and only transitions between known states", () => {
+    for (const state of NODE_STATES) {
+      assert.ok(STEPS[state], `no step for ${state}`);
+      for (const to of TRANSITIONS[state]) assert.ok(NODE_STATES.includes(to));
+    }
+  });
+
+  it("refuses an illegal transition instead of writing it", () => {
+    assert.equal(canTransition("pending", "reboot-ordered"), false);
+    assert.throws(() => nextRecord(record({ state: "pending" }), "reboot-ordered", "skip the drain", now), /Illegal transition/);
+  });
+
+  it("moves an idle node that needs a reboot to pending, and leaves one that does not", async () => {
+    const { ports } = setup();
+    assert.equal((await STEPS.idle(record(), "e", ports)).kind, "move");
+    assert.equal((await STEPS.idle(record({ rebootRequired: false }), "e", ports)).kind, "wait");
+  });
+
+  it("takes a lock slot and moves to cordoning in the same transaction as the lock", async () => {
+    const { ports, lock } = setup();
+    const result = await STEPS.pending(record({ state: "pending" }), "etag-1", ports);
+    assert.equal(result.kind, "committed");
+    assert.equal(result.kind === "committed" && result.record.state, "cordoning");
+    assert.equal(lock.holders[0]?.node, "n1");
+    const companion = lock.written[0]?.[0];
+    assert.equal(companion?.[0], "update");
+    assert.deepEqual(companion?.[3], { etag: "etag-1" });
+  });
+
+  it("waits, naming the holder, when every slot is taken", async () => {
+    const { ports, lock } = setup();
+    lock.holders.push({ node: "n9", leaseId: "x", acquiredAt: now.toISOString(), expiresAt: now.toISOString() });
+    const result = await STEPS.pending(record({ state: "pending" }), "e", ports);
+    assert.equal(result.kind, "wait");
+    assert.match(result.kind === "wait" ? result.why : "", /held by n9/);
+  });
+
+  it("remembers that a node was already cordoned by someone else and never uncordons it", async () => {
+    const { ports, kube } = setup();
+    kube.nodes.get("n1")!.unschedulable = true;
+    const taken = await STEPS.pending(record({ state: "pending" }), "e", ports);
+    assert.equal(taken.kind === "committed" && taken.record.wasUnschedulable, true);
+    const lease = taken.kind === "committed" ? taken.record.leaseId : undefined;
+    await STEPS.cordoning(record({ state: "cordoning", leaseId: lease, wasUnschedulable: true }), "e", ports);
+    assert.equal(kube.nodes.get("n1")!.annotations[nodeAnnotations.cordonedBy], undefined);
+    await STEPS.releasing(record({ state: "releasing", leaseId: lease, wasUnschedulable: true, outcome: "completed" }), "e", ports);
+    assert.equal(kube.nodes.get("n1")!.unschedulable, true);
+  });
+
+  it("cordons with its lease annotation and uncordons only that cordon", async () => {
+    const { ports, kube } = setup();
+    const lease = "22222222-2222-4222-8222-222222222222";
+    await STEPS.cordoning(record({ state: "cordoning", leaseId: lease, wasUnschedulable: false }), "e", ports);
+    assert.equal(kube.nodes.get("n1")!.unschedulable, true);
+    assert.equal(kube.nodes.get("n1")!.annotations[nodeAnnotations.cordonedBy], lease);
+    const released = await STEPS.releasing(record({ state: "releasing", leaseId: lease, outcome: "completed" }), "e", ports);
+    assert.equal(kube.nodes.get("n1")!.unschedulable, false);
+    assert.equal(released.kind === "committed" && released.record.state, "idle");
+  });
+
+  it("orders the reboot only after the drain finished", async () => {
+    const { ports, kube } = setup();
+    kube.addPod("n1", "web-1");
+    const draining = record({ state: "draining", leaseId: "l", drainStartedAt: now.toISOString() });
+    const first = await STEPS.draining(draining, "e", ports);
+    assert.equal(first.kind, "wait", "pods are still terminating");
+    kube.reapTerminated();
+    const second = await STEPS.draining(draining, "e", ports);
+    assert.equal(second.kind === "move" && second.to, "reboot-ordered");
+    assert.equal(second.kind === "move" && second.set?.orderNodeBootId, "boot-n1-1");
+  });
+
+  it("gives up a drain past its timeout and releases with the blocker as the reason", async () => {
+    const { ports } = setup();
+    const started = new Date(now.getTime() - policy.drain.timeoutMs - 1).toISOString();
+    const result = await STEPS.draining(record({ state: "draining", drainStartedAt: started, drainBlocker: "pod default/db-0 is protected" }), "e", ports);
+    assert.equal(result.kind === "move" && result.to, "releasing");
+    assert.equal(result.kind === "move" && result.set?.outcome, "drain-failed");
+    assert.match(result.kind === "move" ? result.why : "", /timed out.*db-0/);
+  });
+
+  it("does not take a check-in with the old boot id as a reboot", async () => {
+    const { ports } = setup();
+    const ordered = record({ state: "reboot-ordered", orderBootId: "boot-a", bootId: "boot-a" });
+    assert.equal((await STEPS["reboot-ordered"](ordered, "e", ports)).kind, "wait");
+    const back = await STEPS["reboot-ordered"]({ ...ordered, bootId: "boot-b" }, "e", ports);
+    assert.equal(back.kind === "move" && back.to, "rebooted");
+  });
+
+  it("confirms a reboot only when the node object reports a new boot id and Ready", async () => {
+    const { ports, kube } = setup();
+    const rebooted = record({ state: "rebooted", orderNodeBootId: "boot-n1-1" });
+    assert.equal((await STEPS.rebooted(rebooted, "e", ports)).kind, "wait");
+    kube.nodes.get("n1")!.bootId = "boot-n1-2";
+    kube.nodes.get("n1")!.ready = false;
+    assert.equal((await STEPS.rebooted(rebooted, "e", ports)).kind, "wait");
+    kube.nodes.get("n1")!.ready = true;
+    const confirmed = await STEPS.rebooted(rebooted, "e", ports);
+    assert.equal(confirmed.kind === "move" && confirmed.set?.outcome, "completed");
+  });
+
+  it("backs off after a failed drain and tries again once the back-off has passed", async () => {
+    const { ports } = setup();
+    const released = await STEPS.releasing(record({ state: "releasing", leaseId: "l", outcome: "drain-failed", why: "drain timed out" }), "e", ports);
+    assert.equal(released.kind === "committed" && released.record.state, "drain-failed");
+    const failed = released.kind === "committed" ? released.record : record();
+    assert.equal(failed.leaseId, undefined);
+    assert.equal((await STEPS["drain-failed"](failed, "e", ports)).kind, "wait");
+    const later = { ...ports, now: new Date(now.getTime() + policy.drainFailureBackoffMs + 1) };
+    const retried = await STEPS["drain-failed"](failed, "e", later);
+    assert.equal(retried.kind === "move" && retried.to, "pending");
+  });
+
+  it("abandons a drain whose lease expired but marks a node that never came back as stuck", () => {
+    assert.equal(onLeaseExpired(record({ state: "draining" }))?.to, "releasing");
+    assert.equal(onLeaseExpired(record({ state: "reboot-ordered" }))?.to, "stuck");
+    assert.equal(onLeaseExpired(record({ state: "idle" })), undefined);
+  });
+
+  it("releases the slot of a node deleted from the cluster", async () => {
+    const { ports, kube } = setup();
+    kube.nodes.delete("n1");
+    const result = await STEPS.draining(record({ state: "draining", drainStartedAt: now.toISOString() }), "e", ports);
+    assert.equal(result.kind === "move" && result.set?.outcome, "node-deleted");
+  });
+});
+
+describe("the answer to a check-in", () => {
+  it("tells the agent to reboot with the lease only while it is still on the ordered boot", () => {
+    const ordered = record({ state: "reboot-ordered", leaseId: "33333333-3333-4333-8333-333333333333", orderBootId: "boot-a" });
+    assert.deepEqual(
+      { action: answerFor(ordered, policy, now).action, lease: answerFor(ordered, policy, now).leaseId },
+      { action: "reboot", lease: ordered.leaseId },
+    );
+    assert.equal(answerFor({ ...ordered, bootId: "boot-b" }, policy, now).action, "wait");
+  });
+
+  it("answers none with the idle interval to an idle node and wait with the busy interval otherwise", () => {
+    assert.deepEqual(
+      [answerFor(record({ rebootRequired: false }), policy, now).action, answerFor(record({ rebootRequired: false }), policy, now).nextCheckinSeconds],
+      ["none", 300],
+    );
+    const pending = answerFor(record({ state: "pending", holdReason: "waiting for a free lock slot (held by n2)" }), policy, now);
+    assert.deepEqual([pending.action, pending.nextCheckinSeconds, pending.reason], ["wait", 10, "waiting for a free lock slot (held by n2)"]);
+  });
+});
