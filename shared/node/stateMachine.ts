@@ -2,7 +2,7 @@ import type { AnnotationChanges, ClusterApi } from "../kube/clusterApi";
 import { nodeAnnotations } from "../kube/clusterApi";
 import type { ClusterLock } from "../lock/tableLock";
 import { drainPass } from "../drain/drainer";
-import type { Policy, RebootGate } from "../policy/policy";
+import type { GateContext, Policy, RebootGate } from "../policy/policy";
 import type { NodeRecord, NodeStore } from "./nodeRecord";
 
 /**
@@ -114,7 +114,7 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
 
   async pending(record, etag, ports) {
     if (!needsReboot(record)) return { kind: "move", to: "idle", why: "reboot no longer required", set: { pendingSince: undefined } };
-    const hold = await ports.gate.holdReason(record, ports.policy, ports.now);
+    const hold = await ports.gate.holdReason(gateContext(record, ports, "before-lock"));
     if (hold) return { kind: "wait", why: hold };
     const node = await (await ports.kube()).getNode(record.node);
     if (!node) return { kind: "move", to: "idle", why: "the node no longer exists in the cluster", set: { pendingSince: undefined } };
@@ -177,7 +177,7 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
         },
       };
     }
-    const hold = await ports.gate.holdReason(record, ports.policy, ports.now);
+    const hold = await ports.gate.holdReason(gateContext(record, ports, "before-reboot"));
     if (hold) return { kind: "wait", why: `drained; reboot held: ${hold}` };
     return {
       kind: "move",
@@ -244,6 +244,18 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     return { kind: "wait", why: record.why };
   },
 };
+
+function gateContext(record: NodeRecord, ports: StepPorts, phase: GateContext["phase"]): GateContext {
+  let records: Promise<NodeRecord[]> | undefined;
+  return {
+    record,
+    policy: ports.policy,
+    now: ports.now,
+    phase,
+    kube: ports.kube,
+    records: () => (records ??= ports.store.list(record.cluster).then((list) => list.map((r) => r.value))),
+  };
+}
 
 function release(outcome: NonNullable<NodeRecord["outcome"]>, why: string): StepResult {
   return { kind: "move", to: "releasing", why, set: { outcome } };
