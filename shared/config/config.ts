@@ -9,6 +9,10 @@ import { clusterName } from "../protocol/names";
 const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
 const positiveInt = z.coerce.number().int().positive();
 const nonNegativeInt = z.coerce.number().int().nonnegative();
+/** Six-field NCRONTAB (`{second} {minute} {hour} {day} {month} {day-of-week}`), as Functions timers take. */
+const ncrontab = z.string().regex(/^\S+( \S+){5}$/, { message: "must be a six-field NCRONTAB expression such as 0 0 3 * * *" });
+export const DEFAULT_UPGRADE_SCHEDULE = "0 0 3 * * *";
+export const DEFAULT_UPGRADE_APPLY_SCHEDULE = "0 */15 * * * *";
 
 /** How Rollcall reaches one cluster's Kubernetes API. Exactly one source per cluster. */
 export const ClusterConnection = z
@@ -27,6 +31,22 @@ export const ClusterConnection = z
       .optional(),
     /** With `aksResourceId`: `token` uses an Entra ID token for the AKS server scope; `credentials` fetches the user kubeconfig. */
     aksAuth: z.enum(["token", "credentials"]).default("token"),
+    /** Upgrade planning for an AKS cluster (needs `aksResourceId`); see docs/upgrade-planner.md. */
+    upgrade: z
+      .object({
+        /** Never plan beyond this version: `1.31` (latest patch of that minor) or `1.31.2`. */
+        target: z
+          .string()
+          .regex(/^\d+\.\d+(\.\d+)?$/, { message: "must be a Kubernetes version such as 1.31 or 1.31.2" })
+          .optional(),
+        /** patch: latest patch of the current minor; stable: latest patch of minor N-1; rapid: latest patch of the latest minor. */
+        channel: z.enum(["patch", "stable", "rapid"]).default("stable"),
+        allowPreview: z.boolean().default(false),
+        /** Opt-in: start the plan's steps through ARM in their maintenance windows. */
+        apply: z.boolean().default(false),
+      })
+      .strict()
+      .optional(),
   })
   .strict()
   .refine((c) => [c.kubeconfigFile, c.kubeconfig, c.aksResourceId].filter(Boolean).length === 1, {
@@ -74,6 +94,12 @@ const Settings = z.object({
   ROLLCALL_CHECKIN_BUSY_SECONDS: positiveInt.default(10),
   /** Longest a single invocation spends advancing one node before answering; keeps HTTP calls short. */
   ROLLCALL_STEP_BUDGET_MS: positiveInt.default(5000),
+  /** NCRONTAB schedule of the upgrade planner timer; default daily at 03:00 UTC. */
+  ROLLCALL_UPGRADE_SCHEDULE: ncrontab.default(DEFAULT_UPGRADE_SCHEDULE),
+  /** NCRONTAB schedule of the upgrade apply timer (starts due steps, follows running ones). */
+  ROLLCALL_UPGRADE_APPLY_SCHEDULE: ncrontab.default(DEFAULT_UPGRADE_APPLY_SCHEDULE),
+  /** Azure Resource Manager endpoint; other clouds or a local ARM simulator. */
+  ROLLCALL_ARM_ENDPOINT: z.string().url().default("https://management.azure.com"),
 });
 
 export type Config = {
@@ -88,6 +114,7 @@ export type Config = {
     checkinBusySeconds: number;
   };
   stepBudgetMs: number;
+  upgrade: { schedule: string; applySchedule: string; armEndpoint: string };
 };
 
 export interface DrainSettings {
@@ -143,6 +170,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       checkinBusySeconds: s.ROLLCALL_CHECKIN_BUSY_SECONDS,
     },
     stepBudgetMs: s.ROLLCALL_STEP_BUDGET_MS,
+    upgrade: { schedule: s.ROLLCALL_UPGRADE_SCHEDULE, applySchedule: s.ROLLCALL_UPGRADE_APPLY_SCHEDULE, armEndpoint: s.ROLLCALL_ARM_ENDPOINT },
   };
 }
 
