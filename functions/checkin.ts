@@ -1,7 +1,7 @@
 import { app, type HttpRequest, type InvocationContext } from "@azure/functions";
 import { getConfig } from "../shared/config/config";
 import { HttpError, httpHandler, json, parseJsonBody, parseRoute } from "../shared/http/http";
-import { getOrchestrator } from "../shared/orchestrator/fromConfig";
+import { getRollcall } from "../shared/orchestrator/fromConfig";
 import { CheckinRequest, MAX_CHECKIN_BYTES } from "../shared/protocol/checkin";
 import { nodeRoute } from "../shared/protocol/names";
 
@@ -10,7 +10,7 @@ export const checkin = httpHandler(async (request: HttpRequest, context: Invocat
   const { cluster, node } = parseRoute(request, nodeRoute);
   const body = await parseJsonBody(request, CheckinRequest, MAX_CHECKIN_BYTES);
   requireConfiguredCluster(cluster);
-  const answer = await (await getOrchestrator()).checkin(cluster, node, body, context);
+  const answer = await (await getRollcall()).orchestrator.checkin(cluster, node, body, context);
   return json(200, answer);
 });
 

@@ -1,13 +1,13 @@
 import { app, type InvocationContext, type Timer } from "@azure/functions";
 import { getConfig } from "../shared/config/config";
-import { getOrchestrator } from "../shared/orchestrator/fromConfig";
+import { getRollcall } from "../shared/orchestrator/fromConfig";
 
 /**
  * Every minute: advance the work no agent is driving (drains, confirmations, hand-offs), expire
  * leases past their TTL and free slots of vanished nodes, in every configured cluster.
  */
 export async function reconcile(_timer: Timer, context: InvocationContext): Promise<void> {
-  const orchestrator = await getOrchestrator();
+  const { orchestrator } = await getRollcall();
   for (const { name } of getConfig().clusters) {
     try {
       const report = await orchestrator.reconcile(name, context);

@@ -43,9 +43,36 @@ export interface NodeRecord {
   /** In `drain-failed`: no new attempt before this time. */
   retryAt?: string;
   failures?: number;
+
+  /** An operator's request for this node, waiting its turn like a sentinel reboot. */
+  request?: ManualRequest;
+  /** Who released the node from maintenance, stuck or quarantine; set by the release API, acted on by the state's step. */
+  releaseRequestedBy?: string;
+  /** The node's last transitions, newest last, for the node API. */
+  recent?: RecentTransition[];
 }
 
-export type ReleaseOutcome = "completed" | "cancelled" | "drain-failed" | "node-deleted";
+export interface ManualRequest {
+  id: string;
+  reason: string;
+  requestedBy: string;
+  requestedAt: string;
+  /** Not started before this time. */
+  notBefore?: string;
+  /** `drain-only`: cordon and drain for maintenance, no reboot, until released. */
+  mode: "reboot" | "drain-only";
+  /** Higher goes first among pending nodes; sentinel reboots have 0. */
+  priority: number;
+}
+
+export interface RecentTransition {
+  at: string;
+  from: string;
+  to: string;
+  why: string;
+}
+
+export type ReleaseOutcome = "completed" | "cancelled" | "drain-failed" | "node-deleted" | "operator-released";
 
 export interface Versioned<T> {
   value: T;
@@ -53,7 +80,7 @@ export interface Versioned<T> {
 }
 
 /** Fields kept as JSON text, because Table Storage has no array type. */
-const JSON_FIELDS = ["reasons"] as const;
+const JSON_FIELDS = ["reasons", "request", "recent"] as const;
 
 export function toEntity(record: NodeRecord): TableEntity {
   const entity: TableEntity<Record<string, unknown>> = { partitionKey: record.cluster, rowKey: rowKeys.node(record.node) };

@@ -2,6 +2,7 @@ import type { AnnotationChanges, ClusterApi } from "../kube/clusterApi";
 import { nodeAnnotations } from "../kube/clusterApi";
 import type { ClusterLock } from "../lock/tableLock";
 import { drainPass } from "../drain/drainer";
+import { historyAction, historyEntry } from "../history/history";
 import type { GateContext, Policy, RebootGate } from "../policy/policy";
 import type { NodeRecord, NodeStore } from "./nodeRecord";
 
@@ -40,9 +41,9 @@ export const TRANSITIONS: Readonly<Record<NodeState, readonly NodeState[]>> = {
   rebooted: ["releasing", "stuck"],
   releasing: ["idle", "drain-failed", "quarantined"],
   "drain-failed": ["pending", "idle"],
-  stuck: ["rebooted", "idle"],
+  stuck: ["rebooted", "releasing"],
   maintenance: ["releasing"],
-  quarantined: ["idle"],
+  quarantined: ["releasing"],
 };
 
 /** States in which the node owns a lock slot (its `leaseId` is in the lock row). */
@@ -52,10 +53,13 @@ export function canTransition(from: NodeState, to: NodeState): boolean {
   return TRANSITIONS[from].includes(to);
 }
 
-/** The node needs a reboot: its agent says so (sentinel). */
-export function needsReboot(record: NodeRecord): boolean {
-  return record.rebootRequired;
+/** The node wants a turn under the lock: its agent reports the sentinel, or an operator asked. */
+export function wantsTurn(record: NodeRecord): boolean {
+  return record.rebootRequired || record.request !== undefined;
 }
+
+/** How many transitions a record keeps for the node API. */
+const RECENT_TRANSITIONS = 10;
 
 export interface StepPorts {
   now: Date;
@@ -80,7 +84,8 @@ export type StepResult =
 /** The record after a transition: the single place where `state`, `since` and `why` change. */
 export function nextRecord(record: NodeRecord, to: NodeState, why: string, now: Date, set: Partial<NodeRecord> = {}): NodeRecord {
   if (!canTransition(record.state, to)) throw new Error(`Illegal transition of node ${record.node}: ${record.state} → ${to}`);
-  const next: NodeRecord = { ...record, ...set, state: to, since: now.toISOString(), why };
+  const recent = [...(record.recent ?? []), { at: now.toISOString(), from: record.state, to, why }].slice(-RECENT_TRANSITIONS);
+  const next: NodeRecord = { ...record, ...set, state: to, since: now.toISOString(), why, recent };
   for (const key of Object.keys(next) as (keyof NodeRecord)[]) if (next[key] === undefined) delete next[key];
   return next;
 }
@@ -108,12 +113,17 @@ type Step = (record: NodeRecord, etag: string, ports: StepPorts) => Promise<Step
 
 export const STEPS: Readonly<Record<NodeState, Step>> = {
   async idle(record, _etag, { now }) {
-    if (!needsReboot(record)) return { kind: "wait", why: "no reboot required" };
-    return { kind: "move", to: "pending", why: `reboot required: ${describeReasons(record)}`, set: { pendingSince: iso(now) } };
+    if (!wantsTurn(record)) return { kind: "wait", why: "no reboot required" };
+    const why = record.request ? `${record.request.mode} requested by ${record.request.requestedBy}: ${record.request.reason}` : `reboot required: ${describeReasons(record)}`;
+    return { kind: "move", to: "pending", why, set: { pendingSince: iso(now) } };
   },
 
   async pending(record, etag, ports) {
-    if (!needsReboot(record)) return { kind: "move", to: "idle", why: "reboot no longer required", set: { pendingSince: undefined } };
+    if (!wantsTurn(record)) return { kind: "move", to: "idle", why: "reboot no longer required", set: { pendingSince: undefined } };
+    const notBefore = record.request?.notBefore;
+    if (notBefore && !record.rebootRequired && Date.parse(notBefore) > ports.now.getTime()) {
+      return { kind: "wait", why: `requested for no earlier than ${notBefore}` };
+    }
     const hold = await ports.gate.holdReason(gateContext(record, ports, "before-lock"));
     if (hold) return { kind: "wait", why: hold };
     const node = await (await ports.kube()).getNode(record.node);
@@ -142,7 +152,7 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
   async cordoning(record, _etag, ports) {
     const kube = await ports.kube();
     if (!(await kube.getNode(record.node))) return release("node-deleted", "the node no longer exists in the cluster");
-    if (!needsReboot(record)) return release("cancelled", "reboot no longer required");
+    if (!wantsTurn(record)) return release("cancelled", "reboot no longer required");
     const annotations: AnnotationChanges = record.wasUnschedulable
       ? { [nodeAnnotations.state]: "draining" }
       : { [nodeAnnotations.cordonedBy]: record.leaseId!, [nodeAnnotations.state]: "draining" };
@@ -152,7 +162,7 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
   },
 
   async draining(record, _etag, ports) {
-    if (!needsReboot(record)) return release("cancelled", "reboot no longer required");
+    if (!wantsTurn(record)) return release("cancelled", "reboot no longer required");
     const started = Date.parse(record.drainStartedAt ?? iso(ports.now));
     if (ports.now.getTime() - started > ports.policy.drain.timeoutMs) {
       return release("drain-failed", `drain timed out after ${minutes(ports.policy.drain.timeoutMs)}: ${record.drainBlocker ?? "pods remained"}`);
@@ -175,6 +185,14 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
           drainRetryAt: iso(new Date(ports.now.getTime() + pass.retryAfterMs)),
           drainAttempts: attempts + 1,
         },
+      };
+    }
+    if (record.request?.mode === "drain-only" && !record.rebootRequired) {
+      return {
+        kind: "move",
+        to: "maintenance",
+        why: `drained for maintenance requested by ${record.request.requestedBy}; end it with POST …/release`,
+        set: { drainBlocker: undefined, drainRetryAt: undefined },
       };
     }
     const hold = await ports.gate.holdReason(gateContext(record, ports, "before-reboot"));
@@ -219,31 +237,33 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
       await kube.setUnschedulable(record.node, node.unschedulable, { [nodeAnnotations.state]: null });
     }
     const next = afterRelease(record, ports);
-    const result = await ports.lock.release(record.cluster, record.node, record.leaseId ?? "", [ports.store.replaceAction(next, etag)]);
+    const history = historyAction(historyEntry(record, ports.now));
+    const result = await ports.lock.release(record.cluster, record.node, record.leaseId ?? "", [ports.store.replaceAction(next, etag), history]);
     return result.kind === "conflict" ? { kind: "conflict" } : { kind: "committed", record: next };
   },
 
   async "drain-failed"(record, _etag, { now }) {
-    if (!needsReboot(record)) return { kind: "move", to: "idle", why: "reboot no longer required", set: { retryAt: undefined, pendingSince: undefined } };
+    if (!wantsTurn(record)) return { kind: "move", to: "idle", why: "reboot no longer required", set: { retryAt: undefined, pendingSince: undefined } };
     if (record.retryAt && Date.parse(record.retryAt) > now.getTime()) return { kind: "wait", why: `${record.why}; next attempt after ${record.retryAt}` };
     return { kind: "move", to: "pending", why: "retrying after the drain-failure back-off", set: { retryAt: undefined } };
   },
 
-  async stuck(record, _etag, { now }) {
+  async stuck(record, _etag, ports) {
     if (record.orderBootId && record.bootId && record.bootId !== record.orderBootId) {
-      return { kind: "move", to: "rebooted", why: `came back after being stuck: new boot id ${record.bootId}`, set: { rebootedAt: iso(now) } };
+      return { kind: "move", to: "rebooted", why: `came back after being stuck: new boot id ${record.bootId}`, set: { rebootedAt: iso(ports.now) } };
     }
-    return { kind: "wait", why: record.why };
+    return waitForOperatorRelease(record);
   },
 
-  async maintenance(record) {
-    return { kind: "wait", why: record.why };
-  },
-
-  async quarantined(record) {
-    return { kind: "wait", why: record.why };
-  },
+  maintenance: waitForOperatorRelease,
+  quarantined: waitForOperatorRelease,
 };
+
+/** Maintenance, stuck and quarantined nodes stay as they are until an operator releases them. */
+async function waitForOperatorRelease(record: NodeRecord): Promise<StepResult> {
+  if (record.releaseRequestedBy) return release("operator-released", `released by ${record.releaseRequestedBy}`);
+  return { kind: "wait", why: record.why };
+}
 
 function gateContext(record: NodeRecord, ports: StepPorts, phase: GateContext["phase"]): GateContext {
   let records: Promise<NodeRecord[]> | undefined;
@@ -262,6 +282,8 @@ function release(outcome: NonNullable<NodeRecord["outcome"]>, why: string): Step
 }
 
 function afterRelease(record: NodeRecord, { now, policy }: StepPorts): NodeRecord {
+  // A failed drain keeps the operator's request so that it is tried again; every other end fulfils it.
+  const done = { ...LEASE_FIELDS, pendingSince: undefined, request: undefined, releaseRequestedBy: undefined };
   switch (record.outcome) {
     case "drain-failed":
       return nextRecord(record, "drain-failed", record.why, now, {
@@ -270,9 +292,9 @@ function afterRelease(record: NodeRecord, { now, policy }: StepPorts): NodeRecor
         failures: (record.failures ?? 0) + 1,
       });
     case "completed":
-      return nextRecord(record, "idle", "rebooted and back in service", now, { ...LEASE_FIELDS, pendingSince: undefined, failures: 0 });
+      return nextRecord(record, "idle", "rebooted and back in service", now, { ...done, failures: 0 });
     default:
-      return nextRecord(record, "idle", record.why, now, { ...LEASE_FIELDS, pendingSince: undefined });
+      return nextRecord(record, "idle", record.why, now, done);
   }
 }
 

@@ -1,41 +1,57 @@
+import type { TableClient } from "@azure/data-tables";
 import { getConfig, resetConfigForTests } from "../config/config";
-import { clusterApiFactory, resetClusterApisForTests } from "../kube/connect";
+import { clusterApiFactory, type ClusterApiFactory, resetClusterApisForTests } from "../kube/connect";
 import { TableLock } from "../lock/tableLock";
 import { NodeStore } from "../node/nodeRecord";
-import { openGate, policyFromConfig } from "../policy/policy";
+import { openGate, policyFromConfig, type PolicySource } from "../policy/policy";
 import { openTable } from "../storage/table";
 import { getTelemetry } from "../telemetry/telemetry";
+import { OperatorRequests } from "./operatorRequests";
 import { Orchestrator } from "./orchestrator";
 
 /**
- * The composition root: one Orchestrator per process, built from the app settings on first use.
- * Function entry points call `getOrchestrator()`; nothing heavy is constructed at module load.
+ * The composition root: one set of services per process, built from the app settings on first use.
+ * Function entry points call `getRollcall()`; nothing heavy is constructed at module load.
  */
+export interface Rollcall {
+  table: TableClient;
+  store: NodeStore;
+  lock: TableLock;
+  kube: ClusterApiFactory;
+  policy: PolicySource;
+  orchestrator: Orchestrator;
+  requests: OperatorRequests;
+}
 
-let instance: Promise<Orchestrator> | undefined;
+let instance: Promise<Rollcall> | undefined;
 
-export function getOrchestrator(): Promise<Orchestrator> {
+export function getRollcall(): Promise<Rollcall> {
   instance ??= build();
   instance.catch(() => (instance = undefined));
   return instance;
 }
 
-async function build(): Promise<Orchestrator> {
+async function build(): Promise<Rollcall> {
   const config = getConfig();
   const table = await openTable(config.storage);
-  const policy = policyFromConfig(config);
-  return new Orchestrator({
-    store: new NodeStore(table),
-    lock: new TableLock(table),
-    kube: clusterApiFactory(config),
-    policy: async () => policy,
+  const defaults = policyFromConfig(config);
+  const policy: PolicySource = async () => defaults;
+  const store = new NodeStore(table);
+  const lock = new TableLock(table);
+  const kube = clusterApiFactory(config);
+  const orchestrator = new Orchestrator({
+    store,
+    lock,
+    kube,
+    policy,
     gate: openGate,
     telemetry: getTelemetry(),
     stepBudgetMs: config.stepBudgetMs,
   });
+  return { table, store, lock, kube, policy, orchestrator, requests: new OperatorRequests(store, kube, orchestrator) };
 }
 
-/** Forget the settings, clients and orchestrator, so a test can start over with other settings. */
+/** Forget the settings, clients and services, so a test can start over with other settings. */
 export function resetForTests(): void {
   instance = undefined;
   resetConfigForTests();

@@ -3,10 +3,11 @@ import type { CheckinRequest, CheckinResponse } from "../protocol/checkin";
 import type { ClusterApiFactory } from "../kube/connect";
 import type { ClusterLock } from "../lock/tableLock";
 import { type NodeRecord, type NodeStore, StaleRecordError, type Versioned } from "../node/nodeRecord";
-import { LOCK_HOLDING_STATES, needsReboot, nextRecord, type NodeState, onLeaseExpired, STEPS, type StepPorts } from "../node/stateMachine";
+import { LOCK_HOLDING_STATES, wantsTurn, nextRecord, type NodeState, onLeaseExpired, STEPS, type StepPorts } from "../node/stateMachine";
 import type { Policy, PolicySource, RebootGate } from "../policy/policy";
 import { telemetryEvents, telemetryMetrics, type Telemetry } from "../telemetry/names";
 import { answerFor } from "./answer";
+import { queueOrder } from "./queue";
 import { type Logger, logTransition } from "./transitionLog";
 
 export interface OrchestratorDeps {
@@ -61,7 +62,7 @@ export class Orchestrator {
     } else if (factsChanged(current.value, facts)) {
       current = await this.writeFacts(current, facts);
     }
-    if (current.value.state !== "idle" || needsReboot(current.value)) {
+    if (current.value.state !== "idle" || wantsTurn(current.value)) {
       current = await this.run(current, this.deadline(), log);
     }
     const policy = await this.deps.policy(cluster);
@@ -147,7 +148,7 @@ export class Orchestrator {
   private async startNextPending(cluster: string, deadline: Date, log: Logger): Promise<void> {
     const waiting = (await this.deps.store.list(cluster))
       .filter((r) => r.value.state === "pending")
-      .sort((a, b) => (a.value.pendingSince ?? "").localeCompare(b.value.pendingSince ?? ""));
+      .sort((a, b) => queueOrder(a.value, b.value));
     const policy = await this.deps.policy(cluster);
     for (const candidate of waiting) {
       if (this.now() >= deadline) return;
@@ -273,12 +274,10 @@ function differs(record: NodeRecord, changes: Partial<NodeRecord>): boolean {
   return Object.entries(changes).some(([key, value]) => JSON.stringify(record[key as keyof NodeRecord]) !== JSON.stringify(value));
 }
 
-/** Lock holders first (they block everyone), then pending nodes oldest first, then the rest. */
+/** Lock holders first (they block everyone), then pending nodes in queue order, then the rest. */
 function orderForReconcile(records: Versioned<NodeRecord>[]): Versioned<NodeRecord>[] {
   const rank = (r: NodeRecord) => (LOCK_HOLDING_STATES.has(r.state) ? 0 : r.state === "pending" ? 1 : 2);
-  const dormant = new Set<NodeState>(["idle", "quarantined", "maintenance"]);
   return records
-    .filter((r) => !dormant.has(r.value.state) || needsReboot(r.value))
-    .filter((r) => r.value.state !== "quarantined")
-    .sort((a, b) => rank(a.value) - rank(b.value) || (a.value.pendingSince ?? "").localeCompare(b.value.pendingSince ?? ""));
+    .filter((r) => r.value.state !== "quarantined" && (r.value.state !== "idle" || wantsTurn(r.value)))
+    .sort((a, b) => rank(a.value) - rank(b.value) || queueOrder(a.value, b.value));
 }
