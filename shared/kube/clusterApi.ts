@@ -34,6 +34,19 @@ export type EvictionResult =
   /** 500 from the eviction subresource: typically several PDBs select the pod, which only an operator can fix. */
   | { kind: "misconfigured"; message: string };
 
+/** The API server's answer to a TokenReview (`authentication.k8s.io/v1`). */
+export interface TokenReviewResult {
+  authenticated: boolean;
+  /** Of the audiences asked for, those the token is valid for. */
+  audiences: string[];
+  /** `system:serviceaccount:<namespace>:<name>` for service-account tokens. */
+  username?: string;
+  /** `authentication.kubernetes.io/pod-name`, `…/pod-uid`, `…/node-name` for pod-bound tokens. */
+  extra: Record<string, string[]>;
+  /** Why the token was not authenticated, when the API server says. */
+  error?: string;
+}
+
 /** Annotation values to set, or `null` to remove. */
 export type AnnotationChanges = Record<string, string | null>;
 
@@ -44,6 +57,12 @@ export interface ClusterApi {
   setUnschedulable(name: string, unschedulable: boolean, annotations: AnnotationChanges): Promise<void>;
   listPodsOnNode(name: string): Promise<KubePod[]>;
   evictPod(pod: Pick<KubePod, "namespace" | "name">, gracePeriodSeconds?: number): Promise<EvictionResult>;
+  /** Who a bearer token belongs to, validated for `audiences` by the API server (TokenReview). */
+  reviewToken(token: string, audiences: string[]): Promise<TokenReviewResult>;
+  /** The node a pod is scheduled on (`spec.nodeName`), or undefined when the pod does not exist or is not scheduled. */
+  getPodNode(namespace: string, name: string): Promise<string | undefined>;
+  /** The names of every node in the cluster. */
+  listNodeNames(): Promise<string[]>;
 }
 
 /** Annotations Rollcall writes on the node object, so that `kubectl describe node` tells the story. */

@@ -1,5 +1,5 @@
 import type * as k8s from "@kubernetes/client-node";
-import type { AnnotationChanges, ClusterApi, EvictionResult, KubeNode, KubePod } from "./clusterApi";
+import type { AnnotationChanges, ClusterApi, EvictionResult, KubeNode, KubePod, TokenReviewResult } from "./clusterApi";
 
 type ClientNode = typeof import("@kubernetes/client-node");
 
@@ -9,7 +9,7 @@ export class KubeClusterApi implements ClusterApi {
 
   constructor(
     private readonly lib: ClientNode,
-    config: k8s.KubeConfig,
+    private readonly config: k8s.KubeConfig,
   ) {
     this.core = config.makeApiClient(lib.CoreV1Api);
   }
@@ -59,6 +59,43 @@ export class KubeClusterApi implements ClusterApi {
       if (status === 500) return { kind: "misconfigured", message: detail?.message ?? "the eviction subresource answered 500" };
       throw error;
     }
+  }
+
+  private authentication?: k8s.AuthenticationV1Api;
+
+  async reviewToken(token: string, audiences: string[]): Promise<TokenReviewResult> {
+    this.authentication ??= this.config.makeApiClient(this.lib.AuthenticationV1Api);
+    const review = await this.authentication.createTokenReview({
+      body: { apiVersion: "authentication.k8s.io/v1", kind: "TokenReview", spec: { token, audiences } },
+    });
+    const status = review.status ?? {};
+    return {
+      authenticated: status.authenticated === true,
+      audiences: status.audiences ?? [],
+      username: status.user?.username,
+      extra: status.user?.extra ?? {},
+      error: status.error,
+    };
+  }
+
+  async getPodNode(namespace: string, name: string): Promise<string | undefined> {
+    try {
+      return (await this.core.readNamespacedPod({ namespace, name })).spec?.nodeName || undefined;
+    } catch (error) {
+      if (statusOf(error) === 404) return undefined;
+      throw error;
+    }
+  }
+
+  async listNodeNames(): Promise<string[]> {
+    const names: string[] = [];
+    let _continue: string | undefined;
+    do {
+      const page = await this.core.listNode({ limit: 500, _continue });
+      names.push(...page.items.map((n) => n.metadata?.name ?? "").filter(Boolean));
+      _continue = page.metadata?._continue || undefined;
+    } while (_continue);
+    return names;
   }
 }
 

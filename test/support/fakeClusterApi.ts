@@ -1,4 +1,4 @@
-import type { ClusterApi, EvictionResult, KubeNode, KubePod } from "../../shared/kube/clusterApi";
+import type { ClusterApi, EvictionResult, KubeNode, KubePod, TokenReviewResult } from "../../shared/kube/clusterApi";
 
 /** A scripted ClusterApi for unit tests of the domain; integration tests use the simulated API server instead. */
 export class FakeClusterApi implements ClusterApi {
@@ -7,6 +7,11 @@ export class FakeClusterApi implements ClusterApi {
   evictions: string[] = [];
   /** Per pod (`ns/name`): the answers its evictions get, in order; the last one repeats. */
   evictionScript = new Map<string, EvictionResult[]>();
+  /** Token → what a TokenReview of it answers; unknown tokens are not authenticated. */
+  tokenReviews = new Map<string, TokenReviewResult>();
+  tokenReviewCalls = 0;
+  /** `namespace/name` → the node the pod runs on. */
+  podNodes = new Map<string, string>();
 
   addNode(name: string, overrides: Partial<KubeNode> = {}): KubeNode {
     const node: KubeNode = { name, unschedulable: false, ready: true, bootId: `boot-${name}-1`, labels: {}, annotations: {}, ...overrides };
@@ -57,6 +62,23 @@ export class FakeClusterApi implements ClusterApi {
       if (target) target.deletionTimestamp = new Date();
     }
     return result;
+  }
+
+  async reviewToken(token: string, audiences: string[]): Promise<TokenReviewResult> {
+    this.tokenReviewCalls++;
+    const review = this.tokenReviews.get(token);
+    if (!review) return { authenticated: false, audiences: [], extra: {}, error: "invalid bearer token" };
+    const valid = review.audiences.filter((a) => audiences.includes(a));
+    if (valid.length === 0) return { authenticated: false, audiences: [], extra: {}, error: "token audiences are invalid for the target audiences" };
+    return structuredClone({ ...review, audiences: valid });
+  }
+
+  async getPodNode(namespace: string, name: string): Promise<string | undefined> {
+    return this.podNodes.get(`${namespace}/${name}`) ?? this.pods.find((p) => p.namespace === namespace && p.name === name)?.node;
+  }
+
+  async listNodeNames(): Promise<string[]> {
+    return [...this.nodes.keys()];
   }
 
   /** Terminating pods finish terminating. */
