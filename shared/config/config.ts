@@ -100,6 +100,15 @@ const Settings = z.object({
   ROLLCALL_UPGRADE_APPLY_SCHEDULE: ncrontab.default(DEFAULT_UPGRADE_APPLY_SCHEDULE),
   /** Azure Resource Manager endpoint; other clouds or a local ARM simulator. */
   ROLLCALL_ARM_ENDPOINT: z.string().url().default("https://management.azure.com"),
+  /** How check-ins prove their node: `tokenreview` (the agent's projected service-account token) or `off` (local simulation only). */
+  ROLLCALL_AGENT_AUTH: z.enum(["tokenreview", "off"]).default("tokenreview"),
+  /** The audience the agent's projected service-account token must carry. */
+  ROLLCALL_AGENT_AUDIENCE: z
+    .string()
+    .min(1)
+    .max(253)
+    .regex(/^[\x21-\x7e]+$/, { message: "must be a token audience without spaces" })
+    .default("rollcall"),
 });
 
 export type Config = {
@@ -115,6 +124,8 @@ export type Config = {
   };
   stepBudgetMs: number;
   upgrade: { schedule: string; applySchedule: string; armEndpoint: string };
+  /** Check-in authentication: the agent's service-account token reviewed by its cluster, for `audience`. */
+  agentAuth: { mode: "tokenreview" | "off"; audience: string };
 };
 
 export interface DrainSettings {
@@ -171,6 +182,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     },
     stepBudgetMs: s.ROLLCALL_STEP_BUDGET_MS,
     upgrade: { schedule: s.ROLLCALL_UPGRADE_SCHEDULE, applySchedule: s.ROLLCALL_UPGRADE_APPLY_SCHEDULE, armEndpoint: s.ROLLCALL_ARM_ENDPOINT },
+    agentAuth: { mode: s.ROLLCALL_AGENT_AUTH, audience: s.ROLLCALL_AGENT_AUDIENCE },
   };
 }
 
