@@ -1,0 +1,72 @@
+import { app, type HttpRequest, type InvocationContext } from "@azure/functions";
+import { getConfig } from "../shared/config/config";
+import { HttpError, httpHandler, json, parseRoute } from "../shared/http/http";
+import { clusterRoute } from "../shared/protocol/names";
+import { getUpgradeDeps } from "../shared/upgrade/fromConfig";
+import { activePoolUpgrades } from "../shared/upgrade/pauses";
+import { loadActive, loadHistory, loadPlan } from "../shared/upgrade/planStore";
+import { NotAnAksClusterError, planCluster } from "../shared/upgrade/service";
+
+/**
+ * GET  /api/clusters/{cluster}/upgrade-plan — the stored plan (JSON and a human summary), the last ARM error, the running step.
+ * POST /api/clusters/{cluster}/upgrade-plan — re-plan now from ARM's facts and return the new plan.
+ */
+
+function configuredCluster(cluster: string) {
+  const connection = getConfig().clusters.find((c) => c.name === cluster);
+  if (!connection) throw new HttpError(404, "unknown_cluster", `Cluster ${cluster} is not configured in ROLLCALL_CLUSTERS`);
+  if (!connection.aksResourceId) throw new HttpError(409, "not_aks", `Cluster ${cluster} has no aksResourceId; upgrade planning needs an AKS cluster`);
+  return connection;
+}
+
+export const getUpgradePlan = httpHandler(async (request: HttpRequest, context: InvocationContext) => {
+  const { cluster } = parseRoute(request, clusterRoute);
+  configuredCluster(cluster);
+  const { table } = await getUpgradeDeps(context);
+  const [stored, active, history, pausedPools] = await Promise.all([
+    loadPlan(table, cluster),
+    loadActive(table, cluster),
+    loadHistory(table, cluster),
+    activePoolUpgrades(table, cluster),
+  ]);
+  if (!stored?.plan && !stored?.lastError) {
+    throw new HttpError(404, "no_plan", `No upgrade plan for ${cluster} yet; POST to this route to compute one`);
+  }
+  return json(200, {
+    cluster,
+    summary: stored.plan?.summary ?? [],
+    plan: stored.plan ?? null,
+    lastError: stored.lastError ?? null,
+    activeOperation: active ? { stepId: active.stepId, kind: active.kind, pool: active.pool, from: active.from, to: active.to, startedAt: active.startedAt } : null,
+    rebootsPausedOnPools: pausedPools,
+    history,
+  });
+});
+
+export const postUpgradePlan = httpHandler(async (request: HttpRequest, context: InvocationContext) => {
+  const { cluster } = parseRoute(request, clusterRoute);
+  const connection = configuredCluster(cluster);
+  const deps = await getUpgradeDeps(context);
+  let result;
+  try {
+    result = await planCluster(deps, connection);
+  } catch (error) {
+    if (error instanceof NotAnAksClusterError) throw new HttpError(409, "not_aks", error.message);
+    throw error;
+  }
+  if (result.ok) return json(200, { cluster, summary: result.plan.summary, plan: result.plan });
+  const failure = result.error.failure;
+  const headers: Record<string, string> = failure.retryAfterSeconds !== undefined ? { "retry-after": String(failure.retryAfterSeconds) } : {};
+  return json(
+    failure.status === 429 ? 503 : 502,
+    {
+      error: { code: "arm_error", message: failure.explanation, arm: failure },
+      previousPlan: result.previous ?? null,
+      previousSummary: result.previous?.summary ?? [],
+    },
+    headers,
+  );
+});
+
+app.http("getUpgradePlan", { route: "clusters/{cluster}/upgrade-plan", methods: ["GET"], authLevel: "function", handler: getUpgradePlan });
+app.http("postUpgradePlan", { route: "clusters/{cluster}/upgrade-plan", methods: ["POST"], authLevel: "function", handler: postUpgradePlan });

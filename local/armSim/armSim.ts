@@ -1,0 +1,414 @@
+import { execFileSync } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { createServer } from "node:https";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+/**
+ * A local stand-in for Azure Resource Manager's Microsoft.ContainerService endpoints, serving bodies
+ * shaped exactly like ARM's for the installed SDK's api-version, over https with a self-signed
+ * certificate made at start (openssl). Clients trust it through `tlsOptions: { ca }` in their options
+ * (NODE_EXTRA_CA_CERTS is read only at process start). It requires a bearer token but accepts any.
+ *
+ * Long-running operations answer with `Azure-AsyncOperation` and move from InProgress to a terminal
+ * status after `operationPolls` polls. Faults can be injected per request pattern.
+ */
+
+/** The api-version @azure/arm-containerservice 25.5.0 sends. */
+export const ARM_API_VERSION = "2026-06-01";
+
+export interface SimPool {
+  name: string;
+  mode?: "System" | "User";
+  osType?: string;
+  count?: number;
+  orchestratorVersion: string;
+  currentOrchestratorVersion: string;
+  nodeImageVersion: string;
+  latestNodeImageVersion: string;
+  provisioningState?: string;
+  upgradeSettings?: Record<string, unknown>;
+  eTag?: string;
+}
+
+export interface SimCluster {
+  subscriptionId: string;
+  resourceGroup: string;
+  name: string;
+  location: string;
+  kubernetesVersion: string;
+  currentKubernetesVersion: string;
+  provisioningState?: string;
+  powerState?: "Running" | "Stopped";
+  upgradeChannel?: string;
+  nodeOSUpgradeChannel?: string;
+  supportPlan?: string;
+  eTag?: string;
+  pools: SimPool[];
+  /** Raw wire `properties` per maintenance configuration name. */
+  maintenance?: Record<string, Record<string, unknown>>;
+  /** How the cluster upgrade profile carries `agentPoolProfiles`: a list (default), `null`, or omitted. */
+  upgradeProfilePools?: "list" | "null" | "omit";
+}
+
+export interface SimVersion {
+  version: string;
+  isPreview?: boolean;
+  isDefault?: boolean;
+  supportPlan?: string[];
+  patches: string[];
+}
+
+export interface SimState {
+  clusters: SimCluster[];
+  /** Versions AKS offers per location. */
+  versions: Record<string, SimVersion[]>;
+}
+
+export interface SimFault {
+  method?: string;
+  path: RegExp;
+  status: number;
+  code: string;
+  message?: string;
+  headers?: Record<string, string>;
+  /** How many requests it answers; unlimited when absent. */
+  times?: number;
+}
+
+export interface SimRequest {
+  method: string;
+  path: string;
+  apiVersion: string | null;
+  headers: Record<string, string | string[] | undefined>;
+  body?: unknown;
+}
+
+interface SimOperation {
+  id: string;
+  location: string;
+  pollsLeft: number;
+  result: "Succeeded" | "Failed";
+  error?: { code: string; message: string };
+  complete: (result: "Succeeded" | "Failed") => void;
+  status: "InProgress" | "Succeeded" | "Failed";
+}
+
+export interface ArmSim {
+  readonly endpoint: string;
+  /** The self-signed certificate (PEM) to trust. */
+  readonly ca: string;
+  readonly state: SimState;
+  readonly requests: SimRequest[];
+  readonly faults: SimFault[];
+  /** InProgress polls before an operation ends. */
+  operationPolls: number;
+  /** The next long-running operation ends Failed with this error. */
+  failNextOperation?: { code: string; message: string };
+  cluster(name: string): SimCluster;
+  stop(): Promise<void>;
+}
+
+function makeCertificate(): { key: string; cert: string } {
+  const dir = mkdtempSync(join(tmpdir(), "armsim-"));
+  try {
+    execFileSync(
+      "openssl",
+      ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"), "-days", "2",
+        "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+      { stdio: "ignore" },
+    );
+    return { key: readFileSync(join(dir, "key.pem"), "utf8"), cert: readFileSync(join(dir, "cert.pem"), "utf8") };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const newETag = () => `"${randomUUID()}"`;
+
+export async function startArmSim(state: SimState): Promise<ArmSim> {
+  const { key, cert } = makeCertificate();
+  const operations = new Map<string, SimOperation>();
+  const requests: SimRequest[] = [];
+  const faults: SimFault[] = [];
+  for (const c of state.clusters) {
+    c.eTag ??= newETag();
+    for (const p of c.pools) p.eTag ??= newETag();
+  }
+
+  const server = createServer({ key, cert }, (req, res) => {
+    let text = "";
+    req.on("data", (chunk: Buffer) => (text += chunk.toString()));
+    req.on("end", () => {
+      try {
+        handle(req, res, text);
+      } catch (error) {
+        send(res, 500, { error: { code: "InternalServerError", message: (error as Error).message } });
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const endpoint = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  const sim: ArmSim = {
+    endpoint,
+    ca: cert,
+    state,
+    requests,
+    faults,
+    operationPolls: 1,
+    cluster: (name) => {
+      const c = state.clusters.find((x) => x.name === name);
+      if (!c) throw new Error(`no simulated cluster ${name}`);
+      return c;
+    },
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+
+  function send(res: ServerResponse, status: number, body?: unknown, headers: Record<string, string> = {}) {
+    res.writeHead(status, { "content-type": "application/json; charset=utf-8", "x-ms-request-id": randomUUID(), ...headers });
+    res.end(body === undefined ? undefined : JSON.stringify(body));
+  }
+  const notFound = (res: ServerResponse, what: string) =>
+    send(res, 404, { error: { code: "ResourceNotFound", message: `The Resource '${what}' was not found.` } });
+
+  function clusterWire(c: SimCluster) {
+    return {
+      id: clusterId(c),
+      location: c.location,
+      name: c.name,
+      type: "Microsoft.ContainerService/ManagedClusters",
+      eTag: c.eTag,
+      sku: { name: "Base", tier: c.supportPlan === "AKSLongTermSupport" ? "Premium" : "Standard" },
+      properties: {
+        provisioningState: c.provisioningState ?? "Succeeded",
+        powerState: { code: c.powerState ?? "Running" },
+        kubernetesVersion: c.kubernetesVersion,
+        currentKubernetesVersion: c.currentKubernetesVersion,
+        dnsPrefix: c.name,
+        fqdn: `${c.name}-dns.hcp.${c.location}.azmk8s.io`,
+        agentPoolProfiles: c.pools.map((p) => ({ name: p.name, ...poolProperties(p) })),
+        autoUpgradeProfile: { upgradeChannel: c.upgradeChannel ?? "none", nodeOSUpgradeChannel: c.nodeOSUpgradeChannel ?? "Unmanaged" },
+        supportPlan: c.supportPlan ?? "KubernetesOfficial",
+        nodeResourceGroup: `MC_${c.resourceGroup}_${c.name}_${c.location}`,
+        enableRBAC: true,
+      },
+    };
+  }
+  function poolProperties(p: SimPool) {
+    return {
+      eTag: p.eTag,
+      count: p.count ?? 3,
+      vmSize: "Standard_D4s_v5",
+      osDiskSizeGB: 128,
+      type: "VirtualMachineScaleSets",
+      mode: p.mode ?? "User",
+      osType: p.osType ?? "Linux",
+      osSKU: "Ubuntu",
+      orchestratorVersion: p.orchestratorVersion,
+      currentOrchestratorVersion: p.currentOrchestratorVersion,
+      nodeImageVersion: p.nodeImageVersion,
+      upgradeSettings: p.upgradeSettings ?? { maxSurge: "10%" },
+      provisioningState: p.provisioningState ?? "Succeeded",
+      powerState: { code: "Running" },
+    };
+  }
+  const clusterId = (c: SimCluster) =>
+    `/subscriptions/${c.subscriptionId}/resourceGroups/${c.resourceGroup}/providers/Microsoft.ContainerService/managedClusters/${c.name}`;
+  const poolWire = (c: SimCluster, p: SimPool) => ({
+    id: `${clusterId(c)}/agentPools/${p.name}`,
+    name: p.name,
+    type: "Microsoft.ContainerService/managedClusters/agentPools",
+    properties: poolProperties(p),
+  });
+  const upgradesFrom = (c: SimCluster, version: string) =>
+    (state.versions[c.location] ?? [])
+      .flatMap((v) => v.patches.map((p) => ({ p, preview: v.isPreview === true })))
+      .filter(({ p }) => {
+        const [a, b] = [version.split(".").map(Number), p.split(".").map(Number)];
+        return (b[1]! === a[1]! && b[2]! > a[2]!) || b[1]! === a[1]! + 1;
+      })
+      .map(({ p, preview }) => (preview ? { kubernetesVersion: p, isPreview: true } : { kubernetesVersion: p }));
+
+  function startOperation(res: ServerResponse, c: SimCluster, status: number, body: unknown, complete: (result: "Succeeded" | "Failed") => void, location?: string) {
+    const id = randomUUID();
+    const fail = sim.failNextOperation;
+    sim.failNextOperation = undefined;
+    operations.set(id, { id, location: c.location, pollsLeft: sim.operationPolls, result: fail ? "Failed" : "Succeeded", error: fail, complete, status: "InProgress" });
+    const opUrl = `${endpoint}/subscriptions/${c.subscriptionId}/providers/Microsoft.ContainerService/locations/${c.location}/operations/${id}?api-version=${ARM_API_VERSION}`;
+    const headers: Record<string, string> = { "azure-asyncoperation": opUrl };
+    if (location) headers.location = `${endpoint}/subscriptions/${c.subscriptionId}/providers/Microsoft.ContainerService/locations/${c.location}/operationresults/${id}?api-version=${ARM_API_VERSION}`;
+    send(res, status, body, headers);
+  }
+  const busy = (res: ServerResponse, c: SimCluster) =>
+    send(res, 409, {
+      error: {
+        code: "OperationNotAllowed",
+        message: `Operation is not allowed because there's an in progress upgrade operation on managed cluster ${c.name}. Please wait for it to finish before starting a new operation.`,
+      },
+    });
+  const clusterBusy = (c: SimCluster) => (c.provisioningState ?? "Succeeded") !== "Succeeded" || c.pools.some((p) => (p.provisioningState ?? "Succeeded") !== "Succeeded");
+
+  function handle(req: IncomingMessage, res: ServerResponse, text: string) {
+    const url = new URL(req.url ?? "/", endpoint);
+    const method = req.method ?? "GET";
+    const path = url.pathname;
+    let body: unknown;
+    try {
+      body = text ? JSON.parse(text) : undefined;
+    } catch {
+      return send(res, 400, { error: { code: "InvalidRequestContent", message: "The request content was invalid and could not be deserialized." } });
+    }
+    requests.push({ method, path, apiVersion: url.searchParams.get("api-version"), headers: { ...req.headers }, body });
+
+    if (!/^Bearer .+/.test(req.headers.authorization ?? "")) {
+      return send(res, 401, { error: { code: "AuthenticationFailed", message: "Authentication failed. The 'Authorization' header is missing." } }, { "www-authenticate": 'Bearer authorization_uri="https://login.microsoftonline.com/common"' });
+    }
+    const fault = faults.find((f) => (!f.method || f.method === method) && f.path.test(path) && (f.times === undefined || f.times > 0));
+    if (fault) {
+      if (fault.times !== undefined) fault.times--;
+      return send(res, fault.status, { error: { code: fault.code, message: fault.message ?? `Simulated ${fault.status} ${fault.code}` } }, fault.headers);
+    }
+    if (url.searchParams.get("api-version") !== ARM_API_VERSION) {
+      return send(res, 400, { error: { code: "InvalidApiVersionParameter", message: `The api-version '${url.searchParams.get("api-version")}' is invalid. The supported versions are '${ARM_API_VERSION}'.` } });
+    }
+
+    let m: RegExpExecArray | null;
+    if ((m = /^\/subscriptions\/[^/]+\/providers\/Microsoft\.ContainerService\/locations\/([^/]+)\/kubernetesVersions$/i.exec(path)) && method === "GET") {
+      const versions = state.versions[m[1]!] ?? [];
+      return send(res, 200, {
+        values: versions.map((v) => ({
+          version: v.version,
+          capabilities: { supportPlan: v.supportPlan ?? ["KubernetesOfficial"] },
+          ...(v.isDefault ? { isDefault: true } : {}),
+          isPreview: v.isPreview === true,
+          patchVersions: Object.fromEntries(v.patches.map((p) => [p, { upgrades: v.patches.filter((q) => q > p) }])),
+        })),
+      });
+    }
+    if ((m = /^\/subscriptions\/[^/]+\/providers\/Microsoft\.ContainerService\/locations\/[^/]+\/(operations|operationresults)\/([^/]+)$/i.exec(path)) && method === "GET") {
+      const op = operations.get(m[2]!);
+      if (!op) return notFound(res, m[2]!);
+      if (op.status === "InProgress") {
+        if (op.pollsLeft > 0) op.pollsLeft--;
+        else {
+          op.status = op.result;
+          op.complete(op.result);
+        }
+      }
+      if (m[1] === "operationresults") return op.status === "InProgress" ? send(res, 202, undefined, { location: `${endpoint}${path}?api-version=${ARM_API_VERSION}` }) : send(res, 204);
+      return send(res, 200, {
+        id: `${path}`,
+        name: op.id,
+        status: op.status,
+        startTime: new Date().toISOString(),
+        ...(op.status !== "InProgress" ? { endTime: new Date().toISOString() } : {}),
+        ...(op.status === "Failed" ? { error: op.error } : {}),
+      });
+    }
+    m = /^\/subscriptions\/([^/]+)\/resourceGroups\/([^/]+)\/providers\/Microsoft\.ContainerService\/managedClusters\/([^/]+)(\/.*)?$/i.exec(path);
+    if (!m) return send(res, 404, { error: { code: "NotFound", message: `No route for ${method} ${path}` } });
+    const c = state.clusters.find((x) => x.subscriptionId === m![1] && x.resourceGroup.toLowerCase() === m![2]!.toLowerCase() && x.name === m![3]);
+    if (!c) return notFound(res, `Microsoft.ContainerService/managedClusters/${m[3]}`);
+    const rest = m[4] ?? "";
+
+    if (rest === "" && method === "GET") return send(res, 200, clusterWire(c));
+    if (rest === "" && method === "PUT") {
+      const ifMatch = req.headers["if-match"];
+      if (ifMatch !== undefined && ifMatch !== c.eTag) {
+        return send(res, 412, { error: { code: "PreconditionFailed", message: `Operation is not allowed since the request's if-match '${ifMatch}' does not match the cluster's eTag '${c.eTag}'.` } });
+      }
+      if (clusterBusy(c)) return busy(res, c);
+      const props = (body as { properties?: { kubernetesVersion?: string; agentPoolProfiles?: Array<{ name: string; orchestratorVersion?: string }> } }).properties ?? {};
+      const target = props.kubernetesVersion ?? c.kubernetesVersion;
+      const poolTargets = new Map<string, string>();
+      for (const p of props.agentPoolProfiles ?? []) {
+        const pool = c.pools.find((x) => x.name === p.name);
+        if (pool && p.orchestratorVersion && p.orchestratorVersion !== pool.orchestratorVersion) poolTargets.set(pool.name, p.orchestratorVersion);
+      }
+      c.kubernetesVersion = target;
+      c.provisioningState = "Upgrading";
+      c.eTag = newETag();
+      return startOperation(res, c, 200, clusterWire(c), (result) => {
+        c.provisioningState = result;
+        if (c.provisioningState === "Succeeded") {
+          c.currentKubernetesVersion = target;
+          for (const [name, v] of poolTargets) {
+            const pool = c.pools.find((x) => x.name === name)!;
+            pool.orchestratorVersion = pool.currentOrchestratorVersion = v;
+          }
+        }
+        c.eTag = newETag();
+      });
+    }
+    if (rest === "/upgradeProfiles/default" && method === "GET") {
+      const properties: Record<string, unknown> = {
+        controlPlaneProfile: { kubernetesVersion: c.currentKubernetesVersion, osType: "Linux", upgrades: upgradesFrom(c, c.currentKubernetesVersion) },
+      };
+      if ((c.upgradeProfilePools ?? "list") === "list") {
+        properties.agentPoolProfiles = c.pools.map((p) => ({ name: p.name, kubernetesVersion: p.currentOrchestratorVersion, osType: "Linux", upgrades: upgradesFrom(c, p.currentOrchestratorVersion) }));
+      } else if (c.upgradeProfilePools === "null") properties.agentPoolProfiles = null;
+      return send(res, 200, { id: `${clusterId(c)}/upgradeprofiles/default`, name: "default", type: "Microsoft.ContainerService/managedClusters/upgradeprofiles", properties });
+    }
+    if (rest === "/agentPools" && method === "GET") return send(res, 200, { value: c.pools.map((p) => poolWire(c, p)) });
+    if (rest === "/maintenanceConfigurations" && method === "GET") {
+      return send(res, 200, {
+        value: Object.entries(c.maintenance ?? {}).map(([name, properties]) => ({
+          id: `${clusterId(c)}/maintenanceConfigurations/${name}`,
+          name,
+          type: "Microsoft.ContainerService/managedClusters/maintenanceConfigurations",
+          properties,
+        })),
+      });
+    }
+    const pm = /^\/agentPools\/([^/]+)(\/.*)?$/i.exec(rest);
+    const pool = pm ? c.pools.find((p) => p.name === pm[1]) : undefined;
+    if (pm && !pool) return notFound(res, `Microsoft.ContainerService/managedClusters/${c.name}/agentPools/${pm[1]}`);
+    if (pool && !pm![2] && method === "GET") return send(res, 200, poolWire(c, pool));
+    if (pool && !pm![2] && method === "PUT") {
+      const ifMatch = req.headers["if-match"];
+      if (ifMatch !== undefined && ifMatch !== pool.eTag) {
+        return send(res, 412, { error: { code: "PreconditionFailed", message: `The request's if-match '${ifMatch}' does not match the agent pool's eTag.` } });
+      }
+      if (clusterBusy(c)) return busy(res, c);
+      const target = (body as { properties?: { orchestratorVersion?: string } }).properties?.orchestratorVersion ?? pool.orchestratorVersion;
+      pool.orchestratorVersion = target;
+      pool.provisioningState = "Upgrading";
+      pool.eTag = newETag();
+      return startOperation(res, c, 200, poolWire(c, pool), (result) => {
+        pool.provisioningState = result;
+        if (pool.provisioningState === "Succeeded") {
+          pool.currentOrchestratorVersion = target;
+          pool.nodeImageVersion = pool.latestNodeImageVersion;
+        }
+        pool.eTag = newETag();
+      });
+    }
+    if (pool && pm![2] === "/upgradeProfiles/default" && method === "GET") {
+      return send(res, 200, {
+        id: `${clusterId(c)}/agentPools/${pool.name}/upgradeProfiles/default`,
+        name: "default",
+        type: "Microsoft.ContainerService/managedClusters/agentPools/upgradeProfiles",
+        properties: { kubernetesVersion: pool.currentOrchestratorVersion, osType: "Linux", upgrades: upgradesFrom(c, pool.currentOrchestratorVersion), latestNodeImageVersion: pool.latestNodeImageVersion },
+      });
+    }
+    if (pool && pm![2] === "/upgradeNodeImageVersion" && method === "POST") {
+      if (clusterBusy(c)) return busy(res, c);
+      pool.provisioningState = "UpgradingNodeImageVersion";
+      return startOperation(res, c, 202, undefined, (result) => {
+        pool.provisioningState = result;
+        if (pool.provisioningState === "Succeeded") pool.nodeImageVersion = pool.latestNodeImageVersion;
+      }, "location");
+    }
+    return send(res, 404, { error: { code: "NotFound", message: `No route for ${method} ${path}` } });
+  }
+
+  return sim;
+}

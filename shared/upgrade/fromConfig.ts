@@ -1,0 +1,27 @@
+import type { InvocationContext } from "@azure/functions";
+import { getConfig } from "../config/config";
+import { openTable } from "../storage/table";
+import { armClientFactory, type ArmClientFactory, type ArmClientOverrides } from "./armFacts";
+import type { UpgradeDeps } from "./service";
+
+/** The production wiring of the upgrade planner: the configured table and ARM with the app's identity. */
+
+let overrides: ArmClientOverrides | undefined;
+let factory: { key: string; arm: ArmClientFactory } | undefined;
+
+/** Tests point ARM at the local simulator with a fake credential and its CA; `undefined` restores production. */
+export function setArmOverridesForTests(value: ArmClientOverrides | undefined): void {
+  overrides = value;
+  factory = undefined;
+}
+
+export async function getUpgradeDeps(context: InvocationContext): Promise<UpgradeDeps> {
+  const config = getConfig();
+  const key = config.upgrade.armEndpoint;
+  if (!factory || factory.key !== key) factory = { key, arm: armClientFactory(config, overrides) };
+  return {
+    table: await openTable(config.storage),
+    arm: factory.arm,
+    log: (line) => context.info(line),
+  };
+}

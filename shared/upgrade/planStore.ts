@@ -1,0 +1,132 @@
+import type { TableClient } from "@azure/data-tables";
+import { isNotFound } from "../storage/table";
+import type { ArmFailure } from "./armFacts";
+import type { StepKind, UpgradePlan } from "./planner";
+
+/**
+ * Upgrade rows live in the cluster's partition of the one Rollcall table:
+ * - `upgrade:plan`    the latest plan (JSON, chunked) and the latest ARM failure, kept apart so a failure never erases the plan;
+ * - `upgrade:active`  the step apply mode has started and is following (its poller state), at most one per cluster;
+ * - `upgrade:history` the last outcomes of applied steps.
+ */
+export const upgradeRowKeys = {
+  plan: "upgrade:plan",
+  active: "upgrade:active",
+  history: "upgrade:history",
+  prefix: "upgrade:",
+} as const;
+
+/** Table Storage caps a string property at 64 KiB (32 K UTF-16 characters). */
+const CHUNK = 30_000;
+const MAX_CHUNKS = 30;
+const HISTORY_LENGTH = 20;
+
+export interface PlanError {
+  at: string;
+  failure: ArmFailure;
+}
+
+export interface StepOutcome {
+  stepId: string;
+  kind: StepKind;
+  pool?: string;
+  to: string;
+  /** started: ARM accepted it; succeeded/failed: the long-running operation ended; deferred: try later (e.g. 409 OperationNotAllowed). */
+  result: "started" | "succeeded" | "failed" | "deferred";
+  at: string;
+  message?: string;
+}
+
+export interface StoredPlan {
+  plan?: UpgradePlan;
+  lastError?: PlanError;
+}
+
+export interface ActiveOperation {
+  stepId: string;
+  kind: StepKind;
+  pool?: string;
+  from: string;
+  to: string;
+  startedAt: string;
+  /** Serialized `@azure/core-lro` poller state, to follow the operation from a later invocation. */
+  pollerState?: string;
+}
+
+type Row = Record<string, unknown> & { partitionKey: string; rowKey: string };
+
+async function read(table: TableClient, cluster: string, rowKey: string): Promise<Row | undefined> {
+  try {
+    return (await table.getEntity<Record<string, unknown>>(cluster, rowKey)) as Row;
+  } catch (error) {
+    if (isNotFound(error)) return undefined;
+    throw error;
+  }
+}
+
+export async function savePlan(table: TableClient, cluster: string, plan: UpgradePlan): Promise<void> {
+  const text = JSON.stringify(plan);
+  const chunks: Record<string, string> = {};
+  const count = Math.ceil(text.length / CHUNK);
+  if (count > MAX_CHUNKS) throw new Error(`The upgrade plan for ${cluster} is too large to store (${text.length} characters)`);
+  for (let i = 0; i < MAX_CHUNKS; i++) chunks[`plan${i}`] = text.slice(i * CHUNK, (i + 1) * CHUNK);
+  await table.upsertEntity(
+    { partitionKey: cluster, rowKey: upgradeRowKeys.plan, computedAt: plan.computedAt, steps: plan.steps.length, chunks: count, lastError: "", ...chunks },
+    "Merge",
+  );
+}
+
+/** Records an ARM failure next to the previous plan, which stays readable. */
+export async function savePlanError(table: TableClient, cluster: string, error: PlanError): Promise<void> {
+  await table.upsertEntity({ partitionKey: cluster, rowKey: upgradeRowKeys.plan, lastError: JSON.stringify(error) }, "Merge");
+}
+
+export async function loadPlan(table: TableClient, cluster: string): Promise<StoredPlan | undefined> {
+  const row = await read(table, cluster, upgradeRowKeys.plan);
+  if (!row) return undefined;
+  const count = Number(row.chunks ?? 0);
+  let text = "";
+  for (let i = 0; i < count; i++) text += String(row[`plan${i}`] ?? "");
+  return {
+    plan: text ? (JSON.parse(text) as UpgradePlan) : undefined,
+    lastError: typeof row.lastError === "string" && row.lastError ? (JSON.parse(row.lastError) as PlanError) : undefined,
+  };
+}
+
+export async function loadActive(table: TableClient, cluster: string): Promise<ActiveOperation | undefined> {
+  const row = await read(table, cluster, upgradeRowKeys.active);
+  return row && typeof row.operation === "string" ? (JSON.parse(row.operation) as ActiveOperation) : undefined;
+}
+
+/** Claims the cluster's single operation slot; false when another invocation holds it. */
+export async function claimActive(table: TableClient, cluster: string, operation: ActiveOperation): Promise<boolean> {
+  try {
+    await table.createEntity({ partitionKey: cluster, rowKey: upgradeRowKeys.active, operation: JSON.stringify(operation) });
+    return true;
+  } catch (error) {
+    if ((error as { statusCode?: number }).statusCode === 409) return false;
+    throw error;
+  }
+}
+
+export async function updateActive(table: TableClient, cluster: string, operation: ActiveOperation): Promise<void> {
+  await table.upsertEntity({ partitionKey: cluster, rowKey: upgradeRowKeys.active, operation: JSON.stringify(operation) }, "Replace");
+}
+
+export async function clearActive(table: TableClient, cluster: string): Promise<void> {
+  try {
+    await table.deleteEntity(cluster, upgradeRowKeys.active);
+  } catch (error) {
+    if (!isNotFound(error)) throw error;
+  }
+}
+
+export async function loadHistory(table: TableClient, cluster: string): Promise<StepOutcome[]> {
+  const row = await read(table, cluster, upgradeRowKeys.history);
+  return row && typeof row.outcomes === "string" ? (JSON.parse(row.outcomes) as StepOutcome[]) : [];
+}
+
+export async function recordOutcome(table: TableClient, cluster: string, outcome: StepOutcome): Promise<void> {
+  const outcomes = [outcome, ...(await loadHistory(table, cluster))].slice(0, HISTORY_LENGTH);
+  await table.upsertEntity({ partitionKey: cluster, rowKey: upgradeRowKeys.history, outcomes: JSON.stringify(outcomes) }, "Replace");
+}
