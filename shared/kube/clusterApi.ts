@@ -10,6 +10,8 @@ export interface KubeNode {
   bootId: string;
   labels: Record<string, string>;
   annotations: Record<string, string>;
+  /** `spec.taints`, when the implementation reads them. */
+  taints?: KubeTaint[];
 }
 
 export interface KubePod {
@@ -63,6 +65,44 @@ export interface ClusterApi {
   getPodNode(namespace: string, name: string): Promise<string | undefined>;
   /** The names of every node in the cluster. */
   listNodeNames(): Promise<string[]>;
+
+  // ---- For the reboot-policy gates, the taint and the node labels (issue 6).
+
+  /** Every node of the cluster. */
+  listNodes(): Promise<KubeNode[]>;
+  /** Pods in every namespace, optionally only those matching a label selector and/or on one node. */
+  listPods(options: { labelSelector?: string; nodeName?: string }): Promise<KubePodOnNode[]>;
+  /** Every PodDisruptionBudget (`policy/v1`) of the cluster. */
+  listPodDisruptionBudgets(): Promise<KubePdb[]>;
+  /** Adds or replaces the taint with this key (`taint`), or removes every taint with this key (`null`). */
+  setTaint(node: string, key: string, taint: { effect: TaintEffect; value?: string } | null): Promise<void>;
+  /** Sets node labels; `null` removes one. */
+  setLabels(node: string, labels: Record<string, string | null>): Promise<void>;
+}
+
+export type TaintEffect = "NoSchedule" | "PreferNoSchedule" | "NoExecute";
+
+export interface KubeTaint {
+  key: string;
+  value?: string;
+  effect: TaintEffect;
+}
+
+export interface KubePodOnNode extends KubePod {
+  /** `spec.nodeName`; empty for an unscheduled pod. */
+  nodeName: string;
+}
+
+/** A PodDisruptionBudget and its status. */
+export interface KubePdb {
+  namespace: string;
+  name: string;
+  /** `spec.selector`; `{}` selects every pod of the namespace, undefined none. */
+  selector?: { matchLabels?: Record<string, string>; matchExpressions?: { key: string; operator: string; values?: string[] }[] };
+  disruptionsAllowed: number;
+  currentHealthy: number;
+  desiredHealthy: number;
+  expectedPods: number;
 }
 
 /** Annotations Rollcall writes on the node object, so that `kubectl describe node` tells the story. */

@@ -1,5 +1,5 @@
 import type * as k8s from "@kubernetes/client-node";
-import type { AnnotationChanges, ClusterApi, EvictionResult, KubeNode, KubePod, TokenReviewResult } from "./clusterApi";
+import type { AnnotationChanges, ClusterApi, EvictionResult, KubeNode, KubePdb, KubePod, KubePodOnNode, KubeTaint, TaintEffect, TokenReviewResult } from "./clusterApi";
 
 type ClientNode = typeof import("@kubernetes/client-node");
 
@@ -97,6 +97,77 @@ export class KubeClusterApi implements ClusterApi {
     } while (_continue);
     return names;
   }
+
+  async listNodes(): Promise<KubeNode[]> {
+    const nodes: KubeNode[] = [];
+    let _continue: string | undefined;
+    do {
+      const page = await this.core.listNode({ limit: 500, _continue });
+      nodes.push(...page.items.map(toNode));
+      _continue = page.metadata?._continue || undefined;
+    } while (_continue);
+    return nodes;
+  }
+
+  async listPods(options: { labelSelector?: string; nodeName?: string }): Promise<KubePodOnNode[]> {
+    const pods: KubePodOnNode[] = [];
+    let _continue: string | undefined;
+    do {
+      const page = await this.core.listPodForAllNamespaces({
+        labelSelector: options.labelSelector || undefined,
+        fieldSelector: options.nodeName ? `spec.nodeName=${options.nodeName}` : undefined,
+        limit: 500,
+        _continue,
+      });
+      pods.push(...page.items.map((pod) => ({ ...toPod(pod), nodeName: pod.spec?.nodeName ?? "" })));
+      _continue = page.metadata?._continue || undefined;
+    } while (_continue);
+    return pods;
+  }
+
+  private policyApi?: k8s.PolicyV1Api;
+
+  async listPodDisruptionBudgets(): Promise<KubePdb[]> {
+    this.policyApi ??= this.config.makeApiClient(this.lib.PolicyV1Api);
+    const list = await this.policyApi.listPodDisruptionBudgetForAllNamespaces({});
+    return list.items.map((pdb) => ({
+      namespace: pdb.metadata?.namespace ?? "default",
+      name: pdb.metadata?.name ?? "",
+      selector: pdb.spec?.selector as KubePdb["selector"],
+      disruptionsAllowed: pdb.status?.disruptionsAllowed ?? 0,
+      currentHealthy: pdb.status?.currentHealthy ?? 0,
+      desiredHealthy: pdb.status?.desiredHealthy ?? 0,
+      expectedPods: pdb.status?.expectedPods ?? 0,
+    }));
+  }
+
+  async setTaint(node: string, key: string, taint: { effect: TaintEffect; value?: string } | null): Promise<void> {
+    // A merge patch replaces the whole taint list; resourceVersion makes it fail (409) rather than
+    // overwrite a concurrent change, and we read again and retry.
+    for (let attempt = 0; ; attempt++) {
+      const current = await this.core.readNode({ name: node });
+      const taints = (current.spec?.taints ?? []) as KubeTaint[];
+      const others = taints.filter((t) => t.key !== key);
+      const wanted: KubeTaint[] = taint ? [...others, { key, effect: taint.effect, ...(taint.value !== undefined && { value: taint.value }) }] : others;
+      const unchanged = taint
+        ? taints.length === wanted.length && taints.some((t) => t.key === key && t.effect === taint.effect && (t.value ?? undefined) === taint.value)
+        : others.length === taints.length;
+      if (unchanged) return;
+      const body = { metadata: { resourceVersion: current.metadata?.resourceVersion }, spec: { taints: wanted } };
+      try {
+        await this.core.patchNode({ name: node, body }, this.lib.setHeaderOptions("Content-Type", this.lib.PatchStrategy.MergePatch));
+        return;
+      } catch (error) {
+        if (statusOf(error) !== 409 || attempt >= 4) throw error;
+      }
+    }
+  }
+
+  async setLabels(node: string, labels: Record<string, string | null>): Promise<void> {
+    if (Object.keys(labels).length === 0) return;
+    const body = { metadata: { labels } };
+    await this.core.patchNode({ name: node, body }, this.lib.setHeaderOptions("Content-Type", this.lib.PatchStrategy.MergePatch));
+  }
 }
 
 function toNode(node: k8s.V1Node): KubeNode {
@@ -108,6 +179,7 @@ function toNode(node: k8s.V1Node): KubeNode {
     bootId: node.status?.nodeInfo?.bootID ?? "",
     labels: node.metadata?.labels ?? {},
     annotations: node.metadata?.annotations ?? {},
+    taints: (node.spec?.taints ?? []).map((t) => ({ key: t.key, effect: t.effect as TaintEffect, ...(t.value !== undefined && { value: t.value }) })),
   };
 }
 

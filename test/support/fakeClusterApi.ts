@@ -1,4 +1,5 @@
-import type { ClusterApi, EvictionResult, KubeNode, KubePod, TokenReviewResult } from "../../shared/kube/clusterApi";
+import type { ClusterApi, EvictionResult, KubeNode, KubePdb, KubePod, KubePodOnNode, TaintEffect, TokenReviewResult } from "../../shared/kube/clusterApi";
+import { matchesLabelSelector } from "../../shared/policy/labelSelector";
 
 /** A scripted ClusterApi for unit tests of the domain; integration tests use the simulated API server instead. */
 export class FakeClusterApi implements ClusterApi {
@@ -79,6 +80,57 @@ export class FakeClusterApi implements ClusterApi {
 
   async listNodeNames(): Promise<string[]> {
     return [...this.nodes.keys()];
+  }
+
+  /** PodDisruptionBudgets `listPodDisruptionBudgets` answers. */
+  pdbs: KubePdb[] = [];
+  /** Method name → the error its next calls throw (for blocker-error tests). */
+  failures = new Map<string, Error>();
+
+  addPdb(namespace: string, name: string, matchLabels: Record<string, string>, overrides: Partial<KubePdb> = {}): KubePdb {
+    const pdb: KubePdb = { namespace, name, selector: { matchLabels }, disruptionsAllowed: 1, currentHealthy: 2, desiredHealthy: 1, expectedPods: 2, ...overrides };
+    this.pdbs.push(pdb);
+    return pdb;
+  }
+
+  private fail(method: string): void {
+    const error = this.failures.get(method);
+    if (error) throw error;
+  }
+
+  async listNodes(): Promise<KubeNode[]> {
+    this.fail("listNodes");
+    return [...this.nodes.values()].map((n) => structuredClone(n));
+  }
+
+  async listPods(options: { labelSelector?: string; nodeName?: string }): Promise<KubePodOnNode[]> {
+    this.fail("listPods");
+    return this.pods
+      .filter((p) => (options.nodeName === undefined || p.node === options.nodeName) && (!options.labelSelector || matchesLabelSelector(options.labelSelector, p.labels)))
+      .map(({ node, ...pod }) => ({ ...structuredClone(pod), nodeName: node }));
+  }
+
+  async listPodDisruptionBudgets(): Promise<KubePdb[]> {
+    this.fail("listPodDisruptionBudgets");
+    return structuredClone(this.pdbs);
+  }
+
+  async setTaint(name: string, key: string, taint: { effect: TaintEffect; value?: string } | null): Promise<void> {
+    this.fail("setTaint");
+    const node = this.nodes.get(name);
+    if (!node) throw Object.assign(new Error(`nodes "${name}" not found`), { code: 404 });
+    const others = (node.taints ?? []).filter((t) => t.key !== key);
+    node.taints = taint ? [...others, { key, ...taint }] : others;
+  }
+
+  async setLabels(name: string, labels: Record<string, string | null>): Promise<void> {
+    this.fail("setLabels");
+    const node = this.nodes.get(name);
+    if (!node) throw Object.assign(new Error(`nodes "${name}" not found`), { code: 404 });
+    for (const [key, value] of Object.entries(labels)) {
+      if (value === null) delete node.labels[key];
+      else node.labels[key] = value;
+    }
   }
 
   /** Terminating pods finish terminating. */
