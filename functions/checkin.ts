@@ -1,4 +1,5 @@
 import { app, type HttpRequest, type InvocationContext } from "@azure/functions";
+import { announceAgentAuthMode, authenticateCheckin } from "../shared/auth/tokenReview";
 import { getConfig } from "../shared/config/config";
 import { HttpError, httpHandler, json, parseJsonBody, parseRoute } from "../shared/http/http";
 import { getRollcall } from "../shared/orchestrator/fromConfig";
@@ -10,6 +11,7 @@ export const checkin = httpHandler(async (request: HttpRequest, context: Invocat
   const { cluster, node } = parseRoute(request, nodeRoute);
   const body = await parseJsonBody(request, CheckinRequest, MAX_CHECKIN_BYTES);
   requireConfiguredCluster(cluster);
+  await authenticateCheckin(request, cluster, node, context, async () => (await getRollcall()).kube);
   const answer = await (await getRollcall()).orchestrator.checkin(cluster, node, body, context);
   return json(200, answer);
 });
@@ -19,6 +21,8 @@ export function requireConfiguredCluster(cluster: string): void {
     throw new HttpError(404, "unknown_cluster", `Cluster ${cluster} is not configured in ROLLCALL_CLUSTERS`);
   }
 }
+
+announceAgentAuthMode();
 
 app.http("checkin", {
   route: "clusters/{cluster}/nodes/{node}/checkin",

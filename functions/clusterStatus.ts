@@ -1,0 +1,107 @@
+import { app, type HttpRequest, type InvocationContext } from "@azure/functions";
+import { httpHandler, json, parseRoute } from "../shared/http/http";
+import type { NodeRecord } from "../shared/node/nodeRecord";
+import { getRollcall } from "../shared/orchestrator/fromConfig";
+import { queueOrder } from "../shared/orchestrator/queue";
+import { clusterRoute } from "../shared/protocol/names";
+import { requireConfiguredCluster } from "./checkin";
+import { nodeStatusUrl } from "./rebootRequest";
+
+/**
+ * GET /api/clusters/{cluster}/status — the cluster at a glance: lock slots and who holds them until
+ * when, every node's state and since when, the queue in the order it will be served and what holds
+ * each waiting node back, and the Kubernetes nodes Rollcall does not know yet (no agent, no request).
+ */
+
+/** The cluster listing is a bonus: the status must answer even when the cluster API does not. */
+const KUBERNETES_TIMEOUT_MS = 3000;
+
+export const clusterStatus = httpHandler(async (request: HttpRequest, context: InvocationContext) => {
+  const { cluster } = parseRoute(request, clusterRoute);
+  requireConfiguredCluster(cluster);
+  const { store, lock, policy, kube } = await getRollcall();
+  const now = new Date();
+  const [records, view, rules, kubernetes] = await Promise.all([
+    store.list(cluster),
+    lock.view(cluster),
+    policy(cluster),
+    kubernetesNodes(() => kube(cluster), context),
+  ]);
+  const nodes = records.map((r) => r.value).sort((a, b) => a.node.localeCompare(b.node));
+  const queue = nodes.filter((n) => n.state === "pending").sort(queueOrder);
+  const known = new Set(nodes.map((n) => n.node));
+  return json(200, {
+    cluster,
+    generatedAt: now.toISOString(),
+    lock: {
+      slots: rules.concurrency,
+      free: Math.max(0, rules.concurrency - view.holders.length),
+      holders: view.holders.map((h) => ({ ...h, expired: Date.parse(h.expiresAt) <= now.getTime() })),
+    },
+    counts: countByState(nodes),
+    nodes: nodes.map(nodeSummary),
+    queue: queue.map((n, i) => ({
+      position: i + 1,
+      node: n.node,
+      pendingSince: n.pendingSince ?? n.since,
+      priority: n.request?.priority ?? 0,
+      requestId: n.request?.id,
+      requestedBy: n.request?.requestedBy ?? "sentinel",
+      notBefore: n.request?.notBefore,
+      holdReason: n.holdReason ?? "waiting for the next check-in or reconcile tick",
+    })),
+    kubernetes:
+      kubernetes.kind === "answered"
+        ? { reachable: true, nodes: kubernetes.names.length, unknownNodes: kubernetes.names.filter((name) => !known.has(name)).sort() }
+        : { reachable: false, error: kubernetes.error },
+  });
+});
+
+export function nodeSummary(n: NodeRecord) {
+  return {
+    node: n.node,
+    state: n.state,
+    since: n.since,
+    why: n.why,
+    holdReason: n.holdReason,
+    drainBlocker: n.drainBlocker,
+    rebootRequired: n.rebootRequired,
+    reasons: n.reasons,
+    leaseId: n.leaseId,
+    lastCheckinAt: n.lastCheckinAt,
+    agentVersion: n.agentVersion,
+    request: n.request,
+    statusUrl: nodeStatusUrl(n.cluster, n.node),
+  };
+}
+
+function countByState(nodes: NodeRecord[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const n of nodes) counts[n.state] = (counts[n.state] ?? 0) + 1;
+  return counts;
+}
+
+type Listing = { kind: "answered"; names: string[] } | { kind: "failed"; error: string };
+
+async function kubernetesNodes(api: () => Promise<{ listNodeNames(): Promise<string[]> }>, context: InvocationContext): Promise<Listing> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${KUBERNETES_TIMEOUT_MS} ms`)), KUBERNETES_TIMEOUT_MS);
+    timer.unref();
+  });
+  try {
+    return { kind: "answered", names: await Promise.race([api().then((a) => a.listNodeNames()), timeout]) };
+  } catch (error) {
+    context.warn(`status: listing the cluster's nodes failed: ${(error as Error).message}`);
+    return { kind: "failed", error: `the cluster API did not answer: ${(error as Error).message}` };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+app.http("clusterStatus", {
+  route: "clusters/{cluster}/status",
+  methods: ["GET"],
+  authLevel: "function",
+  handler: clusterStatus,
+});

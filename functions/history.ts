@@ -1,0 +1,79 @@
+import { app, type HttpRequest, type InvocationContext } from "@azure/functions";
+import { z } from "zod";
+import { readHistory } from "../shared/history/history";
+import { HttpError, httpHandler, json, parseQuery, parseRoute } from "../shared/http/http";
+import { getRollcall } from "../shared/orchestrator/fromConfig";
+import { clusterRoute, nodeName } from "../shared/protocol/names";
+import { requireConfiguredCluster } from "./checkin";
+
+/**
+ * GET /api/clusters/{cluster}/history?limit=&continuationToken=&node= — finished reboots, drains and
+ * maintenances, newest first, with per-phase durations (seconds) and who asked. Paged: pass the
+ * `continuationToken` of one page to get the next.
+ */
+
+export const HistoryQuery = z
+  .object({
+    limit: z.coerce.number().int().min(1).max(100).default(20),
+    continuationToken: z
+      .string()
+      .min(1)
+      .max(4096)
+      .regex(/^[A-Za-z0-9+/=_-]+$/, { message: "must be the continuationToken of a previous page" })
+      .optional(),
+    node: nodeName.optional(),
+  })
+  // Not strict: `code` (the function key) may travel in the query string too.
+  .strip();
+
+export const history = httpHandler(async (request: HttpRequest, _context: InvocationContext) => {
+  const { cluster } = parseRoute(request, clusterRoute);
+  const query = parseQuery(request, HistoryQuery);
+  requireConfiguredCluster(cluster);
+  if (query.continuationToken) checkContinuationToken(query.continuationToken);
+  const { table } = await getRollcall();
+  let page;
+  try {
+    page = await readHistory(table, cluster, query);
+  } catch (error) {
+    if ((error as { statusCode?: number }).statusCode === 400 && query.continuationToken) throw badToken();
+    throw error;
+  }
+  const next = page.continuationToken
+    ? `/api/clusters/${encodeURIComponent(cluster)}/history?${new URLSearchParams({
+        limit: String(query.limit),
+        continuationToken: page.continuationToken,
+        ...(query.node ? { node: query.node } : {}),
+      }).toString()}`
+    : undefined;
+  return json(200, { cluster, entries: page.entries, continuationToken: page.continuationToken, next });
+});
+
+/** A token is base64 of `{nextPartitionKey, nextRowKey}` from Table Storage; anything else is refused before the query. */
+function checkContinuationToken(token: string): void {
+  let decoded: unknown;
+  try {
+    decoded = JSON.parse(Buffer.from(token, "base64").toString("utf8"));
+  } catch {
+    throw badToken();
+  }
+  const t = decoded as { nextPartitionKey?: unknown; nextRowKey?: unknown };
+  const ok =
+    typeof decoded === "object" &&
+    decoded !== null &&
+    typeof t.nextPartitionKey === "string" &&
+    (t.nextRowKey === undefined || typeof t.nextRowKey === "string") &&
+    Object.keys(decoded).every((k) => k === "nextPartitionKey" || k === "nextRowKey");
+  if (!ok) throw badToken();
+}
+
+function badToken(): HttpError {
+  return new HttpError(400, "invalid_continuation_token", "continuationToken is not one this API returned; start again without it");
+}
+
+app.http("history", {
+  route: "clusters/{cluster}/history",
+  methods: ["GET"],
+  authLevel: "function",
+  handler: history,
+});
