@@ -1,0 +1,97 @@
+// The Function App on Flex Consumption (Node 22) with the app settings Rollcall reads (shared/config/config.ts).
+param location string
+param tags object
+param resourceToken string
+param identityId string
+param identityClientId string
+param storageAccountName string
+param blobEndpoint string
+param tableEndpoint string
+param deploymentContainerName string
+param tableName string
+param appInsightsConnectionString string
+param rollcallClusters array
+param lockTtlMinutes int
+param drainTimeoutMinutes int
+param maximumInstanceCount int
+param instanceMemoryMB int
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: 'plan-rollcall-${resourceToken}'
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource site 'Microsoft.Web/sites@2024-04-01' = {
+  name: 'func-rollcall-${resourceToken}'
+  location: location
+  tags: union(tags, { 'azd-service-name': 'api' })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    siteConfig: {
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${blobEndpoint}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'node'
+        version: '22'
+      }
+    }
+  }
+}
+
+resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+  parent: site
+  name: 'appsettings'
+  properties: {
+    // The host's own storage, identity-based.
+    AzureWebJobsStorage__accountName: storageAccountName
+    AzureWebJobsStorage__credential: 'managedidentity'
+    AzureWebJobsStorage__clientId: identityClientId
+    // Host and worker telemetry, sent with the identity (the component has local auth disabled).
+    APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
+    APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+    // Rollcall (shared/config/config.ts).
+    AZURE_CLIENT_ID: identityClientId
+    ROLLCALL_STORAGE_TABLE_ENDPOINT: tableEndpoint
+    ROLLCALL_TABLE: tableName
+    ROLLCALL_CLUSTERS: string(rollcallClusters)
+    ROLLCALL_LOCK_TTL_MINUTES: string(lockTtlMinutes)
+    ROLLCALL_DRAIN_TIMEOUT_MINUTES: string(drainTimeoutMinutes)
+  }
+}
+
+output name string = site.name
+output defaultHostName string = site.properties.defaultHostName
