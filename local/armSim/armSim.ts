@@ -95,6 +95,8 @@ interface SimOperation {
   error?: { code: string; message: string };
   complete: (result: "Succeeded" | "Failed") => void;
   status: "InProgress" | "Succeeded" | "Failed";
+  /** What the operation's Location answers once it ended (200 and this body; 204 when absent). */
+  resultBody?: () => unknown;
 }
 
 export interface ArmSim {
@@ -109,6 +111,8 @@ export interface ArmSim {
   /** The next long-running operation ends Failed with this error. */
   failNextOperation?: { code: string; message: string };
   cluster(name: string): SimCluster;
+  /** Lets every running operation end at its next poll. */
+  finishOperations(): void;
   stop(): Promise<void>;
 }
 
@@ -164,6 +168,9 @@ export async function startArmSim(state: SimState): Promise<ArmSim> {
       const c = state.clusters.find((x) => x.name === name);
       if (!c) throw new Error(`no simulated cluster ${name}`);
       return c;
+    },
+    finishOperations: () => {
+      for (const op of operations.values()) op.pollsLeft = 0;
     },
     stop: () =>
       new Promise<void>((resolve) => {
@@ -237,14 +244,14 @@ export async function startArmSim(state: SimState): Promise<ArmSim> {
       })
       .map(({ p, preview }) => (preview ? { kubernetesVersion: p, isPreview: true } : { kubernetesVersion: p }));
 
-  function startOperation(res: ServerResponse, c: SimCluster, status: number, body: unknown, complete: (result: "Succeeded" | "Failed") => void, location?: string) {
+  function startOperation(res: ServerResponse, c: SimCluster, status: number, body: unknown, complete: (result: "Succeeded" | "Failed") => void, resultBody?: () => unknown) {
     const id = randomUUID();
     const fail = sim.failNextOperation;
     sim.failNextOperation = undefined;
-    operations.set(id, { id, location: c.location, pollsLeft: sim.operationPolls, result: fail ? "Failed" : "Succeeded", error: fail, complete, status: "InProgress" });
+    operations.set(id, { id, location: c.location, pollsLeft: sim.operationPolls, result: fail ? "Failed" : "Succeeded", error: fail, complete, status: "InProgress", resultBody });
     const opUrl = `${endpoint}/subscriptions/${c.subscriptionId}/providers/Microsoft.ContainerService/locations/${c.location}/operations/${id}?api-version=${ARM_API_VERSION}`;
     const headers: Record<string, string> = { "azure-asyncoperation": opUrl };
-    if (location) headers.location = `${endpoint}/subscriptions/${c.subscriptionId}/providers/Microsoft.ContainerService/locations/${c.location}/operationresults/${id}?api-version=${ARM_API_VERSION}`;
+    if (resultBody) headers.location = `${endpoint}/subscriptions/${c.subscriptionId}/providers/Microsoft.ContainerService/locations/${c.location}/operationresults/${id}?api-version=${ARM_API_VERSION}`;
     send(res, status, body, headers);
   }
   const busy = (res: ServerResponse, c: SimCluster) =>
@@ -303,7 +310,10 @@ export async function startArmSim(state: SimState): Promise<ArmSim> {
           op.complete(op.result);
         }
       }
-      if (m[1] === "operationresults") return op.status === "InProgress" ? send(res, 202, undefined, { location: `${endpoint}${path}?api-version=${ARM_API_VERSION}` }) : send(res, 204);
+      if (m[1] === "operationresults") {
+        if (op.status === "InProgress") return send(res, 202, undefined, { location: `${endpoint}${path}?api-version=${ARM_API_VERSION}` });
+        return op.resultBody ? send(res, 200, op.resultBody()) : send(res, 204);
+      }
       return send(res, 200, {
         id: `${path}`,
         name: op.id,
@@ -405,7 +415,7 @@ export async function startArmSim(state: SimState): Promise<ArmSim> {
       return startOperation(res, c, 202, undefined, (result) => {
         pool.provisioningState = result;
         if (pool.provisioningState === "Succeeded") pool.nodeImageVersion = pool.latestNodeImageVersion;
-      }, "location");
+      }, () => poolWire(c, pool));
     }
     return send(res, 404, { error: { code: "NotFound", message: `No route for ${method} ${path}` } });
   }

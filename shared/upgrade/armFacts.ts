@@ -162,6 +162,12 @@ export function describeArmError(error: unknown, what = "ARM"): ArmFailure {
       /* not JSON */
     }
   }
+  // @azure/core-lro reports a failed operation as "The long-running operation has failed. <code>. <message>".
+  const lro = /^The long-running operation has failed\. ([A-Za-z0-9_.]+)\. ([\s\S]*)$/.exec(message);
+  if (lro && code === "Unknown") {
+    code = lro[1]!;
+    message = lro[2]!;
+  }
   const retryAfter = e.response?.headers?.get("retry-after");
   const retryAfterSeconds = retryAfter === undefined ? undefined : parseRetryAfter(retryAfter);
   const explanation =
