@@ -278,6 +278,10 @@ export interface AzureMonitorOptions {
 
 type Call = (sink: Telemetry) => void;
 
+function snapshot(dimensions: TelemetryDimensions): TelemetryDimensions {
+  return dimensions && typeof dimensions === "object" ? { ...dimensions } : dimensions;
+}
+
 /**
  * Application Insights telemetry, loaded on first use. Calls made while the SDK loads are buffered and
  * replayed; if loading fails, telemetry is dropped (one warning on stderr) and the caller never notices.
@@ -304,14 +308,18 @@ export class AzureMonitorTelemetry implements Telemetry {
     return this.sink !== undefined;
   }
 
+  // Dimensions are copied now: a call may be replayed later, after the caller changed its object.
   event(name: string, dimensions: TelemetryDimensions): void {
-    this.dispatch((sink) => sink.event(name, dimensions));
+    const copy = snapshot(dimensions);
+    this.dispatch((sink) => sink.event(name, copy));
   }
   metric(name: string, value: number, dimensions: TelemetryDimensions): void {
-    this.dispatch((sink) => sink.metric(name, value, dimensions));
+    const copy = snapshot(dimensions);
+    this.dispatch((sink) => sink.metric(name, value, copy));
   }
   exception(error: unknown, dimensions: TelemetryDimensions): void {
-    this.dispatch((sink) => sink.exception(error, dimensions));
+    const copy = snapshot(dimensions);
+    this.dispatch((sink) => sink.exception(error, copy));
   }
 
   /** Waits for the SDK to load, then exports everything recorded so far. Never rejects. */

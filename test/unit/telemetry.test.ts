@@ -234,7 +234,9 @@ describe("AzureMonitorTelemetry (lazy)", () => {
       },
     });
     assert.equal(t.started, false);
-    t.event(telemetryEvents.transition, transition);
+    const mutable = { ...transition };
+    t.event(telemetryEvents.transition, mutable);
+    mutable.to = "changed-after-the-call";
     t.metric(telemetryMetrics.checkins, 1, { cluster: "prod-weu", node: "aks-sys-0" });
     assert.equal(t.started, true);
     assert.equal(logExporter.getFinishedLogRecords().length, 0, "nothing reaches the exporter before the SDK is loaded");
@@ -247,6 +249,7 @@ describe("AzureMonitorTelemetry (lazy)", () => {
       logExporter.getFinishedLogRecords().map((r) => r.attributes[customEventNameAttribute]),
       [telemetryEvents.transition, telemetryEvents.stuck],
     );
+    assert.equal(logExporter.getFinishedLogRecords()[0]?.attributes.to, transition.to, "buffered calls keep the dimensions they were made with");
     assert.equal(points().find((p) => p.name === telemetryMetrics.checkins)?.value, 1);
     await t.shutdown();
   });
