@@ -1,0 +1,488 @@
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import type * as k8s from "@kubernetes/client-node";
+import { SimCluster, type SimClusterOptions } from "../../local/kubeSim";
+
+type ClientNode = typeof import("@kubernetes/client-node");
+
+let lib: ClientNode;
+const started: SimCluster[] = [];
+
+before(async () => {
+  lib = await import("@kubernetes/client-node");
+});
+
+after(async () => {
+  await Promise.all(started.map((sim) => sim.stop()));
+});
+
+interface Connected {
+  sim: SimCluster;
+  core: k8s.CoreV1Api;
+  policy: k8s.PolicyV1Api;
+  auth: k8s.AuthenticationV1Api;
+}
+
+/** A fresh simulated cluster with three Ready nodes, reached through the real client-node. */
+async function cluster(options: SimClusterOptions = {}): Promise<Connected> {
+  const sim = await SimCluster.start({ podStartDelayMs: 20, terminationDelayMs: 30, ...options });
+  started.push(sim);
+  for (const name of ["n1", "n2", "n3"]) sim.addNode(name);
+  const config = new lib.KubeConfig();
+  config.loadFromString(sim.kubeconfig);
+  return {
+    sim,
+    core: config.makeApiClient(lib.CoreV1Api),
+    policy: config.makeApiClient(lib.PolicyV1Api),
+    auth: config.makeApiClient(lib.AuthenticationV1Api),
+  };
+}
+
+interface Failure {
+  code: number;
+  body: { reason?: string; message?: string; code?: number; details?: { causes?: { reason?: string; message?: string }[]; retryAfterSeconds?: number } };
+  headers: Record<string, string>;
+}
+
+async function failure(call: Promise<unknown>): Promise<Failure> {
+  try {
+    await call;
+  } catch (error) {
+    assert.ok(error instanceof lib.ApiException, `expected an ApiException, got ${String(error)}`);
+    const e = error as k8s.ApiException<string>;
+    return { code: e.code, body: JSON.parse(e.body), headers: e.headers };
+  }
+  assert.fail("the call succeeded");
+}
+
+async function eventually(condition: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+function eviction(pod: string, namespace = "default", deleteOptions?: k8s.V1DeleteOptions): { name: string; namespace: string; body: k8s.V1Eviction } {
+  return { name: pod, namespace, body: { apiVersion: "policy/v1", kind: "Eviction", metadata: { name: pod, namespace }, ...(deleteOptions ? { deleteOptions } : {}) } };
+}
+
+describe("the simulated API server", () => {
+  describe("listing", () => {
+    it("lists nodes as a NodeList with Ready conditions, boot ids and AKS labels", async () => {
+      const { core } = await cluster();
+      const list = await core.listNode();
+      assert.deepEqual(list.items.map((n) => n.metadata?.name), ["n1", "n2", "n3"]);
+      const node = list.items[0]!;
+      assert.equal(node.status?.conditions?.find((c) => c.type === "Ready")?.status, "True");
+      assert.match(node.status?.nodeInfo?.bootID ?? "", /^[0-9a-f-]{36}$/);
+      assert.equal(node.metadata?.labels?.["kubernetes.azure.com/agentpool"], "nodepool1");
+      assert.ok(Number(list.metadata?.resourceVersion) > 0);
+    });
+
+    it("selects pods by node, phase and namespace with field selectors, and excludes with !=", async () => {
+      const { sim, core } = await cluster();
+      sim.addPod("default", "done", { node: "n1", phase: "Succeeded" });
+      sim.addPod("default", "busy", { node: "n1" });
+      sim.addPod("other", "elsewhere", { node: "n2" });
+      const onN1 = await core.listPodForAllNamespaces({ fieldSelector: "spec.nodeName=n1" });
+      assert.deepEqual(onN1.items.map((p) => p.metadata?.name), ["busy", "done"]);
+      const running = await core.listPodForAllNamespaces({ fieldSelector: "spec.nodeName==n1,status.phase!=Succeeded" });
+      assert.deepEqual(running.items.map((p) => p.metadata?.name), ["busy"]);
+      const inOther = await core.listNamespacedPod({ namespace: "other" });
+      assert.deepEqual(inOther.items.map((p) => p.metadata?.name), ["elsewhere"]);
+      const cordoned = await core.listNode({ fieldSelector: "spec.unschedulable=true" });
+      assert.equal(cordoned.items.length, 0);
+    });
+
+    it("answers 400 BadRequest for a field the real server cannot select on", async () => {
+      const { core } = await cluster();
+      const { code, body } = await failure(core.listPodForAllNamespaces({ fieldSelector: "spec.hostname=n1" }));
+      assert.equal(code, 400);
+      assert.equal(body.reason, "BadRequest");
+      assert.equal(body.message, "field label not supported: spec.hostname");
+    });
+
+    it("selects by labels with equality, set and existence requirements", async () => {
+      const { sim, core } = await cluster();
+      sim.addPod("default", "a", { node: "n1", labels: { app: "web", tier: "front" } });
+      sim.addPod("default", "b", { node: "n1", labels: { app: "api" } });
+      sim.addPod("default", "c", { node: "n1", labels: {} });
+      const names = async (labelSelector: string) => (await core.listNamespacedPod({ namespace: "default", labelSelector })).items.map((p) => p.metadata?.name);
+      assert.deepEqual(await names("app=web"), ["a"]);
+      assert.deepEqual(await names("app!=web"), ["b", "c"]);
+      assert.deepEqual(await names("app in (web,api)"), ["a", "b"]);
+      assert.deepEqual(await names("app notin (web)"), ["b", "c"]);
+      assert.deepEqual(await names("tier"), ["a"]);
+      assert.deepEqual(await names("!app"), ["c"]);
+      assert.deepEqual(await names("app,!tier"), ["b"]);
+    });
+  });
+
+  describe("writing nodes", () => {
+    it("cordons a node through a merge patch, and uncordons it by removing the field with null", async () => {
+      const { sim, core } = await cluster();
+      const options = lib.setHeaderOptions("Content-Type", lib.PatchStrategy.MergePatch);
+      const patched = await core.patchNode({ name: "n1", body: { spec: { unschedulable: true }, metadata: { annotations: { "rollcall.io/state": "draining" } } } }, options);
+      assert.equal(patched.spec?.unschedulable, true);
+      assert.equal(sim.getNode("n1")?.metadata.annotations?.["rollcall.io/state"], "draining");
+      await core.patchNode({ name: "n1", body: { spec: { unschedulable: null }, metadata: { annotations: { "rollcall.io/state": null } } } }, options);
+      assert.equal(sim.getNode("n1")?.spec.unschedulable, undefined);
+      assert.equal(sim.getNode("n1")?.metadata.annotations?.["rollcall.io/state"], undefined);
+      assert.equal(sim.requestLog.at(-1)?.contentType, "application/merge-patch+json");
+    });
+
+    it("cordons a node through a JSON patch, which client-node sends by default", async () => {
+      const { sim, core } = await cluster();
+      await core.patchNode({ name: "n2", body: [{ op: "add", path: "/spec/unschedulable", value: true }] });
+      assert.equal(sim.getNode("n2")?.spec.unschedulable, true);
+      assert.equal(sim.requestLog.at(-1)?.contentType, "application/json-patch+json");
+      assert.equal(sim.maxNodesUnavailable, 1);
+      assert.deepEqual(
+        sim.nodeChanges.filter((c) => c.change === "cordoned").map((c) => c.node),
+        ["n2"],
+      );
+    });
+
+    it("answers 422 Invalid when a JSON patch test operation fails, and changes nothing", async () => {
+      const { sim, core } = await cluster();
+      const before = sim.getNode("n1")?.metadata.resourceVersion;
+      const { code, body } = await failure(
+        core.patchNode({
+          name: "n1",
+          body: [
+            { op: "test", path: "/spec/unschedulable", value: true },
+            { op: "add", path: "/spec/unschedulable", value: true },
+          ],
+        }),
+      );
+      assert.equal(code, 422);
+      assert.equal(body.reason, "Invalid");
+      assert.match(body.details?.causes?.[0]?.message ?? "", /testing value \/spec\/unschedulable failed/);
+      assert.equal(sim.getNode("n1")?.metadata.resourceVersion, before);
+    });
+
+    it("merges node status conditions by type in a strategic merge patch, but replaces taints whole", async () => {
+      const { sim, core } = await cluster();
+      const strategic = lib.setHeaderOptions("Content-Type", lib.PatchStrategy.StrategicMergePatch);
+      await core.patchNodeStatus({ name: "n1", body: { status: { conditions: [{ type: "Ready", status: "False", reason: "KubeletNotReady" }] } } }, strategic);
+      const conditions = sim.getNode("n1")?.status.conditions as { type: string; status: string }[];
+      assert.equal(conditions.length, 4);
+      assert.equal(conditions.find((c) => c.type === "Ready")?.status, "False");
+      assert.equal(conditions.find((c) => c.type === "MemoryPressure")?.status, "False");
+
+      await core.patchNode({ name: "n1", body: { spec: { taints: [{ key: "a", effect: "NoSchedule" }] } } }, strategic);
+      await core.patchNode({ name: "n1", body: { spec: { taints: [{ key: "b", effect: "NoSchedule" }] } } }, strategic);
+      assert.deepEqual(sim.getNode("n1")?.spec.taints, [{ key: "b", effect: "NoSchedule" }]);
+    });
+
+    it("leaves status alone on writes to the node itself", async () => {
+      const { sim, core } = await cluster();
+      const merge = lib.setHeaderOptions("Content-Type", lib.PatchStrategy.MergePatch);
+      await core.patchNode({ name: "n1", body: { status: { nodeInfo: { bootID: "forged" } } } }, merge);
+      assert.notEqual(sim.getNode("n1")?.status.nodeInfo.bootID, "forged");
+    });
+
+    it("refuses a PUT carrying a stale resourceVersion with 409 Conflict", async () => {
+      const { core } = await cluster();
+      const stale = await core.readNode({ name: "n1" });
+      await core.patchNode({ name: "n1", body: [{ op: "add", path: "/metadata/labels/touched", value: "yes" }] });
+      stale.spec = { ...stale.spec, unschedulable: true };
+      const { code, body } = await failure(core.replaceNode({ name: "n1", body: stale }));
+      assert.equal(code, 409);
+      assert.equal(body.reason, "Conflict");
+      assert.equal(
+        body.message,
+        'Operation cannot be fulfilled on nodes "n1": the object has been modified; please apply your changes to the latest version and try again',
+      );
+      const fresh = await core.readNode({ name: "n1" });
+      fresh.spec = { ...fresh.spec, unschedulable: true };
+      const replaced = await core.replaceNode({ name: "n1", body: fresh });
+      assert.equal(replaced.spec?.unschedulable, true);
+      assert.ok(Number(replaced.metadata?.resourceVersion) > Number(fresh.metadata?.resourceVersion));
+    });
+
+    it("answers 404 NotFound with the real message for a missing node", async () => {
+      const { core } = await cluster();
+      const { code, body } = await failure(core.readNode({ name: "ghost" }));
+      assert.equal(code, 404);
+      assert.equal(body.message, 'nodes "ghost" not found');
+    });
+  });
+
+  describe("HTTP edges", () => {
+    it("answers 401 Unauthorized without the admin bearer token, or with another one", async () => {
+      const { sim } = await cluster();
+      const none = await fetch(`${sim.url}/api/v1/nodes`);
+      assert.equal(none.status, 401);
+      assert.equal(((await none.json()) as { reason: string }).reason, "Unauthorized");
+      const wrong = await fetch(`${sim.url}/api/v1/nodes`, { headers: { Authorization: "Bearer nope" } });
+      assert.equal(wrong.status, 401);
+    });
+
+    it("answers 415 for a patch in an unknown content type, 404 for unknown paths and 405 for wrong methods", async () => {
+      const { sim } = await cluster();
+      const headers = { Authorization: `Bearer ${sim.adminToken}` };
+      const patch = await fetch(`${sim.url}/api/v1/nodes/n1`, { method: "PATCH", headers: { ...headers, "Content-Type": "text/plain" }, body: "{}" });
+      assert.equal(patch.status, 415);
+      assert.equal(((await patch.json()) as { reason: string }).reason, "UnsupportedMediaType");
+      const unknown = await fetch(`${sim.url}/api/v1/configmaps`, { headers });
+      assert.equal(unknown.status, 404);
+      const wrongMethod = await fetch(`${sim.url}/api/v1/nodes`, { method: "PUT", headers, body: "{}" });
+      assert.equal(wrongMethod.status, 405);
+      assert.equal(((await wrongMethod.json()) as { reason: string }).reason, "MethodNotAllowed");
+    });
+
+    it("answers 409 AlreadyExists when a pod is created twice", async () => {
+      const { core } = await cluster();
+      const body: k8s.V1Pod = { metadata: { name: "twice" }, spec: { containers: [{ name: "c", image: "pause" }], nodeName: "n1" } };
+      const created = await core.createNamespacedPod({ namespace: "default", body });
+      assert.equal(created.status?.phase, "Pending");
+      const { code, body: status } = await failure(core.createNamespacedPod({ namespace: "default", body }));
+      assert.equal(code, 409);
+      assert.equal(status.reason, "AlreadyExists");
+    });
+  });
+
+  describe("pod deletion", () => {
+    it("deletes gracefully: the pod gets a deletionTimestamp first and disappears after terminating", async () => {
+      const { sim, core } = await cluster({ terminationDelayMs: 100 });
+      sim.addPod("default", "slow", { node: "n1" });
+      const deleted = await core.deleteNamespacedPod({ name: "slow", namespace: "default" });
+      assert.ok(deleted.metadata?.deletionTimestamp);
+      assert.equal(deleted.metadata?.deletionGracePeriodSeconds, 30);
+      assert.ok(sim.getPod("default", "slow")?.metadata.deletionTimestamp);
+      await eventually(() => sim.getPod("default", "slow") === undefined, "the pod is gone");
+    });
+
+    it("deletes at once with gracePeriodSeconds 0", async () => {
+      const { sim, core } = await cluster({ terminationDelayMs: 10_000 });
+      sim.addPod("default", "quick", { node: "n1" });
+      await core.deleteNamespacedPod({ name: "quick", namespace: "default", gracePeriodSeconds: 0 });
+      assert.equal(sim.getPod("default", "quick"), undefined);
+    });
+
+    it("replaces a deleted ReplicaSet pod on another schedulable node, Pending first, then Running and Ready", async () => {
+      const { sim, core } = await cluster({ podStartDelayMs: 100 });
+      const { pods } = sim.addDeployment("default", "web", { replicas: 2, nodes: ["n1", "n2"] });
+      const victim = pods.find((p) => p.spec.nodeName === "n1")!;
+      await core.patchNode({ name: "n1", body: [{ op: "add", path: "/spec/unschedulable", value: true }] });
+      await core.deleteNamespacedPod({ name: victim.metadata.name, namespace: "default" });
+      const replacement = sim.pods({ namespace: "default" }).find((p) => !p.metadata.deletionTimestamp && p.metadata.name !== pods[1]!.metadata.name && p.metadata.name !== victim.metadata.name);
+      assert.ok(replacement, "a replacement pod exists at once");
+      assert.equal(replacement.spec.nodeName, "n2");
+      assert.equal(replacement.status.phase, "Pending");
+      await eventually(() => sim.getPod("default", replacement.metadata.name)?.status.phase === "Running", "the replacement runs");
+      assert.equal(sim.getPod("default", replacement.metadata.name)?.status.conditions.find((c: { type: string }) => c.type === "Ready").status, "True");
+    });
+
+    it("keeps a replacement Pending while no node fits, and schedules it once one does", async () => {
+      const { sim, core } = await cluster();
+      const { pods } = sim.addDeployment("default", "pinned", { replicas: 1, nodes: ["n1"] });
+      await core.patchNode({ name: "n1", body: [{ op: "add", path: "/spec/unschedulable", value: true }] });
+      await core.deleteNamespacedPod({ name: pods[0]!.metadata.name, namespace: "default", gracePeriodSeconds: 0 });
+      const [pending] = sim.pods({ namespace: "default" });
+      assert.equal(pending?.spec.nodeName, undefined);
+      assert.equal(pending?.status.phase, "Pending");
+      await core.patchNode({ name: "n1", body: [{ op: "remove", path: "/spec/unschedulable" }] });
+      await eventually(() => sim.getPod("default", pending!.metadata.name)?.status.phase === "Running", "the pod runs on n1");
+      assert.equal(sim.getPod("default", pending!.metadata.name)?.spec.nodeName, "n1");
+    });
+
+    it("counts a PDB violation when a plain DELETE takes a budget below its desired healthy count", async () => {
+      const { sim, core } = await cluster();
+      const { pods } = sim.addDeployment("default", "db", { replicas: 2, pdb: { minAvailable: 2 } });
+      await core.deleteNamespacedPod({ name: pods[0]!.metadata.name, namespace: "default" });
+      assert.equal(sim.pdbViolations, 1);
+    });
+  });
+
+  describe("eviction", () => {
+    it("evicts a pod whose budget allows it: 201 Success, then the pod terminates and the budget is spent", async () => {
+      const { sim, core } = await cluster();
+      const { pods } = sim.addDeployment("default", "web", { replicas: 3, pdb: { maxUnavailable: 1 } });
+      const victim = pods[0]!.metadata.name;
+      const response = await core.createNamespacedPodEviction(eviction(victim));
+      assert.equal(response.kind, "Status");
+      assert.equal(sim.requestLog.at(-1)?.status, 201);
+      assert.ok(sim.getPod("default", victim)?.metadata.deletionTimestamp);
+      const [pdb] = sim.pdbs();
+      assert.equal(pdb?.status.disruptionsAllowed, 0);
+      assert.equal(pdb?.status.currentHealthy, 2);
+      await eventually(() => sim.getPod("default", victim) === undefined, "the evicted pod is gone");
+      assert.equal(sim.pdbViolations, 0);
+    });
+
+    it("answers 429 with the DisruptionBudget cause when the budget allows no disruption", async () => {
+      const { sim, core } = await cluster();
+      const { pods } = sim.addDeployment("default", "web", { replicas: 2, pdb: { minAvailable: 2 } });
+      const { code, body, headers } = await failure(core.createNamespacedPodEviction(eviction(pods[0]!.metadata.name)));
+      assert.equal(code, 429);
+      assert.equal(body.reason, "TooManyRequests");
+      assert.equal(body.message, "Cannot evict pod as it would violate the pod's disruption budget.");
+      assert.deepEqual(body.details?.causes, [{ reason: "DisruptionBudget", message: "The disruption budget web needs 2 healthy pods and has 2 currently" }]);
+      assert.equal(headers["retry-after"], undefined);
+      assert.equal(sim.getPod("default", pods[0]!.metadata.name)?.metadata.deletionTimestamp, undefined);
+    });
+
+    it("advertises Retry-After on 429s when the sim is told to", async () => {
+      const { sim, core } = await cluster({ evictionRetryAfterSeconds: 7 });
+      const { pods } = sim.addDeployment("default", "web", { replicas: 1, pdb: { minAvailable: 1 } });
+      const { headers, body } = await failure(core.createNamespacedPodEviction(eviction(pods[0]!.metadata.name)));
+      assert.equal(headers["retry-after"], "7");
+      assert.equal(body.details?.retryAfterSeconds, 7);
+    });
+
+    it("answers 500 InternalError when two budgets select the pod", async () => {
+      const { sim, core } = await cluster();
+      const { pods } = sim.addDeployment("default", "web", { replicas: 3, pdb: { maxUnavailable: 1 } });
+      sim.addPdb("default", "also-web", { selector: { app: "web" }, maxUnavailable: 1 });
+      const { code, body } = await failure(core.createNamespacedPodEviction(eviction(pods[0]!.metadata.name)));
+      assert.equal(code, 500);
+      assert.equal(body.reason, "InternalError");
+      assert.match(body.message ?? "", /This pod has more than one PodDisruptionBudget, which the eviction subresource does not support\./);
+    });
+
+    it("answers 404 for a pod that does not exist", async () => {
+      const { core } = await cluster();
+      const { code, body } = await failure(core.createNamespacedPodEviction(eviction("ghost")));
+      assert.equal(code, 404);
+      assert.equal(body.message, 'pods "ghost" not found');
+    });
+
+    it("ignores budgets for finished and pending pods", async () => {
+      const { sim, core } = await cluster();
+      sim.addPdb("default", "strict", { selector: { app: "job" }, minAvailable: 5 });
+      sim.addPod("default", "finished", { node: "n1", phase: "Failed", labels: { app: "job" } });
+      await core.createNamespacedPodEviction(eviction("finished"));
+      assert.equal(sim.getPod("default", "finished"), undefined, "finished pods are deleted at once");
+    });
+  });
+
+  describe("PodDisruptionBudget status", () => {
+    it("is recomputed as pods lose readiness and come back, rounding percentages up", async () => {
+      const { sim, policy } = await cluster({ podStartDelayMs: 20 });
+      sim.addDeployment("default", "web", { replicas: 3, pdb: { minAvailable: "50%" } });
+      sim.addDeployment("default", "api", { replicas: 3, pdb: { maxUnavailable: "34%" } });
+      const status = async (name: string) => (await policy.readNamespacedPodDisruptionBudget({ name, namespace: "default" })).status!;
+      assert.deepEqual(
+        (({ expectedPods, currentHealthy, desiredHealthy, disruptionsAllowed }) => ({ expectedPods, currentHealthy, desiredHealthy, disruptionsAllowed }))(await status("web")),
+        { expectedPods: 3, currentHealthy: 3, desiredHealthy: 2, disruptionsAllowed: 1 },
+      );
+      assert.equal((await status("api")).desiredHealthy, 1);
+      sim.setNodeReady("n1", false);
+      const web = await status("web");
+      assert.equal(web.currentHealthy, 2);
+      assert.equal(web.disruptionsAllowed, 0);
+      assert.equal(web.conditions?.find((c) => c.type === "DisruptionAllowed")?.reason, "InsufficientPods");
+      sim.setNodeReady("n1", true);
+      await eventually(() => sim.pdbs().find((p) => p.metadata.name === "web")?.status.currentHealthy === 3, "the budget recovers");
+      assert.equal(sim.pdbViolations, 0, "losing readiness is not an API-allowed disruption");
+    });
+
+    it("lists budgets across namespaces", async () => {
+      const { sim, policy } = await cluster();
+      sim.addDeployment("a", "one", { replicas: 1, pdb: { minAvailable: 1 } });
+      sim.addDeployment("b", "two", { replicas: 1, pdb: { minAvailable: 0 } });
+      const list = await policy.listPodDisruptionBudgetForAllNamespaces();
+      assert.deepEqual(list.items.map((p) => `${p.metadata?.namespace}/${p.metadata?.name}`), ["a/one", "b/two"]);
+    });
+  });
+
+  describe("TokenReview", () => {
+    const review = (auth: k8s.AuthenticationV1Api, token: string, audiences?: string[]) =>
+      auth.createTokenReview({ body: { apiVersion: "authentication.k8s.io/v1", kind: "TokenReview", spec: { token, ...(audiences ? { audiences } : {}) } } });
+
+    it("authenticates a bound service account token with its pod and node in extra", async () => {
+      const { sim, auth } = await cluster();
+      const pod = sim.addPod("kube-system", "agent-x", { node: "n2" });
+      const token = sim.issueServiceAccountToken({ namespace: "kube-system", serviceAccount: "rollcall-agent", pod: "agent-x", audiences: ["rollcall"] });
+      const { status } = await review(auth, token, ["rollcall", "other"]);
+      assert.equal(status?.authenticated, true);
+      assert.equal(status?.user?.username, "system:serviceaccount:kube-system:rollcall-agent");
+      assert.match(status?.user?.uid ?? "", /^[0-9a-f-]{36}$/);
+      assert.deepEqual(status?.user?.groups, ["system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"]);
+      assert.deepEqual(status?.user?.extra?.["authentication.kubernetes.io/pod-name"], ["agent-x"]);
+      assert.deepEqual(status?.user?.extra?.["authentication.kubernetes.io/pod-uid"], [pod.metadata.uid]);
+      assert.deepEqual(status?.user?.extra?.["authentication.kubernetes.io/node-name"], ["n2"]);
+      assert.deepEqual(status?.user?.extra?.["authentication.kubernetes.io/node-uid"], [sim.getNode("n2")?.metadata.uid]);
+      assert.deepEqual(status?.audiences, ["rollcall"]);
+    });
+
+    it("rejects a token meant for other audiences", async () => {
+      const { sim, auth } = await cluster();
+      const token = sim.issueServiceAccountToken({ namespace: "ns", serviceAccount: "sa", audiences: ["elsewhere"] });
+      const { status } = await review(auth, token, ["rollcall"]);
+      assert.ok(!status?.authenticated);
+      assert.equal(status?.error, 'token audiences ["elsewhere"] is invalid for the target audiences ["rollcall"]');
+    });
+
+    it("rejects an expired token", async () => {
+      const { sim, auth } = await cluster();
+      const token = sim.issueServiceAccountToken({ namespace: "ns", serviceAccount: "sa", audiences: ["rollcall"], expiresInSeconds: 0 });
+      const { status } = await review(auth, token, ["rollcall"]);
+      assert.ok(!status?.authenticated);
+      assert.equal(status?.error, "service account token has expired");
+    });
+
+    it("rejects a token whose pod has been deleted", async () => {
+      const { sim, core, auth } = await cluster();
+      sim.addPod("kube-system", "agent-y", { node: "n1" });
+      const token = sim.issueServiceAccountToken({ namespace: "kube-system", serviceAccount: "sa", pod: "agent-y", audiences: ["rollcall"] });
+      await core.deleteNamespacedPod({ name: "agent-y", namespace: "kube-system", gracePeriodSeconds: 0 });
+      const { status } = await review(auth, token, ["rollcall"]);
+      assert.ok(!status?.authenticated);
+      assert.equal(status?.error, "Token has been invalidated");
+    });
+
+    it("does not authenticate a string it never issued", async () => {
+      const { auth } = await cluster();
+      const { status } = await review(auth, "garbage", ["rollcall"]);
+      assert.ok(!status?.authenticated);
+    });
+  });
+
+  describe("nodes as the facade drives them", () => {
+    it("reboots a node: NotReady, then Ready with a new boot id, its pods back to Ready", async () => {
+      const { sim, core } = await cluster();
+      sim.addDaemonSet("kube-system", "agent");
+      const { pods } = sim.addDeployment("default", "web", { replicas: 3 });
+      const onN1 = pods.find((p) => p.spec.nodeName === "n1")!;
+      const oldBoot = sim.getNode("n1")?.status.nodeInfo.bootID;
+      const rebooted = sim.rebootNode("n1", { downMs: 50 });
+      const down = await core.readNode({ name: "n1" });
+      assert.equal(down.status?.conditions?.find((c) => c.type === "Ready")?.reason, "KubeletNotReady");
+      assert.equal(sim.getPod("default", onN1.metadata.name)?.status.conditions.find((c: { type: string }) => c.type === "Ready").status, "False");
+      const newBoot = await rebooted;
+      assert.notEqual(newBoot, oldBoot);
+      assert.equal((await core.readNode({ name: "n1" })).status?.nodeInfo?.bootID, newBoot);
+      await eventually(() => sim.pods({ node: "n1" }).every((p) => p.status.conditions.some((c: { type: string; status: string }) => c.type === "Ready" && c.status === "True")), "pods on n1 are Ready");
+      assert.deepEqual(
+        sim.nodeChanges.filter((c) => c.node === "n1" && c.change !== "added").map((c) => c.change),
+        ["notReady", "ready", "rebooted"],
+      );
+      assert.equal(sim.maxNodesUnavailable, 1);
+    });
+
+    it("runs one DaemonSet pod per node and recreates it on its node after deletion", async () => {
+      const { sim, core } = await cluster();
+      sim.addDaemonSet("kube-system", "agent");
+      const agents = sim.pods({ namespace: "kube-system" });
+      assert.deepEqual(agents.map((p) => p.spec.nodeName).sort(), ["n1", "n2", "n3"]);
+      assert.equal(agents[0]?.metadata.ownerReferences?.[0]?.kind, "DaemonSet");
+      const onN2 = agents.find((p) => p.spec.nodeName === "n2")!;
+      await core.deleteNamespacedPod({ name: onN2.metadata.name, namespace: "kube-system", gracePeriodSeconds: 0 });
+      const again = sim.pods({ namespace: "kube-system", node: "n2" });
+      assert.equal(again.length, 1);
+      assert.notEqual(again[0]?.metadata.name, onN2.metadata.name);
+    });
+
+    it("drops the pods of a deleted node and reschedules ReplicaSet pods elsewhere", async () => {
+      const { sim } = await cluster();
+      sim.addDeployment("default", "web", { replicas: 3 });
+      sim.deleteNode("n3");
+      assert.equal(sim.pods({ node: "n3" }).length, 0);
+      assert.equal(sim.pods({ namespace: "default" }).length, 3);
+    });
+  });
+});
