@@ -111,9 +111,8 @@ const template = z.string({ error: () => "must be a message template string" }).
   }
 });
 
-const maxUnavailable = z.union([int(1, 100_000), z.string().regex(/^([1-9]\d?|100)%$/)], {
-  error: () => 'must be a whole number of nodes (1 or more) or a percentage string from "1%" to "100%"',
-});
+const MAX_UNAVAILABLE = 'must be a whole number of nodes (1 or more) or a percentage string from "1%" to "100%"';
+const maxUnavailable = z.union([int(1, 100_000), z.string().regex(/^([1-9]\d?|100)%$/, { error: () => MAX_UNAVAILABLE })], { error: () => MAX_UNAVAILABLE });
 
 const podBlocker = z.union(
   [selectorText("podSelectors").transform((selector) => ({ selector, scope: "node" as const })), options({ selector: selectorText("selector"), scope: oneOf(["node", "cluster"]).default("node") })],
