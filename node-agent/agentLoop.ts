@@ -1,0 +1,247 @@
+import { watch, type FSWatcher } from "node:fs";
+import { basename, dirname } from "node:path";
+import type { CheckinRequest, CheckinResponse } from "../shared/protocol/checkin";
+import { backoffDelay, withJitter } from "./backoff";
+import type { BootIdReader } from "./bootId";
+import type { Checker } from "./checker";
+import { RejectedError, UnavailableError, type OrchestratorClient } from "./client";
+import type { LeaseStore } from "./leaseFile";
+import type { AgentLog } from "./log";
+import type { Rebooter } from "./rebooter";
+
+export interface AgentLoopSettings {
+  agentVersion: string;
+  jitter: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  /** Multiplies answered intervals (simulation only; 1 in production). */
+  intervalScale: number;
+  /** The sentinel file to watch for an immediate check-in; undefined when a command decides. */
+  watchFile?: string;
+}
+
+export interface AgentParts {
+  checker: Checker;
+  rebooter: Rebooter;
+  bootId: BootIdReader;
+  client: OrchestratorClient;
+  leases: LeaseStore;
+  log: AgentLog;
+  random?: () => number;
+}
+
+/** What one check-in cycle did, for the simulation's view and for tests. */
+export type CycleOutcome =
+  | { kind: "answered"; answer: CheckinResponse; request: CheckinRequest; rebooted: boolean; nextMs: number }
+  | { kind: "failed"; error: string; unavailable: boolean; nextMs: number };
+
+/**
+ * The agent's loop. It never decides to reboot on its own: it reports the node's facts, and reboots
+ * only on a `reboot` answer carrying a lease it has not rebooted for before (the lease is written
+ * to disk before the reboot command runs, so a restart cannot reboot twice for one lease).
+ */
+export class AgentLoop {
+  private timer?: NodeJS.Timeout;
+  private watcher?: FSWatcher;
+  private debounce?: NodeJS.Timeout;
+  private running?: Promise<void>;
+  private again = false;
+  private stopped = true;
+  private failures = 0;
+  private lastRequired?: boolean;
+  private watchRetryAt = 0;
+  private readonly random: () => number;
+  readonly listeners = new Set<(outcome: CycleOutcome) => void>();
+  /** How many times the reboot was started, for tests and the simulation. */
+  reboots = 0;
+  checkins = 0;
+
+  constructor(
+    private readonly settings: AgentLoopSettings,
+    private readonly parts: AgentParts,
+  ) {
+    this.random = parts.random ?? Math.random;
+  }
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.startWatch();
+    this.schedule(0);
+  }
+
+  /** Stops timers and the watch and waits for a check-in in flight. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    clearTimeout(this.debounce);
+    this.watcher?.close();
+    this.watcher = undefined;
+    await this.running;
+  }
+
+  /** Check in as soon as possible (coalesced with one in flight). Ignored while backing off. */
+  checkInNow(): void {
+    if (this.stopped || this.failures > 0) return;
+    if (this.running) this.again = true;
+    else this.schedule(0);
+  }
+
+  onCycle(listener: (outcome: CycleOutcome) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private schedule(ms: number): void {
+    clearTimeout(this.timer);
+    if (this.stopped) return;
+    this.timer = setTimeout(() => void this.tick(), ms);
+  }
+
+  private async tick(): Promise<void> {
+    if (this.running || this.stopped) return;
+    let next = 0;
+    this.running = this.cycle().then((outcome) => {
+      next = outcome.nextMs;
+      for (const listener of this.listeners) listener(outcome);
+    });
+    try {
+      await this.running;
+    } finally {
+      this.running = undefined;
+    }
+    if (!this.watcher) this.startWatch();
+    if (this.again && this.failures === 0) {
+      this.again = false;
+      next = 0;
+    }
+    this.schedule(next);
+  }
+
+  /** One check-in: read the facts, report them, act on the answer. Never throws. */
+  async cycle(): Promise<CycleOutcome> {
+    const { log } = this.parts;
+    let request: CheckinRequest;
+    try {
+      request = await this.facts();
+    } catch (error) {
+      return this.failed(`cannot read the node's facts: ${(error as Error).message}`, false);
+    }
+    let answer: CheckinResponse;
+    try {
+      this.checkins++;
+      answer = await this.parts.client.checkin(request);
+    } catch (error) {
+      const unavailable = error instanceof UnavailableError;
+      const status = error instanceof RejectedError && error.status ? ` (HTTP ${error.status})` : "";
+      return this.failed(`${(error as Error).message}${status}`, unavailable);
+    }
+    this.failures = 0;
+    const nextMs = withJitter(answer.nextCheckinSeconds * 1000 * this.settings.intervalScale, this.settings.jitter, this.random);
+    const fields = {
+      action: answer.action,
+      state: answer.state,
+      lease: answer.leaseId,
+      rebootRequired: request.rebootRequired,
+      bootId: request.bootId,
+      next: `${(nextMs / 1000).toFixed(1)}s`,
+      reason: answer.reason,
+    };
+    if (answer.action !== "reboot") {
+      log("info", answer.action === "none" ? "checked in: nothing to do" : "checked in: waiting for the orchestrator", fields);
+      return { kind: "answered", answer, request, rebooted: false, nextMs };
+    }
+    const rebooted = await this.rebootFor(answer, request, fields);
+    return { kind: "answered", answer, request, rebooted, nextMs };
+  }
+
+  private async facts(): Promise<CheckinRequest> {
+    const [bootId, status, acted] = await Promise.all([this.parts.bootId.read(), this.parts.checker.check(), this.parts.leases.read()]);
+    this.lastRequired = status.required;
+    const request: CheckinRequest = { bootId, rebootRequired: status.required, reasons: status.reasons, agentVersion: this.settings.agentVersion };
+    if (acted) request.leaseId = acted.leaseId;
+    return request;
+  }
+
+  private async rebootFor(answer: CheckinResponse, request: CheckinRequest, fields: Record<string, string | number | boolean | undefined>): Promise<boolean> {
+    const { log, leases, rebooter } = this.parts;
+    if (!answer.leaseId) {
+      log("warn", "reboot answer without a lease: not rebooting", fields);
+      return false;
+    }
+    let acted;
+    try {
+      acted = await leases.read();
+    } catch (error) {
+      log("error", `cannot read the lease state, so a reboot could repeat: not rebooting (${(error as Error).message})`, fields);
+      return false;
+    }
+    if (acted?.leaseId === answer.leaseId) {
+      log("info", "already rebooted for this lease: not rebooting again", { ...fields, rebootedAt: acted.rebootedAt, previousBootId: acted.bootId });
+      return false;
+    }
+    try {
+      await leases.write({ leaseId: answer.leaseId, bootId: request.bootId, rebootedAt: new Date().toISOString() });
+    } catch (error) {
+      log("error", `cannot record the lease before rebooting: not rebooting (${(error as Error).message})`, fields);
+      return false;
+    }
+    log("info", `rebooting with ${rebooter.describe}`, fields);
+    this.reboots++;
+    try {
+      await rebooter.reboot(answer.leaseId);
+    } catch (error) {
+      log("error", `the reboot failed; not retrying for this lease (the orchestrator marks the node stuck when the lease expires): ${(error as Error).message}`, fields);
+    }
+    return true;
+  }
+
+  private failed(error: string, unavailable: boolean): CycleOutcome {
+    const nextMs = backoffDelay(this.failures, this.settings.backoffBaseMs, this.settings.backoffMaxMs, this.random);
+    this.failures++;
+    this.parts.log(unavailable ? "warn" : "error", unavailable ? "orchestrator unavailable: backing off" : "check-in failed: backing off", {
+      error,
+      attempt: this.failures,
+      next: `${(nextMs / 1000).toFixed(1)}s`,
+    });
+    return { kind: "failed", error, unavailable, nextMs };
+  }
+
+  /** Watches the sentinel's folder (the file may not exist yet) and checks in when its presence changes. */
+  private startWatch(): void {
+    const file = this.settings.watchFile;
+    if (!file || this.watcher || this.stopped || Date.now() < this.watchRetryAt) return;
+    const names = new Set([basename(file), `${basename(file)}.pkgs`]);
+    try {
+      this.watcher = watch(dirname(file), { persistent: false }, (_event, name) => {
+        if (name && !names.has(name.toString())) return;
+        clearTimeout(this.debounce);
+        this.debounce = setTimeout(() => void this.onSentinelEvent(), 50);
+      });
+      this.watcher.on("error", (error) => {
+        this.parts.log("warn", "lost the watch on the sentinel folder; relying on the interval", { error: error.message });
+        this.watcher?.close();
+        this.watcher = undefined;
+      });
+    } catch (error) {
+      this.watcher = undefined;
+      this.parts.log("warn", "cannot watch the sentinel folder; relying on the interval", { folder: dirname(file), error: (error as Error).message });
+      // Tried again after a minute, at a check-in; the interval covers the gap.
+      this.watchRetryAt = Date.now() + 60_000;
+    }
+  }
+
+  private async onSentinelEvent(): Promise<void> {
+    if (this.stopped) return;
+    let required: boolean;
+    try {
+      required = (await this.parts.checker.check()).required;
+    } catch {
+      return;
+    }
+    if (required === this.lastRequired) return;
+    this.lastRequired = required;
+    this.parts.log("info", required ? "sentinel appeared: checking in now" : "sentinel removed: checking in now", { file: this.settings.watchFile });
+    this.checkInNow();
+  }
+}

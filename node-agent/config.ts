@@ -1,0 +1,137 @@
+import { clusterName, nodeName } from "../shared/protocol/names";
+
+/**
+ * The agent's settings, all from environment variables (the DaemonSet sets them from a Secret,
+ * the downward API and literals). A bad value stops the agent with the variable's name.
+ */
+export interface AgentConfig {
+  /** Base URL of the Function App, e.g. `https://rollcall-prod.azurewebsites.net`. */
+  url: string;
+  functionKey: string;
+  cluster: string;
+  node: string;
+  /** The projected service-account token, re-read on every check-in; undefined sends no bearer token. */
+  tokenFile?: string;
+  /** kured's `--reboot-sentinel`: the file whose presence means "reboot required". */
+  sentinelFile: string;
+  /** kured's `--reboot-sentinel-command`: exit code 0 means "reboot required". Replaces the file when set. */
+  sentinelCommand?: string[];
+  rebootCommand: string[];
+  bootIdFile: string;
+  /** Where the agent remembers the lease it rebooted for; must survive container restarts (hostPath). */
+  stateDir: string;
+  /** ± fraction applied to every interval, so that a fleet does not check in in lockstep. */
+  jitter: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  requestTimeoutMs: number;
+  /** Simulation and benchmarks only: multiplies the answered interval (e.g. 0.2 for a 5× faster demo). */
+  intervalScale: number;
+  /** Watch the sentinel's folder and check in at once when the sentinel appears or goes. */
+  watch: boolean;
+}
+
+export class AgentConfigError extends Error {
+  override name = "AgentConfigError";
+  constructor(
+    readonly variable: string,
+    problem: string,
+  ) {
+    super(`${variable} ${problem}`);
+  }
+}
+
+export const DEFAULT_REBOOT_COMMAND = ["nsenter", "-m/proc/1/ns/mnt", "--", "/bin/systemctl", "reboot"];
+
+type Env = Record<string, string | undefined>;
+
+export function parseAgentConfig(env: Env): AgentConfig {
+  const url = required(env, "ROLLCALL_URL");
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new AgentConfigError("ROLLCALL_URL", `must be the Function App's URL such as https://rollcall.azurewebsites.net (got ${JSON.stringify(url)})`);
+  }
+  if (parsed.protocol !== "https:" && parsed.protocol !== "http:") throw new AgentConfigError("ROLLCALL_URL", `must be an http(s) URL (got ${parsed.protocol})`);
+  if (parsed.protocol === "http:" && !isLoopback(parsed.hostname) && env.ROLLCALL_ALLOW_HTTP !== "true") {
+    throw new AgentConfigError("ROLLCALL_URL", "must use https outside loopback: the function key and token would travel in clear (set ROLLCALL_ALLOW_HTTP=true to override)");
+  }
+
+  const cluster = required(env, "ROLLCALL_CLUSTER");
+  if (!clusterName.safeParse(cluster).success) throw new AgentConfigError("ROLLCALL_CLUSTER", `must be the cluster's name in ROLLCALL_CLUSTERS, a DNS label (got ${JSON.stringify(cluster)})`);
+  const node = required(env, "NODE_NAME");
+  if (!nodeName.safeParse(node).success) throw new AgentConfigError("NODE_NAME", `must be a Kubernetes node name (got ${JSON.stringify(node)}); set it from spec.nodeName with the downward API`);
+
+  const tokenFile = env.ROLLCALL_TOKEN_FILE === undefined ? "/var/run/secrets/rollcall/token" : env.ROLLCALL_TOKEN_FILE.trim() || undefined;
+  const backoffBaseMs = seconds(env, "ROLLCALL_BACKOFF_BASE_SECONDS", 5);
+  const backoffMaxMs = seconds(env, "ROLLCALL_BACKOFF_MAX_SECONDS", 300);
+  if (backoffMaxMs < backoffBaseMs) throw new AgentConfigError("ROLLCALL_BACKOFF_MAX_SECONDS", "must not be smaller than ROLLCALL_BACKOFF_BASE_SECONDS");
+
+  return {
+    url: parsed.toString().replace(/\/+$/, ""),
+    functionKey: required(env, "ROLLCALL_FUNCTION_KEY"),
+    cluster,
+    node,
+    tokenFile,
+    sentinelFile: env.ROLLCALL_SENTINEL_FILE || "/var/run/reboot-required",
+    sentinelCommand: env.ROLLCALL_SENTINEL_COMMAND ? command(env, "ROLLCALL_SENTINEL_COMMAND") : undefined,
+    rebootCommand: env.ROLLCALL_REBOOT_COMMAND ? command(env, "ROLLCALL_REBOOT_COMMAND") : DEFAULT_REBOOT_COMMAND,
+    bootIdFile: env.ROLLCALL_BOOT_ID_FILE || "/proc/sys/kernel/random/boot_id",
+    stateDir: env.ROLLCALL_STATE_DIR || "/var/lib/rollcall-agent",
+    jitter: fraction(env, "ROLLCALL_JITTER", 0.1),
+    backoffBaseMs,
+    backoffMaxMs,
+    requestTimeoutMs: seconds(env, "ROLLCALL_REQUEST_TIMEOUT_SECONDS", 30),
+    intervalScale: number(env, "ROLLCALL_INTERVAL_SCALE", 1, (n) => n > 0 && n <= 1, "must be a number in (0, 1]"),
+    watch: (env.ROLLCALL_WATCH ?? "true") !== "false",
+  };
+}
+
+function required(env: Env, name: string): string {
+  const value = env[name]?.trim();
+  if (!value) throw new AgentConfigError(name, "is required but not set");
+  return value;
+}
+
+function number(env: Env, name: string, fallback: number, ok: (n: number) => boolean, problem: string): number {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || !ok(value)) throw new AgentConfigError(name, `${problem} (got ${JSON.stringify(raw)})`);
+  return value;
+}
+
+function seconds(env: Env, name: string, fallback: number): number {
+  return number(env, name, fallback, (n) => n > 0 && n <= 86_400, "must be a number of seconds between 0 and 86400") * 1000;
+}
+
+function fraction(env: Env, name: string, fallback: number): number {
+  return number(env, name, fallback, (n) => n >= 0 && n < 1, "must be a fraction in [0, 1)");
+}
+
+/** A command as a JSON array (`["nsenter","-m/proc/1/ns/mnt","--","test","-f","/x"]`) or words separated by spaces. */
+export function parseCommand(text: string): string[] | undefined {
+  const trimmed = text.trim();
+  if (trimmed.startsWith("[")) {
+    try {
+      const value: unknown = JSON.parse(trimmed);
+      if (Array.isArray(value) && value.length > 0 && value.every((v) => typeof v === "string" && v.length > 0)) return value as string[];
+    } catch {
+      return undefined;
+    }
+    return undefined;
+  }
+  const words = trimmed.split(/\s+/).filter(Boolean);
+  return words.length > 0 ? words : undefined;
+}
+
+function command(env: Env, name: string): string[] {
+  const parsed = parseCommand(env[name] ?? "");
+  if (!parsed) throw new AgentConfigError(name, `must be a command: words separated by spaces, or a JSON array of strings (got ${JSON.stringify(env[name])})`);
+  return parsed;
+}
+
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || host === "[::1]" || /^127\./.test(host);
+}

@@ -1,0 +1,182 @@
+import { after, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer, type IncomingMessage, type Server } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { backoffDelay, withJitter } from "../../node-agent/backoff";
+import { FileBootIdReader } from "../../node-agent/bootId";
+import { SentinelCommandChecker, SentinelFileChecker, parseReasons } from "../../node-agent/checker";
+import { HttpOrchestratorClient, RejectedError, UnavailableError } from "../../node-agent/client";
+import { LeaseFile } from "../../node-agent/leaseFile";
+import { formatLine } from "../../node-agent/log";
+import { CommandRebooter } from "../../node-agent/rebooter";
+
+const dirs: string[] = [];
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "rollcall-agent-"));
+  dirs.push(dir);
+  return dir;
+}
+after(async () => {
+  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+});
+
+describe("the sentinel file checker", () => {
+  it("reports no reboot while the sentinel is absent", async () => {
+    const dir = await tempDir();
+    assert.deepEqual(await new SentinelFileChecker(join(dir, "reboot-required")).check(), { required: false, reasons: [] });
+  });
+
+  it("reports a reboot with the packages of the .pkgs companion as reasons", async () => {
+    const dir = await tempDir();
+    const sentinel = join(dir, "reboot-required");
+    await writeFile(sentinel, "*** System restart required ***\n");
+    assert.deepEqual(await new SentinelFileChecker(sentinel).check(), { required: true, reasons: [] });
+    await writeFile(`${sentinel}.pkgs`, "linux-image-azure\nlibc6\n\nlibc6\n");
+    assert.deepEqual(await new SentinelFileChecker(sentinel).check(), { required: true, reasons: ["linux-image-azure", "libc6"] });
+  });
+
+  it("keeps reasons within the protocol's limits", () => {
+    const reasons = parseReasons(Array.from({ length: 600 }, (_, i) => `pkg${i}-${"x".repeat(300)}`).join("\n"));
+    assert.equal(reasons.length, 500);
+    assert.ok(reasons.every((r) => r.length <= 200));
+  });
+});
+
+describe("the sentinel command checker", () => {
+  it("reports a reboot when the command exits 0 and none otherwise", async () => {
+    assert.equal((await new SentinelCommandChecker([process.execPath, "-e", "process.exit(0)"]).check()).required, true);
+    assert.equal((await new SentinelCommandChecker([process.execPath, "-e", "process.exit(1)"]).check()).required, false);
+  });
+
+  it("fails when the command cannot be started", async () => {
+    await assert.rejects(new SentinelCommandChecker(["/nonexistent/command"]).check());
+  });
+});
+
+describe("the reboot command", () => {
+  it("succeeds when the command exits 0 and fails with its stderr otherwise", async () => {
+    await new CommandRebooter([process.execPath, "-e", "process.exit(0)"]).reboot();
+    await assert.rejects(new CommandRebooter([process.execPath, "-e", "console.error('no systemd'); process.exit(3)"]).reboot(), /code 3: no systemd/);
+  });
+});
+
+describe("the boot id reader", () => {
+  it("reads the kernel's boot id and refuses anything else", async () => {
+    const dir = await tempDir();
+    const file = join(dir, "boot_id");
+    await writeFile(file, "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\n");
+    assert.equal(await new FileBootIdReader(file).read(), "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
+    await writeFile(file, "not a boot id");
+    await assert.rejects(new FileBootIdReader(file).read(), /does not hold a boot id/);
+  });
+});
+
+describe("the lease file", () => {
+  it("has no lease before the first reboot and remembers the last one across instances", async () => {
+    const dir = join(await tempDir(), "state");
+    assert.equal(await new LeaseFile(dir).read(), undefined);
+    const lease = { leaseId: "7a1c1f64-5b0e-4a55-9d1c-0e6f1c2b3a4d", bootId: "b00710", rebootedAt: "2026-01-01T00:00:00.000Z" };
+    await new LeaseFile(dir).write(lease);
+    assert.deepEqual(await new LeaseFile(dir).read(), lease);
+  });
+
+  it("refuses a damaged file instead of guessing", async () => {
+    const dir = await tempDir();
+    await writeFile(join(dir, "lease.json"), "{");
+    await assert.rejects(new LeaseFile(dir).read());
+  });
+});
+
+describe("intervals", () => {
+  it("spread by the jitter fraction around the answered interval", () => {
+    assert.equal(withJitter(10_000, 0.1, () => 0), 9_000);
+    assert.equal(withJitter(10_000, 0.1, () => 1), 11_000);
+    assert.equal(withJitter(10_000, 0, Math.random), 10_000);
+  });
+
+  it("back off exponentially with jitter up to the maximum, never to zero", () => {
+    assert.equal(backoffDelay(0, 1000, 60_000, () => 0), 500);
+    assert.equal(backoffDelay(0, 1000, 60_000, () => 1), 1000);
+    assert.equal(backoffDelay(3, 1000, 60_000, () => 1), 8000);
+    assert.equal(backoffDelay(20, 1000, 60_000, () => 1), 60_000);
+    assert.equal(backoffDelay(20, 1000, 60_000, () => 0), 30_000);
+  });
+});
+
+describe("log lines", () => {
+  it("are logfmt with quoted values where needed", () => {
+    const line = formatLine("info", "checked in: nothing to do", { action: "none", reason: "no reboot required" }, new Date(0));
+    assert.equal(line, 'time=1970-01-01T00:00:00.000Z level=info msg="checked in: nothing to do" action=none reason="no reboot required"');
+  });
+});
+
+describe("the orchestrator client", () => {
+  let server: Server;
+  let handler: (req: IncomingMessage, body: string) => { status: number; body: unknown };
+  const seen: { url?: string; headers: IncomingMessage["headers"]; body: string }[] = [];
+  const answer = { action: "none", state: "idle", reason: "no reboot required", nextCheckinSeconds: 300 };
+
+  async function client(tokenFile?: string): Promise<HttpOrchestratorClient> {
+    server ??= await new Promise<Server>((resolve) => {
+      const s = createServer((req, res) => {
+        let body = "";
+        req.on("data", (c: Buffer) => (body += c.toString()));
+        req.on("end", () => {
+          seen.push({ url: req.url, headers: req.headers, body });
+          const out = handler(req, body);
+          res.writeHead(out.status, { "content-type": "application/json" }).end(JSON.stringify(out.body));
+        });
+      });
+      s.listen(0, "127.0.0.1", () => resolve(s));
+    });
+    const port = (server.address() as { port: number }).port;
+    return new HttpOrchestratorClient({ url: `http://127.0.0.1:${port}/`, cluster: "dev", node: "node-1", functionKey: "k3y", tokenFile, timeoutMs: 5000, userAgent: "rollcall-agent/test" });
+  }
+  after(() => {
+    server?.closeAllConnections();
+    server?.close();
+  });
+  const request = { bootId: "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", rebootRequired: false, reasons: [], agentVersion: "0.1.0" };
+
+  it("posts to the check-in route with the function key and the token read fresh from its file", async () => {
+    const dir = await tempDir();
+    const tokenFile = join(dir, "token");
+    await writeFile(tokenFile, "token-one\n");
+    handler = () => ({ status: 200, body: answer });
+    const c = await client(tokenFile);
+    assert.deepEqual(await c.checkin(request), answer);
+    await writeFile(tokenFile, "token-two");
+    await c.checkin(request);
+    const [first, second] = seen.slice(-2);
+    assert.equal(first!.url, "/api/clusters/dev/nodes/node-1/checkin");
+    assert.equal(first!.headers["x-functions-key"], "k3y");
+    assert.equal(first!.headers.authorization, "Bearer token-one");
+    assert.equal(second!.headers.authorization, "Bearer token-two");
+    assert.deepEqual(JSON.parse(first!.body), request);
+  });
+
+  it("treats 5xx and an unreachable orchestrator as unavailable, 4xx as refused", async () => {
+    const c = await client();
+    handler = () => ({ status: 503, body: { error: { message: "overloaded" } } });
+    await assert.rejects(c.checkin(request), (e) => e instanceof UnavailableError && /503: overloaded/.test(e.message));
+    handler = () => ({ status: 401, body: { error: { message: "bad token" } } });
+    await assert.rejects(c.checkin(request), (e) => e instanceof RejectedError && e.status === 401);
+    const unreachable = new HttpOrchestratorClient({ url: "http://127.0.0.1:1", cluster: "dev", node: "n", functionKey: "k", timeoutMs: 2000, userAgent: "t" });
+    await assert.rejects(unreachable.checkin(request), UnavailableError);
+  });
+
+  it("refuses an answer that is not the protocol", async () => {
+    const c = await client();
+    handler = () => ({ status: 200, body: { action: "reboot-now" } });
+    await assert.rejects(c.checkin(request), RejectedError);
+  });
+
+  it("fails without calling when the token file is missing", async () => {
+    const before = seen.length;
+    const c = await client("/nonexistent/token");
+    await assert.rejects(c.checkin(request), /service-account token/);
+    assert.equal(seen.length, before);
+  });
+});
