@@ -1,0 +1,97 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import {
+  applyPendingTaint,
+  applyPostRebootLabels,
+  applyPreRebootLabels,
+  delayBeforeRebootReason,
+  drainFailureDecision,
+  onDrainTimeout,
+  pendingOrder,
+  rebootLoopReason,
+} from "../../shared/policy/lifecycle";
+import { withPolicyDefaults, type Policy } from "../../shared/policy/policy";
+import type { NodeRecord } from "../../shared/node/nodeRecord";
+import { FakeClusterApi } from "../support/fakeClusterApi";
+
+const MIN = 60_000;
+const now = new Date("2026-11-24T03:00:00Z");
+const policy = (overrides: Partial<Policy> = {}): Policy =>
+  withPolicyDefaults({
+    concurrency: 1,
+    lockTtlMs: 60 * MIN,
+    drain: { timeoutMs: 15 * MIN, deleteEmptyDirData: false, forceUnmanaged: false, skipWaitForDeleteMs: 0 },
+    drainFailureBackoffMs: 30 * MIN,
+    checkinIdleSeconds: 300,
+    checkinBusySeconds: 10,
+    ...overrides,
+  });
+
+describe("policy decisions in the lifecycle", () => {
+  it("taints a waiting node PreferNoSchedule and removes the taint when it is done", async () => {
+    const kube = new FakeClusterApi();
+    kube.addNode("n1", { taints: [{ key: "other", effect: "NoSchedule" }] });
+    const p = policy({ preferNoScheduleTaint: { enabled: true, key: "rollcall.io/reboot-pending" } });
+    await applyPendingTaint(kube, p, "n1", true);
+    await applyPendingTaint(kube, p, "n1", true);
+    assert.deepEqual(kube.nodes.get("n1")!.taints, [{ key: "other", effect: "NoSchedule" }, { key: "rollcall.io/reboot-pending", effect: "PreferNoSchedule" }]);
+    await applyPendingTaint(kube, p, "n1", false);
+    assert.deepEqual(kube.nodes.get("n1")!.taints, [{ key: "other", effect: "NoSchedule" }]);
+  });
+
+  it("does not taint when the option is off", async () => {
+    const kube = new FakeClusterApi();
+    kube.addNode("n1");
+    await applyPendingTaint(kube, policy(), "n1", true);
+    assert.equal(kube.nodes.get("n1")!.taints, undefined);
+  });
+
+  it("swaps pre-reboot labels for post-reboot labels", async () => {
+    const kube = new FakeClusterApi();
+    kube.addNode("n1", { labels: { keep: "me" } });
+    const p = policy({ nodeLabels: { preReboot: { "rollcall.io/rebooting": "true" }, postReboot: { "rollcall.io/rebooted": "true" } } });
+    await applyPreRebootLabels(kube, p, "n1");
+    assert.deepEqual(kube.nodes.get("n1")!.labels, { keep: "me", "rollcall.io/rebooting": "true" });
+    await applyPostRebootLabels(kube, p, "n1");
+    assert.deepEqual(kube.nodes.get("n1")!.labels, { keep: "me", "rollcall.io/rebooted": "true" });
+  });
+
+  it("backs off a failed drain exponentially up to the maximum", () => {
+    const p = policy();
+    const delays = [1, 2, 3, 4, 5].map((n) => {
+      const d = drainFailureDecision(p, n, now);
+      return d.action === "retry" ? (d.retryAt.getTime() - now.getTime()) / MIN : -1;
+    });
+    assert.deepEqual(delays, [30, 60, 120, 240, 240]);
+  });
+
+  it("quarantines a failed drain when the policy says so, and forces the reboot after the deadline", () => {
+    assert.equal(drainFailureDecision(policy({ drainFailure: { mode: "quarantine", label: "rollcall.io/quarantined" } }), 1, now).action, "quarantine");
+    const force = policy({ drainFailure: { mode: "force-after", deadlineMs: 60 * MIN } });
+    const first = new Date(now.getTime() - 30 * MIN);
+    assert.equal(drainFailureDecision(force, 2, now, first).action, "retry");
+    assert.equal(drainFailureDecision(force, 3, new Date(now.getTime() + 31 * MIN), first).action, "force-reboot");
+  });
+
+  it("trips the reboot-loop breaker when the sentinel survives the allowed reboots in a row", () => {
+    const node = { rebootRequired: true, reasons: ["kernel"] } as Pick<NodeRecord, "rebootRequired" | "reasons">;
+    assert.equal(rebootLoopReason(policy(), node, 2), undefined);
+    assert.match(rebootLoopReason(policy(), node, 3) ?? "", /reboot loop: .*kernel.* after 3 reboots in a row/);
+    assert.equal(rebootLoopReason(policy(), { ...node, rebootRequired: false }, 5), undefined);
+  });
+
+  it("orders pending nodes by priority then age, or by age only", () => {
+    const a = { node: "a", pendingSince: "2026-11-24T01:00:00Z" } as NodeRecord;
+    const b = { node: "b", pendingSince: "2026-11-24T02:00:00Z", request: { priority: 5 } } as NodeRecord;
+    assert.deepEqual([a, b].sort(pendingOrder(policy())).map((r) => r.node), ["b", "a"]);
+    assert.deepEqual([a, b].sort(pendingOrder(policy({ pendingOrder: "oldest-first" }))).map((r) => r.node), ["a", "b"]);
+  });
+
+  it("waits the delay before the reboot order, and forces a reboot after a drain timeout only when opted in", () => {
+    const p = policy({ drain: { ...policy().drain, delayBeforeRebootMs: 60_000, forceRebootAfterTimeout: true } });
+    assert.match(delayBeforeRebootReason(p, new Date(now.getTime() - 20_000), now) ?? "", /waiting 40 s more/);
+    assert.equal(delayBeforeRebootReason(p, new Date(now.getTime() - 60_000), now), undefined);
+    assert.equal(onDrainTimeout(p), "force-reboot");
+    assert.equal(onDrainTimeout(policy()), "drain-failed");
+  });
+});
