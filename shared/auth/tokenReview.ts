@@ -22,8 +22,8 @@ export const NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name";
 export const POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name";
 const SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:";
 
-/** JWTs are three base64url segments; anything else is refused before it reaches the API server. */
-const TOKEN_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+/** A bearer token's alphabet (RFC 6750 b64token); anything else is refused before it reaches the API server. */
+const TOKEN_SHAPE = /^[A-Za-z0-9._~+/-]+=*$/;
 const MAX_TOKEN_LENGTH = 16 * 1024;
 
 export interface AgentIdentity {
@@ -172,7 +172,7 @@ function bearerToken(authorization: string | null): string {
   if (!match) throw new AgentAuthError(401, "missing_token", "The Authorization header must be 'Bearer <projected service-account token>'");
   const token = match[1]!;
   if (token.length > MAX_TOKEN_LENGTH || !TOKEN_SHAPE.test(token)) {
-    throw new AgentAuthError(403, "invalid_token", "The bearer token is not a Kubernetes service-account token (a JWT)");
+    throw new AgentAuthError(403, "invalid_token", "The bearer token is malformed: it is not a Kubernetes service-account token");
   }
   return token;
 }
