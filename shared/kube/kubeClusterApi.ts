@@ -78,13 +78,10 @@ export class KubeClusterApi implements ClusterApi {
     };
   }
 
+  /** Lists with a name selector rather than reading the pod: Rollcall's ClusterRole has `list` on pods, not `get`. */
   async getPodNode(namespace: string, name: string): Promise<string | undefined> {
-    try {
-      return (await this.core.readNamespacedPod({ namespace, name })).spec?.nodeName || undefined;
-    } catch (error) {
-      if (statusOf(error) === 404) return undefined;
-      throw error;
-    }
+    const list = await this.core.listNamespacedPod({ namespace, fieldSelector: `metadata.name=${name}` });
+    return list.items.find((p) => p.metadata?.name === name)?.spec?.nodeName || undefined;
   }
 
   async listNodeNames(): Promise<string[]> {

@@ -134,6 +134,17 @@ describe("check-in authentication by TokenReview", () => {
     assert.equal(await record("auth-none"), undefined);
   });
 
+  it("can read the node of the token's pod from the cluster with list rights alone, for clusters whose tokens name no node", async () => {
+    configure();
+    const pod = nodeWithAgentPod("auth-podnode");
+    const kube = await (await getRollcall()).kube(CLUSTER);
+    assert.equal(await kube.getPodNode(AGENT_NS, pod), "auth-podnode");
+    assert.equal(await kube.getPodNode(AGENT_NS, "no-such-pod"), undefined);
+    const review = await kube.reviewToken(agentToken(pod), ["rollcall"]);
+    assert.equal(review.authenticated, true);
+    assert.deepEqual(review.extra[POD_NAME_EXTRA], [pod]);
+  });
+
   it("lets check-ins through without a token when ROLLCALL_AGENT_AUTH=off, and warns loudly", async () => {
     configure({ ROLLCALL_AGENT_AUTH: "off" });
     world.sim.addNode("auth-off");
