@@ -1,5 +1,5 @@
 import { jsonEqual } from "./json";
-import { computePdbStatus, selectedPods, statusChanged } from "./pdbStatus";
+import { computePdbStatus, type ScaleOf, selectedPods, statusChanged } from "./pdbStatus";
 import { controllerOf, isActive, isReady, isTerminal, isTerminating, runningStatus } from "./podStatus";
 import { resources } from "./resources";
 import { labelSelectorMatcher } from "./selectors";
@@ -36,6 +36,8 @@ export class Controllers {
   private readonly removalTimers = new Map<string, NodeJS.Timeout>();
   private nextPodIp = 0;
   private settling = false;
+  /** The resourceVersion the cluster last settled at: settling again before another write would find nothing to do. */
+  private settledAt = "";
 
   constructor(
     private readonly store: Store,
@@ -63,7 +65,7 @@ export class Controllers {
 
   /** Runs every controller until none has anything left to change. */
   settle(): void {
-    if (this.settling) return;
+    if (this.settling || this.store.resourceVersion === this.settledAt) return;
     this.settling = true;
     try {
       for (let round = 0; round < MAX_SETTLE_ROUNDS; round++) {
@@ -74,9 +76,10 @@ export class Controllers {
         this.runKubelets();
         this.updateWorkloadStatuses();
         this.updatePdbs();
-        if (this.store.resourceVersion === before) return;
+        if (this.store.resourceVersion === before) break;
       }
     } finally {
+      this.settledAt = this.store.resourceVersion;
       this.settling = false;
     }
   }
@@ -126,21 +129,34 @@ export class Controllers {
     return this.store.list(PDB, pod.metadata.namespace).filter((pdb) => selectedPods(pdb, [pod]).length > 0);
   }
 
+  /** Active pods by the uid of their controller. */
+  private activePodsByOwner(): Map<string, KubeObject[]> {
+    const owned = new Map<string, KubeObject[]>();
+    for (const pod of this.store.peek(POD)) {
+      const owner = controllerOf(pod)?.uid;
+      if (!owner || !isActive(pod)) continue;
+      const list = owned.get(owner);
+      if (list) list.push(pod);
+      else owned.set(owner, [pod]);
+    }
+    return owned;
+  }
+
   private runReplicaSets(): void {
-    const pods = this.store.list(POD);
-    for (const rs of this.store.list(RS)) {
-      const active = pods.filter((p) => controllerOf(p)?.uid === rs.metadata.uid && isActive(p));
-      for (let i = active.length; i < (rs.spec?.replicas ?? 0); i++) this.createOwnedPod(rs, rs.spec.template);
+    const owned = this.activePodsByOwner();
+    for (const rs of this.store.peek(RS)) {
+      const active = owned.get(rs.metadata.uid)?.length ?? 0;
+      for (let i = active; i < (rs.spec?.replicas ?? 0); i++) this.createOwnedPod(rs, rs.spec.template);
     }
   }
 
   private runDaemonSets(): void {
-    const pods = this.store.list(POD);
-    const readyNodes = this.store.list(NODE).filter(nodeIsReady);
-    for (const ds of this.store.list(DS)) {
+    const owned = this.activePodsByOwner();
+    const readyNodes = this.store.peek(NODE).filter(nodeIsReady);
+    for (const ds of this.store.peek(DS)) {
+      const covered = new Set((owned.get(ds.metadata.uid) ?? []).map((p) => p.spec?.nodeName));
       for (const node of readyNodes) {
-        const present = pods.some((p) => controllerOf(p)?.uid === ds.metadata.uid && p.spec?.nodeName === node.metadata.name && isActive(p));
-        if (!present) this.createOwnedPod(ds, ds.spec.template, node.metadata.name);
+        if (!covered.has(node.metadata.name)) this.createOwnedPod(ds, ds.spec.template, node.metadata.name);
       }
     }
   }
@@ -168,17 +184,28 @@ export class Controllers {
 
   /** The default scheduler, reduced to what placement tests need: readiness, cordons, selectors, taints, spreading. */
   private schedule(): void {
-    const nodes = this.store.list(NODE).filter((n) => nodeIsReady(n) && !n.spec?.unschedulable);
-    const pods = this.store.list(POD);
+    const allNodes = this.store.peek(NODE);
+    const nodes = allNodes.filter((n) => nodeIsReady(n) && !n.spec?.unschedulable);
+    const pods = this.store.peek(POD);
     const load = new Map<string, KubeObject[]>();
-    for (const pod of pods.filter((p) => p.spec?.nodeName && isActive(p))) load.set(pod.spec.nodeName, [...(load.get(pod.spec.nodeName) ?? []), pod]);
+    const place = (node: string, pod: KubeObject) => {
+      const list = load.get(node);
+      if (list) list.push(pod);
+      else load.set(node, [pod]);
+    };
+    for (const pod of pods) if (pod.spec?.nodeName && isActive(pod)) place(pod.spec.nodeName, pod);
     for (const pod of pods.filter((p) => !p.spec?.nodeName && isActive(p))) {
       const owner = controllerOf(pod)?.uid;
-      const siblings = (node: KubeObject) => (load.get(node.metadata.name) ?? []).filter((p) => owner && controllerOf(p)?.uid === owner).length;
-      const total = (node: KubeObject) => (load.get(node.metadata.name) ?? []).length;
-      const [chosen] = nodes.filter((n) => fits(pod, n)).sort((a, b) => siblings(a) - siblings(b) || total(a) - total(b));
+      const [chosen] = nodes
+        .filter((n) => fits(pod, n))
+        .map((node) => {
+          const placed = load.get(node.metadata.name) ?? [];
+          return { node, siblings: owner ? placed.filter((p) => controllerOf(p)?.uid === owner).length : 0, total: placed.length };
+        })
+        .sort((a, b) => a.siblings - b.siblings || a.total - b.total)
+        .map((c) => c.node);
       if (!chosen) {
-        const unschedulable = { type: "PodScheduled", status: "False", reason: "Unschedulable", message: "0/0 nodes are available.", lastProbeTime: null };
+        const unschedulable = { type: "PodScheduled", status: "False", reason: "Unschedulable", message: `0/${allNodes.length} nodes are available.`, lastProbeTime: null };
         const conditions = [unschedulable];
         if (!jsonEqual(pod.status?.conditions?.map(({ lastTransitionTime: _, ...c }: Json) => c), conditions)) {
           this.store.update(POD, { ...pod, status: { ...pod.status, conditions: [{ ...unschedulable, lastTransitionTime: timestamp() }] } });
@@ -192,14 +219,14 @@ export class Controllers {
         spec: { ...pod.spec, nodeName: name },
         status: { ...pod.status, hostIP, conditions: [{ type: "PodScheduled", status: "True", lastProbeTime: null, lastTransitionTime: timestamp() }] },
       });
-      load.set(name, [...(load.get(name) ?? []), bound]);
+      place(name, bound);
     }
   }
 
   /** Each node's kubelet: starts pods bound to it, reports readiness with the node's, and lets pods of vanished nodes go (pod GC). */
   private runKubelets(): void {
-    const nodes = new Map(this.store.list(NODE).map((n) => [n.metadata.name, n]));
-    for (const pod of this.store.list(POD)) {
+    const nodes = new Map(this.store.peek(NODE).map((n) => [n.metadata.name, n]));
+    for (const pod of this.store.peek(POD)) {
       if (!pod.spec?.nodeName) continue;
       const node = nodes.get(pod.spec.nodeName);
       if (!node) {
@@ -245,15 +272,15 @@ export class Controllers {
   }
 
   private updateWorkloadStatuses(): void {
-    const pods = this.store.list(POD);
-    const owned = (owner: KubeObject) => pods.filter((p) => controllerOf(p)?.uid === owner.metadata.uid && isActive(p));
-    const replicaSets = this.store.list(RS);
+    const byOwner = this.activePodsByOwner();
+    const owned = (owner: KubeObject) => byOwner.get(owner.metadata.uid) ?? [];
+    const replicaSets = this.store.peek(RS);
     for (const rs of replicaSets) {
       const mine = owned(rs);
       const ready = mine.filter(isReady).length;
       this.writeStatus(RS, rs, { replicas: mine.length, fullyLabeledReplicas: mine.length, readyReplicas: ready, availableReplicas: ready, observedGeneration: rs.metadata.generation });
     }
-    for (const deployment of this.store.list(DEPLOYMENT)) {
+    for (const deployment of this.store.peek(DEPLOYMENT)) {
       const mine = replicaSets.filter((rs) => controllerOf(rs)?.uid === deployment.metadata.uid).flatMap(owned);
       const ready = mine.filter(isReady).length;
       const replicas = deployment.spec?.replicas ?? 0;
@@ -266,8 +293,8 @@ export class Controllers {
         ...(replicas > ready ? { unavailableReplicas: replicas - ready } : {}),
       });
     }
-    const nodeCount = this.store.list(NODE).length;
-    for (const ds of this.store.list(DS)) {
+    const nodeCount = this.store.peek(NODE).length;
+    for (const ds of this.store.peek(DS)) {
       const mine = owned(ds);
       const ready = mine.filter(isReady).length;
       this.writeStatus(DS, ds, {
@@ -287,22 +314,48 @@ export class Controllers {
   }
 
   private updatePdbs(): void {
-    const pods = this.store.list(POD);
-    for (const pdb of this.store.list(PDB)) {
-      const status = computePdbStatus(pdb, pods, (owner, namespace) => this.scaleOf(owner, namespace));
+    const pdbs = this.store.peek(PDB);
+    if (pdbs.length === 0) return;
+    // Candidates by namespace and by one `matchLabels` pair: matching every budget against every pod was the sim's hot spot.
+    const byLabel = new Map<string, KubeObject[]>();
+    const byNamespace = new Map<string, KubeObject[]>();
+    const index = (key: string, pod: KubeObject, into: Map<string, KubeObject[]>) => {
+      const list = into.get(key);
+      if (list) list.push(pod);
+      else into.set(key, [pod]);
+    };
+    for (const pod of this.store.peek(POD)) {
+      const namespace = pod.metadata.namespace ?? "default";
+      index(namespace, pod, byNamespace);
+      for (const [key, value] of Object.entries(pod.metadata.labels ?? {})) index(`${namespace}/${key}=${value}`, pod, byLabel);
+    }
+    const scaleOf = this.scaleLookup();
+    for (const pdb of pdbs) {
+      const namespace = pdb.metadata.namespace ?? "default";
+      const [pair] = Object.entries((pdb.spec?.selector?.matchLabels ?? {}) as Record<string, string>);
+      const candidates = pair ? (byLabel.get(`${namespace}/${pair[0]}=${pair[1]}`) ?? []) : (byNamespace.get(namespace) ?? []);
+      const status = computePdbStatus(pdb, candidates, scaleOf);
       if (statusChanged(pdb, status)) this.store.update(PDB, { ...pdb, status });
     }
   }
 
-  private scaleOf(owner: OwnerReference, namespace: string): number | undefined {
-    if (owner.kind === "ReplicaSet") {
-      const rs = this.store.get(RS, namespace, owner.name);
-      const deploymentRef = rs && controllerOf(rs);
-      const deployment = deploymentRef?.kind === "Deployment" ? this.store.get(DEPLOYMENT, namespace, deploymentRef.name) : undefined;
-      return (deployment ?? rs)?.spec?.replicas;
-    }
-    if (owner.kind === "DaemonSet") return this.store.get(DS, namespace, owner.name)?.status?.desiredNumberScheduled;
-    return undefined;
+  /** The scale of a pod's controller as the disruption controller reads it: a Deployment's for its ReplicaSets. */
+  private scaleLookup(): ScaleOf {
+    const byName = (resource: typeof RS | typeof DEPLOYMENT | typeof DS) =>
+      new Map(this.store.peek(resource).map((o) => [`${o.metadata.namespace}/${o.metadata.name}`, o]));
+    const replicaSets = byName(RS);
+    const deployments = byName(DEPLOYMENT);
+    const daemonSets = byName(DS);
+    return (owner, namespace) => {
+      if (owner.kind === "ReplicaSet") {
+        const rs = replicaSets.get(`${namespace}/${owner.name}`);
+        const deploymentRef = rs && controllerOf(rs);
+        const deployment = deploymentRef?.kind === "Deployment" ? deployments.get(`${namespace}/${deploymentRef.name}`) : undefined;
+        return (deployment ?? rs)?.spec?.replicas;
+      }
+      if (owner.kind === "DaemonSet") return daemonSets.get(`${namespace}/${owner.name}`)?.status?.desiredNumberScheduled;
+      return undefined;
+    };
   }
 }
 

@@ -6,13 +6,13 @@ import { badRequest, patchNotApplicable, unsupportedMediaType } from "./status";
  * JSON merge patch (RFC 7386), strategic merge patch, and JSON Patch (RFC 6902).
  */
 
-export const patchContentTypes = {
+const patchContentTypes = {
   json: "application/json-patch+json",
   merge: "application/merge-patch+json",
   strategic: "application/strategic-merge-patch+json",
 } as const;
 
-export type PatchType = keyof typeof patchContentTypes;
+type PatchType = keyof typeof patchContentTypes;
 
 export function patchTypeOf(contentType: string | undefined): PatchType {
   const mediaType = (contentType ?? "").split(";")[0]!.trim().toLowerCase();

@@ -24,10 +24,6 @@ export function controllerOf(object: KubeObject): OwnerReference | undefined {
   return object.metadata.ownerReferences?.find((o) => o.controller);
 }
 
-export function isMirror(pod: KubeObject): boolean {
-  return pod.metadata.annotations?.["kubernetes.io/config.mirror"] !== undefined;
-}
-
 /** The status the kubelet reports once the pod's containers run (ready) or have stopped answering probes (not ready). */
 export function runningStatus(pod: KubeObject, ready: boolean, podIP: string): Json {
   const now = timestamp();
@@ -41,7 +37,6 @@ export function runningStatus(pod: KubeObject, ready: boolean, podIP: string): J
     ...pod.status,
     phase: "Running",
     conditions: [condition("Initialized", true), condition("Ready", ready), condition("ContainersReady", ready), condition("PodScheduled", true)],
-    hostIP: pod.status?.hostIP,
     podIP: pod.status?.podIP ?? podIP,
     podIPs: [{ ip: pod.status?.podIP ?? podIP }],
     startTime: pod.status?.startTime ?? now,

@@ -52,6 +52,8 @@ async function serve(context: ApiServerContext, request: IncomingMessage, respon
   try {
     const raw = await readBody(request);
     if (request.headers.authorization !== `Bearer ${context.adminToken}`) throw unauthorized();
+    // Timers may have changed the cluster since the last request; controllers react before anyone reads it.
+    context.controllers.settle();
     reply = route(context, method, url, request.headers["content-type"], raw);
   } catch (error) {
     const failure = error instanceof ApiError ? error : internalError(error instanceof Error ? error.message : String(error));
@@ -183,10 +185,18 @@ function list(store: Store, { resource, namespace }: Target, query: URLSearchPar
   const fields = parseFieldSelector(resource.plural, query.get("fieldSelector") ?? "");
   // Items of a list carry no kind or apiVersion of their own, as kube-apiserver serves them.
   const items = store
-    .list(resource, namespace)
+    .peek(resource, namespace)
     .filter((o) => labels(o.metadata.labels) && fields(o))
-    .map(({ kind: _kind, apiVersion: _apiVersion, ...item }) => item);
+    .sort(byNamespaceAndName)
+    .map(({ kind: _kind, apiVersion: _apiVersion, ...item }) => structuredClone(item));
   return { kind: `${resource.kind}List`, apiVersion: apiVersionOf(resource), metadata: { resourceVersion: store.resourceVersion }, items };
+}
+
+/** etcd key order, in which the apiserver lists. */
+function byNamespaceAndName(a: KubeObject, b: KubeObject): number {
+  const ka = `${a.metadata.namespace ?? ""}/${a.metadata.name}`;
+  const kb = `${b.metadata.namespace ?? ""}/${b.metadata.name}`;
+  return ka < kb ? -1 : ka > kb ? 1 : 0;
 }
 
 function create(store: Store, { resource, namespace }: Target, body: Json): KubeObject {

@@ -89,8 +89,6 @@ export class SimCluster {
   readonly url: string;
   /** A kubeconfig as JSON (which client-node's `loadFromString` reads) with the admin token. */
   readonly kubeconfig: string;
-  /** Every HTTP request in arrival order, for assertions such as "no Kubernetes call was made". */
-  readonly requestLog: RequestRecord[] = [];
   readonly nodeChanges: NodeChange[] = [];
   /** Retry-After seconds sent with eviction 429s; undefined sends none, like kube-apiserver. */
   evictionRetryAfterSeconds: number | undefined;
@@ -106,6 +104,8 @@ export class SimCluster {
     private readonly timers: Timers,
     private readonly tokens: TokenAuthority,
     readonly adminToken: string,
+    /** Every HTTP request in arrival order, for assertions such as "no Kubernetes call was made". */
+    readonly requestLog: RequestRecord[],
     options: SimClusterOptions,
   ) {
     const { port } = server.address() as AddressInfo;
@@ -133,24 +133,15 @@ export class SimCluster {
       podStartDelayMs: options.podStartDelayMs ?? 200,
     });
     const tokens = new TokenAuthority(store, options.apiAudiences ?? ["https://kubernetes.default.svc.cluster.local"]);
+    const requestLog: RequestRecord[] = [];
     let sim: SimCluster | undefined;
-    const server = createServer(
-      apiServer({
-        store,
-        controllers,
-        tokens,
-        adminToken,
-        retryAfterSeconds: () => sim?.evictionRetryAfterSeconds,
-        get requestLog() {
-          return sim!.requestLog;
-        },
-      }),
-    );
+    const retryAfterSeconds = () => sim?.evictionRetryAfterSeconds;
+    const server = createServer(apiServer({ store, controllers, tokens, adminToken, retryAfterSeconds, requestLog }));
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(options.port ?? 0, "127.0.0.1", () => resolve());
     });
-    sim = new SimCluster(server, store, controllers, timers, tokens, adminToken, options);
+    sim = new SimCluster(server, store, controllers, timers, tokens, adminToken, requestLog, options);
     return sim;
   }
 
@@ -296,7 +287,10 @@ export class SimCluster {
     return {
       deployment: this.store.require(DEPLOYMENT, namespace, name),
       replicaSet: this.store.require(RS, namespace, replicaSet.metadata.name),
-      pods: this.store.list(POD, namespace).filter((p) => controllerOf(p)?.uid === replicaSet.metadata.uid),
+      pods: this.store
+        .peek(POD, namespace)
+        .filter((p) => controllerOf(p)?.uid === replicaSet.metadata.uid)
+        .map((p) => structuredClone(p)),
     };
   }
 
@@ -413,12 +407,9 @@ export class SimCluster {
 
   /** Initial pods of things the facade adds start at once, so tests begin from a settled, healthy cluster. */
   private startPendingPods(): void {
-    for (const pod of this.store.list(POD)) {
-      if (pod.spec?.nodeName && pod.status?.phase === "Pending" && !pod.metadata.deletionTimestamp) {
-        const node = this.store.get(NODE, undefined, pod.spec.nodeName);
-        if (node && nodeIsReady(node)) this.controllers.startPodNow(pod.metadata.namespace!, pod.metadata.name);
-      }
-    }
+    const readyNodes = new Set(this.store.peek(NODE).filter(nodeIsReady).map((n) => n.metadata.name));
+    const starting = this.store.peek(POD).filter((p) => readyNodes.has(p.spec?.nodeName) && p.status?.phase === "Pending" && !p.metadata.deletionTimestamp);
+    for (const pod of starting) this.controllers.startPodNow(pod.metadata.namespace!, pod.metadata.name);
     this.controllers.settle();
   }
 
@@ -433,7 +424,7 @@ export class SimCluster {
       if (nodeIsReady(before) !== nodeIsReady(after)) changes.push(nodeIsReady(after) ? "ready" : "notReady");
       if (before.status?.nodeInfo?.bootID !== after.status?.nodeInfo?.bootID) changes.push("rebooted");
     }
-    const unavailable = this.store.list(NODE).filter((n) => n.spec?.unschedulable || !nodeIsReady(n)).length;
+    const unavailable = this.store.peek(NODE).filter((n) => n.spec?.unschedulable || !nodeIsReady(n)).length;
     this.maxUnavailable = Math.max(this.maxUnavailable, unavailable);
     const at = Date.now();
     for (const change of changes) {

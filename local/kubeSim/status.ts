@@ -61,7 +61,7 @@ export function successStatus(code?: number, details?: StatusDetails): Status {
 }
 
 /** `pods`, or `poddisruptionbudgets.policy` for grouped resources, as the apiserver names them in messages. */
-export function qualifiedName(resource: Resource): string {
+function qualifiedName(resource: Resource): string {
   return resource.group ? `${resource.plural}.${resource.group}` : resource.plural;
 }
 

@@ -94,6 +94,16 @@ export class Store {
       .map(([, object]) => structuredClone(object));
   }
 
+  /**
+   * The stored objects themselves, unordered and uncloned, for controllers that read the whole
+   * cluster on every request: cloning thousands of pods per pass made large simulations crawl.
+   * Callers must not mutate what they get.
+   */
+  peek(resource: Resource, namespace?: string): readonly KubeObject[] {
+    const all = [...this.table(resource).values()];
+    return namespace === undefined ? all : all.filter((o) => o.metadata.namespace === namespace);
+  }
+
   /** Fills in the system metadata (uid, resourceVersion, creationTimestamp, generated name). */
   create(resource: Resource, object: NewObject, namespace?: string): KubeObject {
     const meta = object.metadata;

@@ -183,7 +183,7 @@ describe("the simulated API server", () => {
       assert.notEqual(sim.getNode("n1")?.status.nodeInfo.bootID, "forged");
     });
 
-    it("refuses a PUT carrying a stale resourceVersion with 409 Conflict", async () => {
+    it("refuses a PUT or a patch carrying a stale resourceVersion with 409 Conflict", async () => {
       const { core } = await cluster();
       const stale = await core.readNode({ name: "n1" });
       await core.patchNode({ name: "n1", body: [{ op: "add", path: "/metadata/labels/touched", value: "yes" }] });
@@ -195,6 +195,9 @@ describe("the simulated API server", () => {
         body.message,
         'Operation cannot be fulfilled on nodes "n1": the object has been modified; please apply your changes to the latest version and try again',
       );
+      const staleMerge = { metadata: { resourceVersion: stale.metadata?.resourceVersion }, spec: { unschedulable: true } };
+      const merge = lib.setHeaderOptions("Content-Type", lib.PatchStrategy.MergePatch);
+      assert.equal((await failure(core.patchNode({ name: "n1", body: staleMerge }, merge))).code, 409);
       const fresh = await core.readNode({ name: "n1" });
       fresh.spec = { ...fresh.spec, unschedulable: true };
       const replaced = await core.replaceNode({ name: "n1", body: fresh });
@@ -350,7 +353,7 @@ describe("the simulated API server", () => {
       assert.equal(body.message, 'pods "ghost" not found');
     });
 
-    it("ignores budgets for finished and pending pods", async () => {
+    it("deletes a finished pod at once, whatever its budget says", async () => {
       const { sim, core } = await cluster();
       sim.addPdb("default", "strict", { selector: { app: "job" }, minAvailable: 5 });
       sim.addPod("default", "finished", { node: "n1", phase: "Failed", labels: { app: "job" } });
