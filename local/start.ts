@@ -277,9 +277,15 @@ export async function runStart(options: StartOptions = {}): Promise<StartResult>
 
     let finished = false;
     await new Promise<void>((resolveWait) => {
-      const stop = () => resolveWait();
-      options.signal?.addEventListener("abort", stop, { once: true });
+      let ended = false;
+      let timer: NodeJS.Timeout | undefined;
+      const stop = () => {
+        ended = true;
+        clearTimeout(timer);
+        resolveWait();
+      };
       if (options.signal?.aborted) return stop();
+      options.signal?.addEventListener("abort", stop, { once: true });
       let announced = false;
       const tick = async () => {
         try {
@@ -287,6 +293,7 @@ export async function runStart(options: StartOptions = {}): Promise<StartResult>
         } catch {
           // Azurite is going away (shutdown); keep the last view.
         }
+        if (ended) return;
         view!.render(rows());
         if (!finished && done()) {
           finished = true;
@@ -300,11 +307,8 @@ export async function runStart(options: StartOptions = {}): Promise<StartResult>
         if (args.once && Date.now() > deadline) return stop();
         timer = setTimeout(() => void tick(), tty ? 250 : 500);
       };
-      let timer = setTimeout(() => void tick(), 0);
-      options.signal?.addEventListener("abort", () => clearTimeout(timer), { once: true });
-      cleanupTimer = () => clearTimeout(timer);
+      timer = setTimeout(() => void tick(), 0);
     });
-    cleanupTimer?.();
     view.render(rows());
     view.close();
 
@@ -356,8 +360,6 @@ export async function runStart(options: StartOptions = {}): Promise<StartResult>
     }
   }
 }
-
-let cleanupTimer: (() => void) | undefined;
 
 export function formatSummary(s: StartSummary): string {
   const lines = [

@@ -333,7 +333,8 @@ async function agentIdleRss(azurite: RunningAzurite): Promise<number> {
   await mkdir(join(dir, "state"));
   await writeFile(join(dir, "boot_id"), bootIdOf(sim, node!));
   await writeFile(join(dir, "token"), agentToken(sim, node!, "rollcall"));
-  const child = spawn(process.execPath, [bundle], {
+  // The image's entrypoint flags (node-agent/Dockerfile).
+  const child = spawn(process.execPath, ["--max-old-space-size=32", bundle], {
     stdio: ["ignore", "pipe", "pipe"],
     env: {
       PATH: process.env.PATH,

@@ -51,6 +51,18 @@ describe("npm start in simulation mode", () => {
     assert.match(text, /pending → cordoning/, "plain progress lines outside a terminal");
   });
 
+  it("without --once keeps serving after the rollout until it is stopped, like Ctrl-C", async () => {
+    const output = collector();
+    const controller = new AbortController();
+    const run = runStart({ argv: ["--nodes", "2", "--reboot", "1", "--port", "0"], out: output.stream, tty: false, signal: controller.signal });
+    for (let i = 0; i < 1200 && !/Rollout complete/.test(output.text()); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.match(output.text(), /Still serving; Ctrl-C to stop/);
+    controller.abort();
+    const result = await run;
+    assert.equal(result.exitCode, 0);
+    assert.deepEqual(result.summary?.notRebooted, []);
+  });
+
   it("leaves no child process behind (Azurite is stopped)", () => {
     // tsx's own esbuild service is the test runner's, not the run's.
     assert.deepEqual(childProcesses().filter((p) => !p.includes("esbuild --service")), []);
