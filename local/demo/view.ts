@@ -47,7 +47,7 @@ export class LiveView {
 
   render(rows: NodeRow[]): void {
     if (!this.tty) return;
-    const width = (this.out.columns ?? COLUMNS ?? 120) - 1;
+    const width = Math.max(60, this.out.columns || COLUMNS || 120) - 1;
     const lines = [this.header(), "", table(rows, width), "", ...this.recent.map((l) => clip(`  ${l}`, width))].join("\n").split("\n");
     let text = this.drawn > 0 ? `\x1b[${this.drawn}A` : "";
     for (const line of lines) text += `\x1b[2K${line}\n`;
