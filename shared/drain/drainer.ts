@@ -30,13 +30,13 @@ export function classifyPod(pod: KubePod, options: DrainOptions): PodDecision {
 
 export type DrainPass =
   | { kind: "done"; evicted: number }
-  /** Pods remain; try again no earlier than `retryAfterMs` from now. */
-  | { kind: "waiting"; evicted: number; remaining: number; blocker: string; retryAfterMs: number }
+  /** Pods remain; try again no earlier than `retryAfterMs` from now. `pdbBlocked`: a budget refused an eviction. */
+  | { kind: "waiting"; evicted: number; remaining: number; blocker: string; retryAfterMs: number; pdbBlocked: boolean }
   /** The drain cannot succeed without an operator: unmanaged or emptyDir pods refused, or a PDB misconfiguration. */
   | { kind: "refused"; reason: string };
 
 /** Pods still terminating are checked again soon; PDB refusals back off exponentially unless the server says when. */
-const TERMINATING_RECHECK_MS = 2_000;
+const TERMINATING_RECHECK_MS = 1_000;
 const BLOCKED_BASE_MS = 5_000;
 const BLOCKED_MAX_MS = 60_000;
 /** Evictions in flight at once: enough to drain a busy node in one pass without flooding the API server. */
@@ -78,6 +78,7 @@ export async function drainPass(api: ClusterApi, node: string, options: DrainOpt
       remaining,
       blocker: `pod ${describe(first.pod)} is protected by ${pdb}: ${first.result.message}${others}`,
       retryAfterMs,
+      pdbBlocked: true,
     };
   }
   return {
@@ -86,6 +87,7 @@ export async function drainPass(api: ClusterApi, node: string, options: DrainOpt
     remaining,
     blocker: `waiting for ${remaining} evicted pod(s) to terminate`,
     retryAfterMs: TERMINATING_RECHECK_MS,
+    pdbBlocked: false,
   };
 }
 

@@ -26,6 +26,7 @@ export interface HistoryEntry {
   leaseId?: string;
   requestedBy: string;
   requestId?: string;
+  cancelledBy?: string;
   reasons: string[];
   startedAt?: string;
   finishedAt: string;
@@ -58,6 +59,7 @@ export function historyEntry(record: NodeRecord, now: Date): HistoryEntry {
     leaseId: record.leaseId,
     requestedBy: record.request?.requestedBy ?? "sentinel",
     requestId: record.request?.id,
+    cancelledBy: record.request?.cancelledBy,
     reasons: record.request ? [record.request.reason] : record.reasons,
     startedAt: record.pendingSince,
     finishedAt: end,
@@ -107,6 +109,7 @@ export async function readHistory(
       leaseId: e.leaseId as string | undefined,
       requestedBy: String(e.requestedBy),
       requestId: e.requestId as string | undefined,
+      cancelledBy: e.cancelledBy as string | undefined,
       reasons: JSON.parse(String(e.reasons ?? "[]")) as string[],
       startedAt: e.startedAt as string | undefined,
       finishedAt: String(e.finishedAt),

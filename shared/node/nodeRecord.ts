@@ -32,6 +32,7 @@ export interface NodeRecord {
   drainBlocker?: string;
   /** No drain pass before this time (eviction back-off, honouring Retry-After). */
   drainRetryAt?: string;
+  /** Consecutive drain passes refused by a PodDisruptionBudget: the eviction back-off grows with it. */
   drainAttempts?: number;
   rebootOrderedAt?: string;
   /** Boot ids when the reboot was ordered, from the agent and from the node object: a reboot must change both. */
@@ -63,6 +64,8 @@ export interface ManualRequest {
   mode: "reboot" | "drain-only";
   /** Higher goes first among pending nodes; sentinel reboots have 0. */
   priority: number;
+  /** Who withdrew it after the node had taken a slot: kept until the release writes history. */
+  cancelledBy?: string;
 }
 
 export interface RecentTransition {

@@ -55,7 +55,7 @@ export function canTransition(from: NodeState, to: NodeState): boolean {
 
 /** The node wants a turn under the lock: its agent reports the sentinel, or an operator asked. */
 export function wantsTurn(record: NodeRecord): boolean {
-  return record.rebootRequired || record.request !== undefined;
+  return record.rebootRequired || (record.request !== undefined && record.request.cancelledBy === undefined);
 }
 
 /** How many transitions a record keeps for the node API. */
@@ -163,6 +163,9 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
 
   async draining(record, _etag, ports) {
     if (!wantsTurn(record)) return release("cancelled", "reboot no longer required");
+    const kube = await ports.kube();
+    const node = await kube.getNode(record.node);
+    if (!node) return release("node-deleted", "the node no longer exists in the cluster");
     const started = Date.parse(record.drainStartedAt ?? iso(ports.now));
     if (ports.now.getTime() - started > ports.policy.drain.timeoutMs) {
       return release("drain-failed", `drain timed out after ${minutes(ports.policy.drain.timeoutMs)}: ${record.drainBlocker ?? "pods remained"}`);
@@ -170,9 +173,6 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     if (record.drainRetryAt && Date.parse(record.drainRetryAt) > ports.now.getTime()) {
       return { kind: "wait", why: record.drainBlocker ?? "draining" };
     }
-    const kube = await ports.kube();
-    const node = await kube.getNode(record.node);
-    if (!node) return release("node-deleted", "the node no longer exists in the cluster");
     const attempts = record.drainAttempts ?? 0;
     const pass = await drainPass(kube, record.node, ports.policy.drain, ports.now, attempts);
     if (pass.kind === "refused") return release("drain-failed", pass.reason);
@@ -183,7 +183,8 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
         set: {
           drainBlocker: pass.blocker,
           drainRetryAt: iso(new Date(ports.now.getTime() + pass.retryAfterMs)),
-          drainAttempts: attempts + 1,
+          // The back-off grows with consecutive refusals by a budget, not with passes that made progress.
+          drainAttempts: pass.pdbBlocked ? attempts + 1 : 0,
         },
       };
     }

@@ -49,7 +49,7 @@ export class OperatorRequests {
     }
     for (;;) {
       const record = current.value;
-      if (record.request) return { kind: "existing", request: record.request, state: record.state };
+      if (record.request && !record.request.cancelledBy) return { kind: "existing", request: record.request, state: record.state };
       if (input.mode === "reboot" && !record.bootId) return { kind: "no-agent" };
       if (LOCK_HOLDING_STATES.has(record.state) && input.mode === "reboot") {
         return { kind: "in-progress", state: record.state, leaseId: record.leaseId };
@@ -69,9 +69,11 @@ export class OperatorRequests {
     for (;;) {
       const current = await this.store.get(cluster, node);
       const request = current?.value.request;
-      if (!current || !request) return { kind: "nothing-to-cancel" };
+      if (!current || !request || request.cancelledBy) return { kind: "nothing-to-cancel" };
       if (!CANCELLABLE.has(current.value.state)) return { kind: "too-late", state: current.value.state, since: current.value.since };
-      if (await this.tryReplace(current, { ...current.value, request: undefined })) {
+      // Once a slot is taken the release writes history: keep the request, marked, so it names who asked and who withdrew.
+      const withdrawn = LOCK_HOLDING_STATES.has(current.value.state) ? { ...request, cancelledBy: by } : undefined;
+      if (await this.tryReplace(current, { ...current.value, request: withdrawn })) {
         log.info(`request cancelled cluster=${cluster} node=${node} request=${request.id} by=${JSON.stringify(by)}`);
         const advanced = await this.orchestrator.advance(cluster, node, log);
         return { kind: "cancelled", request, state: advanced?.state ?? current.value.state };

@@ -1,0 +1,126 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { Timer } from "@azure/functions";
+import { reconcile } from "../../functions/reconcile";
+import { nodeAnnotations } from "../../shared/kube/clusterApi";
+import { Orchestrator } from "../../shared/orchestrator/orchestrator";
+import { getRollcall } from "../../shared/orchestrator/fromConfig";
+import { openGate } from "../../shared/policy/policy";
+import { CheckinRequest } from "../../shared/protocol/checkin";
+import { telemetryEvents } from "../../shared/telemetry/names";
+import { MemoryTelemetry } from "../../shared/telemetry/telemetry";
+import { CLUSTER, invocation, ManualClock, TestAgent, useWorld } from "../support/world";
+
+const world = useWorld({ simOptions: { terminationDelayMs: 20, podStartDelayMs: 40 } });
+const log = invocation("test");
+
+/** The orchestrator of the configured world, but with a hand-moved clock and a telemetry recorder. */
+async function clocked(clock: ManualClock) {
+  const rollcall = await getRollcall();
+  const telemetry = new MemoryTelemetry();
+  const orchestrator = new Orchestrator({
+    store: rollcall.store,
+    lock: rollcall.lock,
+    kube: rollcall.kube,
+    policy: rollcall.policy,
+    gate: openGate,
+    telemetry,
+    stepBudgetMs: 5_000,
+    clock: clock.read,
+  });
+  const send = async (node: string, body: unknown) => ({ status: 200, body: await orchestrator.checkin(CLUSTER, node, CheckinRequest.parse(body), log) });
+  return { rollcall, orchestrator, telemetry, send };
+}
+
+describe("the reconcile timer", () => {
+  it("gives up a drain blocked past its timeout: uncordons, releases, records why, and backs off", async () => {
+    world.configure({ ROLLCALL_DRAIN_TIMEOUT_MINUTES: "10" });
+    const { sim } = world;
+    sim.addNode("tmo-a");
+    sim.addDeployment("db", "tmo-db", { replicas: 2, pdb: { minAvailable: 2 }, nodes: ["tmo-a"] });
+    const clock = new ManualClock();
+    const { orchestrator, rollcall, send } = await clocked(clock);
+    const agent = await TestAgent.on(sim, "tmo-a", true);
+    assert.equal((await agent.tick(send)).state, "draining");
+    clock.advance(11 * 60_000);
+    await orchestrator.reconcile(CLUSTER, log);
+    const record = (await rollcall.store.get(CLUSTER, "tmo-a"))!.value;
+    assert.equal(record.state, "drain-failed");
+    assert.match(record.why, /timed out.*PodDisruptionBudget db\/tmo-db/);
+    assert.ok(!sim.getNode("tmo-a")!.spec?.unschedulable, "uncordoned");
+    assert.deepEqual((await rollcall.lock.view(CLUSTER)).holders, []);
+    assert.equal((await agent.tick(send)).action, "wait", "no reboot after a failed drain");
+    clock.advance(31 * 60_000);
+    await orchestrator.reconcile(CLUSTER, log);
+    assert.equal((await rollcall.store.get(CLUSTER, "tmo-a"))!.value.state, "draining", "tried again after the back-off");
+  });
+
+  it("marks a node that never came back from its reboot as stuck, loudly, and hands its slot to the next node at once", async () => {
+    world.configure({ ROLLCALL_LOCK_TTL_MINUTES: "30" });
+    const { sim } = world;
+    sim.addNode("ttl-a");
+    sim.addNode("ttl-b");
+    const clock = new ManualClock();
+    const { orchestrator, rollcall, send, telemetry } = await clocked(clock);
+    const a = await TestAgent.on(sim, "ttl-a", true);
+    const b = await TestAgent.on(sim, "ttl-b", true);
+    const first = await a.tick(async (node, body) => send(node, body));
+    assert.equal(first.action, "reboot");
+    assert.equal((await b.tick(send)).state, "pending");
+    // ttl-a was told to reboot and is never heard of again.
+    clock.advance(31 * 60_000);
+    const report = await orchestrator.reconcile(CLUSTER, log);
+    assert.deepEqual(report.expired, ["ttl-a"]);
+    const stuck = (await rollcall.store.get(CLUSTER, "ttl-a"))!.value;
+    assert.equal(stuck.state, "stuck");
+    assert.match(stuck.why, /lock TTL expired/);
+    assert.equal(sim.getNode("ttl-a")!.spec?.unschedulable, true, "a stuck node stays cordoned");
+    assert.ok(telemetry.events.some((e) => e.name === telemetryEvents.stuck && e.dimensions.node === "ttl-a"));
+    const holders = (await rollcall.lock.view(CLUSTER)).holders.map((h) => h.node);
+    assert.deepEqual(holders, ["ttl-b"], "the free slot went to the pending node in the same tick");
+  });
+
+  it("lets a stuck node that finally comes back with a new boot id finish and be uncordoned", async () => {
+    world.configure({ ROLLCALL_LOCK_TTL_MINUTES: "30" });
+    const { sim } = world;
+    sim.addNode("late-a");
+    const clock = new ManualClock();
+    const { orchestrator, rollcall, send } = await clocked(clock);
+    const agent = await TestAgent.on(sim, "late-a", true);
+    const order = await agent.tick(async (node, body) => send(node, body));
+    assert.equal(order.action, "reboot");
+    clock.advance(31 * 60_000);
+    await orchestrator.reconcile(CLUSTER, log);
+    assert.equal((await rollcall.store.get(CLUSTER, "late-a"))!.value.state, "stuck");
+    assert.equal(agent.reboots, 1);
+    const back = await agent.tick(send);
+    assert.equal(back.state, "idle");
+    assert.ok(!sim.getNode("late-a")!.spec?.unschedulable);
+  });
+
+  it("releases the slot of a node deleted from the cluster", async () => {
+    world.configure();
+    const { sim } = world;
+    sim.addNode("gone-a");
+    sim.addDeployment("db", "gone-db", { replicas: 1, pdb: { minAvailable: 1 }, nodes: ["gone-a"] });
+    const agent = await TestAgent.on(sim, "gone-a", true);
+    assert.equal((await agent.tick()).state, "draining");
+    sim.deleteNode("gone-a");
+    await reconcile({ isPastDue: false, scheduleStatus: { last: "", next: "", lastUpdated: "" } } as Timer, invocation("reconcile"));
+    const { store, lock } = await getRollcall();
+    assert.equal((await store.get(CLUSTER, "gone-a"))!.value.state, "idle");
+    assert.deepEqual((await lock.view(CLUSTER)).holders, []);
+  });
+
+  it("leaves a node that someone else had cordoned cordoned after its reboot", async () => {
+    world.configure();
+    const { sim } = world;
+    sim.addNode("pre-a", { unschedulable: true });
+    const agent = await TestAgent.on(sim, "pre-a", true);
+    for (let i = 0; i < 10 && agent.reboots === 0; i++) await agent.tick();
+    for (let i = 0; i < 50 && agent.last?.state !== "idle"; i++) await agent.tick();
+    assert.equal(agent.last?.state, "idle");
+    assert.equal(sim.getNode("pre-a")!.spec?.unschedulable, true);
+    assert.equal(sim.getNode("pre-a")!.metadata.annotations?.[nodeAnnotations.cordonedBy], undefined);
+  });
+});
