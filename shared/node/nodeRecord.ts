@@ -34,6 +34,8 @@ export interface NodeRecord {
   drainRetryAt?: string;
   /** Consecutive drain passes refused by a PodDisruptionBudget: the eviction back-off grows with it. */
   drainAttempts?: number;
+  /** When the drain finished, for the delay before the reboot order. */
+  drainedAt?: string;
   rebootOrderedAt?: string;
   /** Boot ids when the reboot was ordered, from the agent and from the node object: a reboot must change both. */
   orderBootId?: string;
@@ -43,7 +45,13 @@ export interface NodeRecord {
   outcome?: ReleaseOutcome;
   /** In `drain-failed`: no new attempt before this time. */
   retryAt?: string;
+  /** Consecutive failed drains, and when the first of them happened (for the drain-failure policy). */
   failures?: number;
+  firstDrainFailureAt?: string;
+  /** Confirmed reboots in a row with the sentinel still present afterwards (the reboot-loop breaker). */
+  consecutiveReboots?: number;
+  /** The node label Rollcall set when it quarantined the node, removed when it is released. */
+  quarantineLabel?: string;
 
   /** An operator's request for this node, waiting its turn like a sentinel reboot. */
   request?: ManualRequest;
@@ -75,7 +83,7 @@ export interface RecentTransition {
   why: string;
 }
 
-export type ReleaseOutcome = "completed" | "cancelled" | "drain-failed" | "node-deleted" | "operator-released";
+export type ReleaseOutcome = "completed" | "cancelled" | "drain-failed" | "quarantined" | "node-deleted" | "operator-released";
 
 export interface Versioned<T> {
   value: T;

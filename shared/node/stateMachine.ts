@@ -1,8 +1,18 @@
-import type { AnnotationChanges, ClusterApi } from "../kube/clusterApi";
+import type { AnnotationChanges, ClusterApi, KubeNode, KubePod } from "../kube/clusterApi";
 import { nodeAnnotations } from "../kube/clusterApi";
 import type { ClusterLock } from "../lock/tableLock";
 import { drainPass } from "../drain/drainer";
 import { historyAction, historyEntry } from "../history/history";
+import {
+  applyPendingTaint,
+  applyPostRebootLabels,
+  applyPreRebootLabels,
+  delayBeforeRebootReason,
+  drainFailureDecision,
+  drainSelects,
+  onDrainTimeout,
+  rebootLoopReason,
+} from "../policy/lifecycle";
 import type { GateContext, Policy, RebootGate } from "../policy/policy";
 import type { NodeRecord, NodeStore } from "./nodeRecord";
 
@@ -99,6 +109,7 @@ const LEASE_FIELDS: Partial<NodeRecord> = {
   drainBlocker: undefined,
   drainRetryAt: undefined,
   drainAttempts: undefined,
+  drainedAt: undefined,
   rebootOrderedAt: undefined,
   orderBootId: undefined,
   orderNodeBootId: undefined,
@@ -119,13 +130,19 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
   },
 
   async pending(record, etag, ports) {
-    if (!wantsTurn(record)) return { kind: "move", to: "idle", why: "reboot no longer required", set: { pendingSince: undefined } };
+    if (!wantsTurn(record)) {
+      if (ports.policy.preferNoScheduleTaint?.enabled) await applyPendingTaint(await ports.kube(), ports.policy, record.node, false);
+      return { kind: "move", to: "idle", why: "reboot no longer required", set: { pendingSince: undefined } };
+    }
     const notBefore = record.request?.notBefore;
     if (notBefore && !record.rebootRequired && Date.parse(notBefore) > ports.now.getTime()) {
-      return { kind: "wait", why: `requested for no earlier than ${notBefore}` };
+      return waitInQueue(record, ports, `requested for no earlier than ${notBefore}`);
     }
+    // A full lock is the common answer and costs one storage read; the policy gates may cost API calls.
+    const { holders } = await ports.lock.view(record.cluster);
+    if (holders.length >= ports.policy.concurrency) return waitInQueue(record, ports, slotsTaken(holders));
     const hold = await ports.gate.holdReason(gateContext(record, ports, "before-lock"));
-    if (hold) return { kind: "wait", why: hold };
+    if (hold) return waitInQueue(record, ports, hold);
     const node = await (await ports.kube()).getNode(record.node);
     if (!node) return { kind: "move", to: "idle", why: "the node no longer exists in the cluster", set: { pendingSince: undefined } };
 
@@ -146,13 +163,14 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     const result = await ports.lock.acquire(record.cluster, holder, ports.policy.concurrency, [ports.store.replaceAction(next, etag)]);
     if (result.kind === "acquired") return { kind: "committed", record: next };
     if (result.kind === "conflict") return { kind: "conflict" };
-    return { kind: "wait", why: `waiting for a free lock slot (held by ${result.holders.map((h) => h.node).join(", ")})` };
+    return waitInQueue(record, ports, slotsTaken(result.holders));
   },
 
   async cordoning(record, _etag, ports) {
     const kube = await ports.kube();
     if (!(await kube.getNode(record.node))) return release("node-deleted", "the node no longer exists in the cluster");
     if (!wantsTurn(record)) return release("cancelled", "reboot no longer required");
+    if (hasNodeLabels(ports.policy)) await applyPreRebootLabels(kube, ports.policy, record.node);
     const annotations: AnnotationChanges = record.wasUnschedulable
       ? { [nodeAnnotations.state]: "draining" }
       : { [nodeAnnotations.cordonedBy]: record.leaseId!, [nodeAnnotations.state]: "draining" };
@@ -168,14 +186,17 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     if (!node) return release("node-deleted", "the node no longer exists in the cluster");
     const started = Date.parse(record.drainStartedAt ?? iso(ports.now));
     if (ports.now.getTime() - started > ports.policy.drain.timeoutMs) {
-      return release("drain-failed", `drain timed out after ${minutes(ports.policy.drain.timeoutMs)}: ${record.drainBlocker ?? "pods remained"}`);
+      const why = `drain timed out after ${minutes(ports.policy.drain.timeoutMs)}: ${record.drainBlocker ?? "pods remained"}`;
+      if (onDrainTimeout(ports.policy) === "force-reboot") return orderReboot(record, node, ports, `${why}; rebooting anyway (drain.forceRebootAfterTimeout)`);
+      return drainFailed(record, node, ports, why);
     }
     if (record.drainRetryAt && Date.parse(record.drainRetryAt) > ports.now.getTime()) {
       return { kind: "wait", why: record.drainBlocker ?? "draining" };
     }
     const attempts = record.drainAttempts ?? 0;
-    const pass = await drainPass(kube, record.node, ports.policy.drain, ports.now, attempts);
-    if (pass.kind === "refused") return release("drain-failed", pass.reason);
+    const options = ports.policy.drain.podSelector ? { ...ports.policy.drain, podFilter: (pod: KubePod) => drainSelects(ports.policy, pod) } : ports.policy.drain;
+    const pass = await drainPass(kube, record.node, options, ports.now, attempts);
+    if (pass.kind === "refused") return drainFailed(record, node, ports, pass.reason);
     if (pass.kind === "waiting") {
       return {
         kind: "wait",
@@ -196,20 +217,12 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
         set: { drainBlocker: undefined, drainRetryAt: undefined },
       };
     }
+    const drainedAt = record.drainedAt ?? iso(ports.now);
+    const delay = delayBeforeRebootReason(ports.policy, new Date(drainedAt), ports.now);
+    if (delay) return { kind: "wait", why: delay, set: { drainedAt, drainBlocker: undefined, drainRetryAt: undefined } };
     const hold = await ports.gate.holdReason(gateContext(record, ports, "before-reboot"));
-    if (hold) return { kind: "wait", why: `drained; reboot held: ${hold}` };
-    return {
-      kind: "move",
-      to: "reboot-ordered",
-      why: "drained; reboot ordered",
-      set: {
-        drainBlocker: undefined,
-        drainRetryAt: undefined,
-        rebootOrderedAt: iso(ports.now),
-        orderBootId: record.bootId,
-        orderNodeBootId: node.bootId,
-      },
-    };
+    if (hold) return { kind: "wait", why: `drained; reboot held: ${hold}`, set: { drainedAt } };
+    return orderReboot(record, node, ports, "drained; reboot ordered");
   },
 
   async "reboot-ordered"(record, _etag, ports) {
@@ -225,17 +238,21 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     if (!node) return release("node-deleted", "the node no longer exists in the cluster");
     if (node.bootId === record.orderNodeBootId) return { kind: "wait", why: "waiting for the node object to report the new boot id" };
     if (!node.ready) return { kind: "wait", why: "waiting for the node to be Ready" };
-    return release("completed", "reboot confirmed: new boot id and Ready");
+    const consecutiveReboots = (record.consecutiveReboots ?? 0) + 1;
+    const loop = rebootLoopReason(ports.policy, record, consecutiveReboots);
+    if (loop) return { kind: "move", to: "releasing", why: loop, set: { outcome: "quarantined", consecutiveReboots, quarantineLabel: QUARANTINE_LABEL } };
+    return { kind: "move", to: "releasing", why: "reboot confirmed: new boot id and Ready", set: { outcome: "completed", consecutiveReboots } };
   },
 
   async releasing(record, etag, ports) {
     const kube = await ports.kube();
     const node = await kube.getNode(record.node);
-    // Only a cordon carrying our own lease is undone: a node cordoned by someone else stays cordoned.
-    if (node && node.annotations[nodeAnnotations.cordonedBy] === record.leaseId && record.leaseId) {
-      await kube.setUnschedulable(record.node, false, { [nodeAnnotations.cordonedBy]: null, [nodeAnnotations.state]: null });
-    } else if (node && node.annotations[nodeAnnotations.state] !== undefined) {
-      await kube.setUnschedulable(record.node, node.unschedulable, { [nodeAnnotations.state]: null });
+    if (node && record.outcome === "quarantined") {
+      // Quarantine leaves the node cordoned and labelled until an operator releases it.
+      await kube.setLabels(record.node, { [record.quarantineLabel ?? QUARANTINE_LABEL]: "true" });
+      await kube.setUnschedulable(record.node, node.unschedulable, { [nodeAnnotations.state]: "quarantined" });
+    } else if (node) {
+      await restoreNode(kube, node, record, ports.policy);
     }
     const next = afterRelease(record, ports);
     const history = historyAction(historyEntry(record, ports.now));
@@ -284,18 +301,107 @@ function release(outcome: NonNullable<NodeRecord["outcome"]>, why: string): Step
 
 function afterRelease(record: NodeRecord, { now, policy }: StepPorts): NodeRecord {
   // A failed drain keeps the operator's request so that it is tried again; every other end fulfils it.
-  const done = { ...LEASE_FIELDS, pendingSince: undefined, request: undefined, releaseRequestedBy: undefined };
+  const done = { ...LEASE_FIELDS, pendingSince: undefined, request: undefined, releaseRequestedBy: undefined, quarantineLabel: undefined };
   switch (record.outcome) {
     case "drain-failed":
       return nextRecord(record, "drain-failed", record.why, now, {
         ...LEASE_FIELDS,
-        retryAt: iso(new Date(now.getTime() + policy.drainFailureBackoffMs)),
-        failures: (record.failures ?? 0) + 1,
+        retryAt: record.retryAt ?? iso(new Date(now.getTime() + policy.drainFailureBackoffMs)),
+        failures: record.failures ?? 1,
       });
+    case "quarantined":
+      // The lease stays recorded: it is what marks the cordon as Rollcall's when an operator releases the node.
+      return nextRecord(record, "quarantined", record.why, now, { ...LEASE_FIELDS, leaseId: record.leaseId, wasUnschedulable: record.wasUnschedulable });
     case "completed":
-      return nextRecord(record, "idle", "rebooted and back in service", now, { ...done, failures: 0 });
+      return nextRecord(record, "idle", "rebooted and back in service", now, {
+        ...done,
+        failures: undefined,
+        firstDrainFailureAt: undefined,
+        // A sentinel that survives the reboot keeps the count going; the loop breaker reads it.
+        consecutiveReboots: record.rebootRequired ? record.consecutiveReboots : undefined,
+      });
+    case "node-deleted":
+      // The machine is gone; a node that later takes its name (VMSS reuses names) reports its own facts.
+      return nextRecord(record, "idle", record.why, now, {
+        ...done,
+        rebootRequired: false,
+        reasons: [],
+        bootId: undefined,
+        failures: undefined,
+        firstDrainFailureAt: undefined,
+        consecutiveReboots: undefined,
+      });
     default:
-      return nextRecord(record, "idle", record.why, now, done);
+      // An operator's release or a cancel starts the counters afresh.
+      return nextRecord(record, "idle", record.why, now, { ...done, failures: undefined, firstDrainFailureAt: undefined, consecutiveReboots: undefined });
+  }
+}
+
+/** The label a quarantined node carries, so that `kubectl get nodes -l rollcall.io/quarantined` finds it. */
+const QUARANTINE_LABEL = "rollcall.io/quarantined";
+
+/** Undoes what Rollcall did to a node: its own cordon, its state annotation, the waiting taint, and sets post-reboot labels. */
+async function restoreNode(kube: ClusterApi, node: KubeNode, record: NodeRecord, policy: Policy): Promise<void> {
+  // Only a cordon carrying our own lease is undone: a node cordoned by someone else stays cordoned.
+  const ours = record.leaseId !== undefined && node.annotations[nodeAnnotations.cordonedBy] === record.leaseId;
+  if (ours) {
+    await kube.setUnschedulable(record.node, false, { [nodeAnnotations.cordonedBy]: null, [nodeAnnotations.state]: null });
+  } else if (node.annotations[nodeAnnotations.state] !== undefined) {
+    await kube.setUnschedulable(record.node, node.unschedulable, { [nodeAnnotations.state]: null });
+  }
+  const taintKey = policy.preferNoScheduleTaint?.key;
+  if (taintKey && node.taints?.some((t) => t.key === taintKey)) await applyPendingTaint(kube, policy, record.node, false);
+  const labels: Record<string, string | null> = {};
+  if (record.quarantineLabel && node.labels[record.quarantineLabel] !== undefined) labels[record.quarantineLabel] = null;
+  if (Object.keys(labels).length > 0) await kube.setLabels(record.node, labels);
+  if (record.outcome === "completed" && hasNodeLabels(policy)) await applyPostRebootLabels(kube, policy, record.node);
+}
+
+function hasNodeLabels(policy: Policy): boolean {
+  const labels = policy.nodeLabels;
+  return labels !== undefined && Object.keys(labels.preReboot).length + Object.keys(labels.postReboot).length > 0;
+}
+
+/** A pending node keeps waiting; with the option on, it carries the PreferNoSchedule taint meanwhile. */
+async function waitInQueue(record: NodeRecord, ports: StepPorts, why: string): Promise<StepResult> {
+  if (ports.policy.preferNoScheduleTaint?.enabled) await applyPendingTaint(await ports.kube(), ports.policy, record.node, true);
+  return { kind: "wait", why };
+}
+
+function slotsTaken(holders: { node: string }[]): string {
+  return `waiting for a free lock slot (held by ${holders.map((h) => h.node).join(", ")})`;
+}
+
+function orderReboot(record: NodeRecord, node: KubeNode, ports: StepPorts, why: string, extra: Partial<NodeRecord> = {}): StepResult {
+  return {
+    kind: "move",
+    to: "reboot-ordered",
+    why,
+    set: {
+      ...extra,
+      drainBlocker: undefined,
+      drainRetryAt: undefined,
+      drainedAt: undefined,
+      rebootOrderedAt: iso(ports.now),
+      orderBootId: record.bootId,
+      orderNodeBootId: node.bootId,
+    },
+  };
+}
+
+/** A failed drain, decided by the drain-failure policy: back off and retry, quarantine, or reboot anyway. */
+function drainFailed(record: NodeRecord, node: KubeNode, ports: StepPorts, why: string): StepResult {
+  const failures = (record.failures ?? 0) + 1;
+  const firstAt = record.firstDrainFailureAt ? new Date(record.firstDrainFailureAt) : ports.now;
+  const decision = drainFailureDecision(ports.policy, failures, ports.now, firstAt);
+  const failure = { failures, firstDrainFailureAt: iso(firstAt) };
+  switch (decision.action) {
+    case "force-reboot":
+      return orderReboot(record, node, ports, `${why}; ${decision.why}`, failure);
+    case "quarantine":
+      return { kind: "move", to: "releasing", why: `${why}; ${decision.why}`, set: { outcome: "quarantined", quarantineLabel: decision.label, ...failure } };
+    case "retry":
+      return { kind: "move", to: "releasing", why: `${why}; ${decision.why}`, set: { outcome: "drain-failed", retryAt: iso(decision.retryAt), ...failure } };
   }
 }
 

@@ -3,7 +3,11 @@ import { getConfig, resetConfigForTests } from "../config/config";
 import { clusterApiFactory, type ClusterApiFactory, resetClusterApisForTests } from "../kube/connect";
 import { TableLock } from "../lock/tableLock";
 import { NodeStore } from "../node/nodeRecord";
-import { openGate, policyFromConfig, type PolicySource } from "../policy/policy";
+import { aksMaintenanceScheduleLoader } from "../policy/aksMaintenance";
+import { compositeGate, policyGates } from "../policy/gates/composite";
+import { upgradePauseGate } from "../policy/gates/upgradePause";
+import { policyFromConfig, type PolicySource } from "../policy/policy";
+import { policyStoreFor } from "../policy/policyStore";
 import { openTable } from "../storage/table";
 import { getTelemetry } from "../telemetry/telemetry";
 import { OperatorRequests } from "./operatorRequests";
@@ -34,8 +38,7 @@ export function getRollcall(): Promise<Rollcall> {
 async function build(): Promise<Rollcall> {
   const config = getConfig();
   const table = await openTable(config.storage);
-  const defaults = policyFromConfig(config);
-  const policy: PolicySource = async () => defaults;
+  const policy: PolicySource = policyStoreFor(table, policyFromConfig(config)).source;
   const store = new NodeStore(table);
   const lock = new TableLock(table);
   const kube = clusterApiFactory(config);
@@ -44,7 +47,7 @@ async function build(): Promise<Rollcall> {
     lock,
     kube,
     policy,
-    gate: openGate,
+    gate: compositeGate([...policyGates({ aksSchedule: aksMaintenanceScheduleLoader(config) }), upgradePauseGate(table)]),
     telemetry: getTelemetry(),
     stepBudgetMs: config.stepBudgetMs,
   });

@@ -7,7 +7,8 @@ import { LOCK_HOLDING_STATES, wantsTurn, nextRecord, type NodeState, onLeaseExpi
 import type { Policy, PolicySource, RebootGate } from "../policy/policy";
 import { telemetryEvents, telemetryMetrics, type Telemetry } from "../telemetry/names";
 import { answerFor } from "./answer";
-import { queueOrder } from "./queue";
+import { notifyTransition } from "../notify/notifier";
+import { pendingOrder } from "../policy/lifecycle";
 import { type Logger, logTransition } from "./transitionLog";
 
 export interface OrchestratorDeps {
@@ -85,7 +86,7 @@ export class Orchestrator {
     await this.expireLeases(cluster, report, log);
 
     const records = await this.deps.store.list(cluster);
-    for (const record of orderForReconcile(records)) {
+    for (const record of orderForReconcile(records, pendingOrder(await this.deps.policy(cluster)))) {
       if (this.now() >= deadline) break;
       await this.run(record, deadline, log);
       report.advanced++;
@@ -137,7 +138,7 @@ export class Orchestrator {
         current = (await this.deps.store.get(cluster, node)) ?? current;
         continue;
       }
-      this.recordTransition(from, next, ports.now, log);
+      await this.recordTransition(from, next, ports.now, log, policy);
       if (from === "releasing") freedSlot = true;
     }
     if (freedSlot) await this.startNextPending(cluster, deadline, log);
@@ -146,10 +147,11 @@ export class Orchestrator {
 
   /** Hands a freed slot to the longest-waiting pending node at once, instead of at its next check-in. */
   private async startNextPending(cluster: string, deadline: Date, log: Logger): Promise<void> {
+    const policy = await this.deps.policy(cluster);
+    const order = pendingOrder(policy);
     const waiting = (await this.deps.store.list(cluster))
       .filter((r) => r.value.state === "pending")
-      .sort((a, b) => queueOrder(a.value, b.value));
-    const policy = await this.deps.policy(cluster);
+      .sort((a, b) => order(a.value, b.value));
     for (const candidate of waiting) {
       if (this.now() >= deadline) return;
       if ((await this.deps.lock.view(cluster)).holders.length >= policy.concurrency) return;
@@ -186,7 +188,7 @@ export class Orchestrator {
         }
       }
       log.error(`STUCK NODE cluster=${cluster} node=${holder.node} state=${current.value.state} lease=${holder.leaseId}: ${expiry.why}`);
-      this.recordTransition(current.value.state, next, now, log);
+      await this.recordTransition(current.value.state, next, now, log, await this.deps.policy(cluster));
     }
   }
 
@@ -241,7 +243,8 @@ export class Orchestrator {
     }
   }
 
-  private recordTransition(from: NodeState, next: NodeRecord, now: Date, log: Logger): void {
+  /** The log line, telemetry and notification of one transition, after it was written. */
+  private async recordTransition(from: NodeState, next: NodeRecord, now: Date, log: Logger, policy: Policy): Promise<void> {
     logTransition(log, from, next);
     const { cluster, node } = next;
     this.deps.telemetry.event(telemetryEvents.transition, { cluster, node, from, to: next.state, why: next.why, leaseId: next.leaseId });
@@ -257,6 +260,7 @@ export class Orchestrator {
               ? [telemetryMetrics.returnSeconds, since(next.rebootedAt)]
               : undefined;
     if (phase && phase[1] !== undefined) this.deps.telemetry.metric(phase[0], phase[1], { cluster, node });
+    await notifyTransition(policy, from, next, log);
   }
 }
 
@@ -275,9 +279,9 @@ function differs(record: NodeRecord, changes: Partial<NodeRecord>): boolean {
 }
 
 /** Lock holders first (they block everyone), then pending nodes in queue order, then the rest. */
-function orderForReconcile(records: Versioned<NodeRecord>[]): Versioned<NodeRecord>[] {
+function orderForReconcile(records: Versioned<NodeRecord>[], queue: (a: NodeRecord, b: NodeRecord) => number): Versioned<NodeRecord>[] {
   const rank = (r: NodeRecord) => (LOCK_HOLDING_STATES.has(r.state) ? 0 : r.state === "pending" ? 1 : 2);
   return records
     .filter((r) => r.value.state !== "quarantined" && (r.value.state !== "idle" || wantsTurn(r.value)))
-    .sort((a, b) => rank(a.value) - rank(b.value) || queueOrder(a.value, b.value));
+    .sort((a, b) => rank(a.value) - rank(b.value) || queue(a.value, b.value));
 }

@@ -102,9 +102,10 @@ describe("the reconcile timer", () => {
     world.configure();
     const { sim } = world;
     sim.addNode("gone-a");
-    sim.addDeployment("db", "gone-db", { replicas: 1, pdb: { minAvailable: 1 }, nodes: ["gone-a"] });
+    sim.addDeployment("db", "gone-db", { replicas: 2, pdb: { minAvailable: 1 }, nodes: ["gone-a"] });
     const agent = await TestAgent.on(sim, "gone-a", true);
-    assert.equal((await agent.tick()).state, "draining");
+    const first = await agent.tick();
+    assert.equal(first.state, "draining", first.reason);
     sim.deleteNode("gone-a");
     await reconcile({ isPastDue: false, scheduleStatus: { last: "", next: "", lastUpdated: "" } } as Timer, invocation("reconcile"));
     const { store, lock } = await getRollcall();
