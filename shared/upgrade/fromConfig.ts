@@ -1,5 +1,7 @@
 import type { InvocationContext } from "@azure/functions";
 import { getConfig } from "../config/config";
+import { clusterApiFactory } from "../kube/connect";
+import { blockingPdbs } from "./clusterPdbs";
 import { openTable } from "../storage/table";
 import { armClientFactory, type ArmClientFactory, type ArmClientOverrides } from "./armFacts";
 import type { UpgradeDeps } from "./service";
@@ -19,9 +21,11 @@ export async function getUpgradeDeps(context: InvocationContext): Promise<Upgrad
   const config = getConfig();
   const key = config.upgrade.armEndpoint;
   if (!factory || factory.key !== key) factory = { key, arm: armClientFactory(config, overrides) };
+  const kube = clusterApiFactory(config);
   return {
     table: await openTable(config.storage),
     arm: factory.arm,
     log: (line) => context.info(line),
+    pdbReader: async (cluster) => blockingPdbs(await kube(cluster)),
   };
 }
