@@ -4,6 +4,7 @@ import type { NodeRecord } from "../../shared/node/nodeRecord";
 import { notifyTransition } from "../../shared/notify/notifier";
 import { withPolicyDefaults, type NotificationPolicy, type Policy } from "../../shared/policy/policy";
 import { startCaptureServer } from "../support/webhookServer";
+import { policyBase } from "../support/fixtures";
 
 const record: NodeRecord = {
   cluster: "prod",
@@ -18,11 +19,7 @@ const record: NodeRecord = {
 const policyWith = (notifications: NotificationPolicy): Policy =>
   withPolicyDefaults({
     concurrency: 1,
-    lockTtlMs: 3_600_000,
-    drain: { timeoutMs: 900_000, deleteEmptyDirData: false, forceUnmanaged: false, skipWaitForDeleteMs: 0 },
-    drainFailureBackoffMs: 1_800_000,
-    checkinIdleSeconds: 300,
-    checkinBusySeconds: 10,
+    ...policyBase,
     notifications,
   });
 

@@ -8,6 +8,15 @@ import { CLUSTER, postCheckin, runAgents, TestAgent, useWorld } from "../support
 
 const world = useWorld({ simOptions: { terminationDelayMs: 30, podStartDelayMs: 60 } });
 
+/** Checks in (without acting on the answer) until the orchestrator orders the reboot. */
+async function checkInUntilRebootOrdered(agent: TestAgent) {
+  for (let i = 0; i < 20; i++) {
+    const answer = (await postCheckin(agent.node, agent.body())).body;
+    if (answer.action === "reboot") return answer;
+  }
+  throw new Error(`${agent.node} was never told to reboot`);
+}
+
 async function records() {
   return (await (await getRollcall()).store.list(CLUSTER)).map((r) => r.value);
 }
@@ -89,9 +98,7 @@ describe("a check-in", () => {
     world.configure();
     world.sim.addNode("liar-1");
     const agent = await TestAgent.on(world.sim, "liar-1", true);
-    let answer = (await postCheckin(agent.node, agent.body())).body;
-    for (let i = 0; i < 20 && answer.action !== "reboot"; i++) answer = (await postCheckin(agent.node, agent.body())).body;
-    assert.equal(answer.action, "reboot");
+    const answer = await checkInUntilRebootOrdered(agent);
     // The agent "rebooted" but its boot id did not change: the order stands and the node stays cordoned.
     const again = (await postCheckin(agent.node, { ...agent.body(), leaseId: answer.leaseId })).body;
     assert.equal(again.action, "reboot");
@@ -103,9 +110,7 @@ describe("a check-in", () => {
     world.configure();
     world.sim.addNode("half-1");
     const agent = await TestAgent.on(world.sim, "half-1", true);
-    let answer = (await postCheckin(agent.node, agent.body())).body;
-    for (let i = 0; i < 20 && answer.action !== "reboot"; i++) answer = (await postCheckin(agent.node, agent.body())).body;
-    assert.equal(answer.action, "reboot");
+    const answer = await checkInUntilRebootOrdered(agent);
     const claimed = { ...agent.body(), bootId: "aaaaaaaa-0000-4000-8000-000000000000", rebootRequired: false, leaseId: answer.leaseId };
     const after = (await postCheckin(agent.node, claimed)).body;
     assert.equal(after.state, "rebooted");

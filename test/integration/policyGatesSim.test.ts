@@ -7,16 +7,13 @@ import { applyPendingTaint, applyPostRebootLabels, applyPreRebootLabels } from "
 import { rebootPolicyGate } from "../../shared/policy/gates/composite";
 import { withPolicyDefaults, type GateContext, type Policy } from "../../shared/policy/policy";
 import { SimCluster } from "../../local/kubeSim/simCluster";
+import { policyBase } from "../support/fixtures";
 
 const MIN = 60_000;
 const policy = (overrides: Partial<Policy> = {}): Policy =>
   withPolicyDefaults({
     concurrency: 5,
-    lockTtlMs: 60 * MIN,
-    drain: { timeoutMs: 15 * MIN, deleteEmptyDirData: false, forceUnmanaged: false, skipWaitForDeleteMs: 0 },
-    drainFailureBackoffMs: 30 * MIN,
-    checkinIdleSeconds: 300,
-    checkinBusySeconds: 10,
+    ...policyBase,
     ...overrides,
   });
 

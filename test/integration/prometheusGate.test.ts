@@ -5,6 +5,7 @@ import { prometheusGate } from "../../shared/policy/gates/prometheus";
 import { POLICY_DEFAULTS, withPolicyDefaults, type GateContext, type Policy, type PrometheusBlocker } from "../../shared/policy/policy";
 import { FakeClusterApi } from "../support/fakeClusterApi";
 import { startCaptureServer } from "../support/webhookServer";
+import { policyBase } from "../support/fixtures";
 
 type Alert = { labels: Record<string, string>; state: string };
 let alerts: Alert[] = [];
@@ -12,11 +13,7 @@ let alerts: Alert[] = [];
 const policyWith = (prometheus: Partial<PrometheusBlocker> & { url: string }): Policy =>
   withPolicyDefaults({
     concurrency: 1,
-    lockTtlMs: 3_600_000,
-    drain: { timeoutMs: 900_000, deleteEmptyDirData: false, forceUnmanaged: false, skipWaitForDeleteMs: 0 },
-    drainFailureBackoffMs: 1_800_000,
-    checkinIdleSeconds: 300,
-    checkinBusySeconds: 10,
+    ...policyBase,
     blockers: {
       podSelectors: [],
       pdbPrecheck: false,

@@ -1,5 +1,6 @@
 import type { ClusterApi, EvictionResult, KubeNode, KubePdb, KubePod, KubePodOnNode, TaintEffect, TokenReviewResult } from "../../shared/kube/clusterApi";
 import { matchesLabelSelector } from "../../shared/policy/labelSelector";
+import { runningPod } from "./fixtures";
 
 /** A scripted ClusterApi for unit tests of the domain; integration tests use the simulated API server instead. */
 export class FakeClusterApi implements ClusterApi {
@@ -21,17 +22,7 @@ export class FakeClusterApi implements ClusterApi {
   }
 
   addPod(node: string, name: string, overrides: Partial<KubePod> = {}): void {
-    this.pods.push({
-      node,
-      namespace: "default",
-      name,
-      phase: "Running",
-      controllerKinds: ["ReplicaSet"],
-      mirror: false,
-      usesEmptyDir: false,
-      labels: {},
-      ...overrides,
-    });
+    this.pods.push({ node, ...runningPod({ name, ...overrides }) });
   }
 
   async getNode(name: string): Promise<KubeNode | undefined> {

@@ -3,18 +3,10 @@ import assert from "node:assert/strict";
 import { blockedBackoffMs, classifyPod, drainPass, type DrainOptions } from "../../shared/drain/drainer";
 import type { KubePod } from "../../shared/kube/clusterApi";
 import { FakeClusterApi } from "../support/fakeClusterApi";
+import { runningPod } from "../support/fixtures";
 
 const options: DrainOptions = { deleteEmptyDirData: false, forceUnmanaged: false, skipWaitForDeleteMs: 0 };
-const pod = (overrides: Partial<KubePod> = {}): KubePod => ({
-  namespace: "default",
-  name: "web-1",
-  phase: "Running",
-  controllerKinds: ["ReplicaSet"],
-  mirror: false,
-  usesEmptyDir: false,
-  labels: {},
-  ...overrides,
-});
+const pod = runningPod;
 const now = new Date("2026-11-24T10:00:00Z");
 
 describe("classifying pods like kubectl drain", () => {

@@ -11,6 +11,7 @@ import { blockingAlerts } from "../../shared/policy/gates/prometheus";
 import { windowGate } from "../../shared/policy/gates/window";
 import { withPolicyDefaults, type GateContext, type Policy } from "../../shared/policy/policy";
 import { FakeClusterApi } from "../support/fakeClusterApi";
+import { policyBase } from "../support/fixtures";
 
 const now = new Date("2026-11-24T03:00:00Z");
 const MIN = 60_000;
@@ -18,11 +19,7 @@ const MIN = 60_000;
 function basePolicy(overrides: Partial<Policy> = {}): Policy {
   return withPolicyDefaults({
     concurrency: 5,
-    lockTtlMs: 60 * MIN,
-    drain: { timeoutMs: 15 * MIN, deleteEmptyDirData: false, forceUnmanaged: false, skipWaitForDeleteMs: 0 },
-    drainFailureBackoffMs: 30 * MIN,
-    checkinIdleSeconds: 300,
-    checkinBusySeconds: 10,
+    ...policyBase,
     ...overrides,
   });
 }

@@ -4,6 +4,7 @@ import type { NodeRecord } from "../../shared/node/nodeRecord";
 import { slackPayload, teamsPayload } from "../../shared/notify/formats";
 import { eventFor, notifyTransition, renderTemplate } from "../../shared/notify/notifier";
 import { withPolicyDefaults, type Policy } from "../../shared/policy/policy";
+import { policyBase } from "../support/fixtures";
 
 const record = (overrides: Partial<NodeRecord> = {}): NodeRecord => ({
   cluster: "prod",
@@ -24,11 +25,7 @@ function recordingLog() {
 const policy = (notifications?: Policy["notifications"]): Policy =>
   withPolicyDefaults({
     concurrency: 1,
-    lockTtlMs: 3_600_000,
-    drain: { timeoutMs: 900_000, deleteEmptyDirData: false, forceUnmanaged: false, skipWaitForDeleteMs: 0 },
-    drainFailureBackoffMs: 1_800_000,
-    checkinIdleSeconds: 300,
-    checkinBusySeconds: 10,
+    ...policyBase,
     notifications,
   });
 

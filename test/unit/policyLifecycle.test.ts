@@ -13,17 +13,14 @@ import {
 import { withPolicyDefaults, type Policy } from "../../shared/policy/policy";
 import type { NodeRecord } from "../../shared/node/nodeRecord";
 import { FakeClusterApi } from "../support/fakeClusterApi";
+import { policyBase } from "../support/fixtures";
 
 const MIN = 60_000;
 const now = new Date("2026-11-24T03:00:00Z");
 const policy = (overrides: Partial<Policy> = {}): Policy =>
   withPolicyDefaults({
     concurrency: 1,
-    lockTtlMs: 60 * MIN,
-    drain: { timeoutMs: 15 * MIN, deleteEmptyDirData: false, forceUnmanaged: false, skipWaitForDeleteMs: 0 },
-    drainFailureBackoffMs: 30 * MIN,
-    checkinIdleSeconds: 300,
-    checkinBusySeconds: 10,
+    ...policyBase,
     ...overrides,
   });
 

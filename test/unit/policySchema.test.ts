@@ -2,15 +2,12 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { withPolicyDefaults, type Policy } from "../../shared/policy/policy";
 import { parsePolicyDocument, PolicyValidationError, resolvePolicy } from "../../shared/policy/policySchema";
+import { policyBase } from "../support/fixtures";
 
 const MIN = 60_000;
 const defaults: Policy = withPolicyDefaults({
   concurrency: 1,
-  lockTtlMs: 60 * MIN,
-  drain: { timeoutMs: 15 * MIN, deleteEmptyDirData: false, forceUnmanaged: false, skipWaitForDeleteMs: 0 },
-  drainFailureBackoffMs: 30 * MIN,
-  checkinIdleSeconds: 300,
-  checkinBusySeconds: 10,
+  ...policyBase,
 });
 
 function problems(input: unknown): { field: string; message: string }[] {

@@ -4,14 +4,11 @@ import type { TableClient } from "@azure/data-tables";
 import { withPolicyDefaults, type Policy } from "../../shared/policy/policy";
 import { PolicyValidationError } from "../../shared/policy/policySchema";
 import { PolicyStore } from "../../shared/policy/policyStore";
+import { policyBase } from "../support/fixtures";
 
 const defaults: Policy = withPolicyDefaults({
   concurrency: 1,
-  lockTtlMs: 3_600_000,
-  drain: { timeoutMs: 900_000, deleteEmptyDirData: false, forceUnmanaged: false, skipWaitForDeleteMs: 0 },
-  drainFailureBackoffMs: 1_800_000,
-  checkinIdleSeconds: 300,
-  checkinBusySeconds: 10,
+  ...policyBase,
 });
 
 /** An in-memory stand-in for the three TableClient calls the store makes, counting reads. */

@@ -8,15 +8,12 @@ import { canTransition, NODE_STATES, nextRecord, onLeaseExpired, STEPS, type Ste
 import { answerFor } from "../../shared/orchestrator/answer";
 import { openGate, type Policy } from "../../shared/policy/policy";
 import { FakeClusterApi } from "../support/fakeClusterApi";
+import { policyBase } from "../support/fixtures";
 
 const now = new Date("2026-11-24T03:00:00Z");
 const policy: Policy = {
   concurrency: 1,
-  lockTtlMs: 60 * 60_000,
-  drain: { timeoutMs: 15 * 60_000, deleteEmptyDirData: false, forceUnmanaged: false, skipWaitForDeleteMs: 0 },
-  drainFailureBackoffMs: 30 * 60_000,
-  checkinIdleSeconds: 300,
-  checkinBusySeconds: 10,
+  ...policyBase,
 };
 
 class ScriptedLock implements ClusterLock {
