@@ -52,6 +52,8 @@ export interface SimCluster {
   maintenance?: Record<string, Record<string, unknown>>;
   /** How the cluster upgrade profile carries `agentPoolProfiles`: a list (default), `null`, or omitted. */
   upgradeProfilePools?: "list" | "null" | "omit";
+  /** The kubeconfig `listClusterUserCredential` hands out (e.g. a simulated API server's). */
+  userKubeconfig?: string;
 }
 
 export interface SimVersion {
@@ -368,6 +370,10 @@ export async function startArmSim(state: SimState): Promise<ArmSim> {
       return send(res, 200, { id: `${clusterId(c)}/upgradeprofiles/default`, name: "default", type: "Microsoft.ContainerService/managedClusters/upgradeprofiles", properties });
     }
     if (rest === "/agentPools" && method === "GET") return send(res, 200, { value: c.pools.map((p) => poolWire(c, p)) });
+    if (rest === "/listClusterUserCredential" && method === "POST") {
+      if (!c.userKubeconfig) return send(res, 404, { error: { code: "NotFound", message: `Cluster ${c.name} has no user credentials in this simulation` } });
+      return send(res, 200, { kubeconfigs: [{ name: "clusterUser", value: Buffer.from(c.userKubeconfig).toString("base64") }] });
+    }
     if (rest === "/maintenanceConfigurations" && method === "GET") {
       return send(res, 200, {
         value: Object.entries(c.maintenance ?? {}).map(([name, properties]) => ({

@@ -1,5 +1,5 @@
 import type * as k8s from "@kubernetes/client-node";
-import type { TokenCredential } from "@azure/identity";
+import { armClientFactory, type ArmClientOverrides, azureCredential, parseAksResourceId } from "../azure/arm";
 import type { ClusterConnection, Config } from "../config/config";
 import type { ClusterApi } from "./clusterApi";
 import { KubeClusterApi } from "./kubeClusterApi";
@@ -19,19 +19,21 @@ interface CachedApi {
   expiresAt: number;
 }
 
-const cache = new Map<string, CachedApi>();
-
 export type ClusterApiFactory = (cluster: string) => Promise<ClusterApi>;
 
-/** A factory that connects to the clusters named in the configuration, caching one client per cluster. */
-export function clusterApiFactory(config: Config): ClusterApiFactory {
+/**
+ * A factory that connects to the clusters named in the configuration, caching one client per cluster.
+ * `azure` lets tests reach AKS clusters through the local ARM simulator with a fake credential.
+ */
+export function clusterApiFactory(config: Config, azure: ArmClientOverrides = {}): ClusterApiFactory {
+  const cache = new Map<string, CachedApi>();
   return (name) => {
     const connection = config.clusters.find((c) => c.name === name);
     if (!connection) throw new Error(`Cluster ${name} is not configured in ROLLCALL_CLUSTERS`);
     const cached = cache.get(name);
     if (cached && cached.expiresAt > Date.now()) return cached.api;
     const entry: CachedApi = {
-      api: connect(connection, config),
+      api: connect(connection, config, azure),
       expiresAt: Date.now() + (connection.aksResourceId ? TOKEN_REFRESH_MS : Number.POSITIVE_INFINITY),
     };
     entry.api.catch(() => cache.delete(name));
@@ -40,12 +42,12 @@ export function clusterApiFactory(config: Config): ClusterApiFactory {
   };
 }
 
-async function connect(connection: ClusterConnection, config: Config): Promise<ClusterApi> {
+async function connect(connection: ClusterConnection, config: Config, azure: ArmClientOverrides): Promise<ClusterApi> {
   const lib = await import("@kubernetes/client-node");
   const kubeConfig = new lib.KubeConfig();
   if (connection.kubeconfigFile) kubeConfig.loadFromFile(connection.kubeconfigFile);
   else if (connection.kubeconfig) kubeConfig.loadFromString(decodeKubeconfig(connection.kubeconfig));
-  else await loadFromAks(kubeConfig, connection, config);
+  else await loadFromAks(kubeConfig, connection, config, azure);
   return new KubeClusterApi(lib, kubeConfig);
 }
 
@@ -56,18 +58,16 @@ export function decodeKubeconfig(value: string): string {
   return trimmed;
 }
 
-async function loadFromAks(kubeConfig: k8s.KubeConfig, connection: ClusterConnection, config: Config): Promise<void> {
+async function loadFromAks(kubeConfig: k8s.KubeConfig, connection: ClusterConnection, config: Config, azure: ArmClientOverrides): Promise<void> {
   const id = parseAksResourceId(connection.aksResourceId!);
-  const credential = await azureCredential(config);
-  const { ContainerServiceClient } = await import("@azure/arm-containerservice");
-  const arm = new ContainerServiceClient(credential, id.subscriptionId);
+  const arm = await armClientFactory(config, azure)(id.subscriptionId);
   const result = await arm.managedClusters.listClusterUserCredentials(id.resourceGroup, id.name);
   const value = result.kubeconfigs?.[0]?.value;
   if (!value) throw new Error(`AKS returned no user kubeconfig for ${connection.aksResourceId}`);
   kubeConfig.loadFromString(Buffer.from(value).toString("utf8"));
   if (connection.aksAuth === "token") {
     // The user kubeconfig of an Entra-enabled cluster wants kubelogin; use the app's own token instead.
-    const token = await credential.getToken(AKS_SERVER_SCOPE);
+    const token = await (await azureCredential(config, azure)).getToken(AKS_SERVER_SCOPE);
     if (!token) throw new Error(`No Entra ID token for the AKS server scope; check the identity of ${connection.aksResourceId}`);
     const current = kubeConfig.getCurrentCluster();
     if (!current) throw new Error(`The kubeconfig of ${connection.aksResourceId} names no cluster`);
@@ -80,22 +80,3 @@ async function loadFromAks(kubeConfig: k8s.KubeConfig, connection: ClusterConnec
   }
 }
 
-let credential: TokenCredential | undefined;
-
-async function azureCredential(config: Config): Promise<TokenCredential> {
-  if (!credential) {
-    const { DefaultAzureCredential } = await import("@azure/identity");
-    credential = new DefaultAzureCredential({ managedIdentityClientId: config.storage.managedIdentityClientId });
-  }
-  return credential;
-}
-
-export function parseAksResourceId(id: string): { subscriptionId: string; resourceGroup: string; name: string } {
-  const match = id.match(/^\/subscriptions\/([^/]+)\/resourceGroups\/([^/]+)\/providers\/Microsoft\.ContainerService\/managedClusters\/([^/]+)$/i);
-  if (!match) throw new Error(`Not an AKS cluster resource id: ${id}`);
-  return { subscriptionId: match[1]!, resourceGroup: match[2]!, name: match[3]! };
-}
-
-export function resetClusterApisForTests(): void {
-  cache.clear();
-}

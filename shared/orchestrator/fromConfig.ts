@@ -1,6 +1,6 @@
 import type { TableClient } from "@azure/data-tables";
 import { getConfig, resetConfigForTests } from "../config/config";
-import { clusterApiFactory, type ClusterApiFactory, resetClusterApisForTests } from "../kube/connect";
+import { clusterApiFactory, type ClusterApiFactory } from "../kube/connect";
 import { TableLock } from "../lock/tableLock";
 import { NodeStore } from "../node/nodeRecord";
 import { aksMaintenanceScheduleLoader } from "../policy/aksMaintenance";
@@ -58,5 +58,4 @@ async function build(): Promise<Rollcall> {
 export function resetForTests(): void {
   instance = undefined;
   resetConfigForTests();
-  resetClusterApisForTests();
 }

@@ -1,5 +1,5 @@
 import type { Config } from "../config/config";
-import { armClientFactory, parseAksResourceId, type ArmClientFactory } from "../upgrade/armFacts";
+import { armClientFactory, parseAksResourceId, type ArmClientFactory } from "../azure/arm";
 import { fromSdk, type MaintenanceSchedule } from "../upgrade/maintenanceWindow";
 import type { AksScheduleLoader } from "./gates/window";
 import type { AksMaintenanceConfigurationName } from "./policy";

@@ -1,6 +1,7 @@
 import type { ContainerServiceClient } from "@azure/arm-containerservice" with { "resolution-mode": "import" };
 import type { ClusterConnection } from "../config/config";
-import { describeArmError, parseAksResourceId } from "./armFacts";
+import { parseAksResourceId } from "../azure/arm";
+import { describeArmError } from "./armFacts";
 import { claimActive, clearActive, loadActive, loadPlan, recordOutcome, updateActive, type ActiveOperation, type StepOutcome } from "./planStore";
 import type { PlanStep, UpgradePlan } from "./planner";
 import { planCluster, type UpgradeDeps } from "./service";

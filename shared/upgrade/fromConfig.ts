@@ -1,9 +1,8 @@
 import type { InvocationContext } from "@azure/functions";
 import { getConfig } from "../config/config";
-import { clusterApiFactory } from "../kube/connect";
+import { getRollcall } from "../orchestrator/fromConfig";
 import { blockingPdbs } from "./clusterPdbs";
-import { openTable } from "../storage/table";
-import { armClientFactory, type ArmClientFactory, type ArmClientOverrides } from "./armFacts";
+import { armClientFactory, type ArmClientFactory, type ArmClientOverrides } from "../azure/arm";
 import type { UpgradeDeps } from "./service";
 
 /** The production wiring of the upgrade planner: the configured table and ARM with the app's identity. */
@@ -21,9 +20,9 @@ export async function getUpgradeDeps(context: InvocationContext): Promise<Upgrad
   const config = getConfig();
   const key = config.upgrade.armEndpoint;
   if (!factory || factory.key !== key) factory = { key, arm: armClientFactory(config, overrides) };
-  const kube = clusterApiFactory(config);
+  const { kube, table } = await getRollcall();
   return {
-    table: await openTable(config.storage),
+    table,
     arm: factory.arm,
     log: (line) => context.info(line),
     pdbReader: async (cluster) => blockingPdbs(await kube(cluster)),

@@ -1,7 +1,8 @@
 import type { TableClient } from "@azure/data-tables";
 import type { ClusterConnection } from "../config/config";
 import { telemetryEvents, type Telemetry } from "../telemetry/names";
-import { describeArmError, parseAksResourceId, readClusterFacts, type ArmClientFactory, type PdbFacts } from "./armFacts";
+import { type ArmClientFactory, parseAksResourceId } from "../azure/arm";
+import { describeArmError, readClusterFacts, type PdbFacts } from "./armFacts";
 import { loadPlan, savePlan, savePlanError, type PlanError } from "./planStore";
 import { defaultPolicy, planUpgrade, type UpgradePlan, type UpgradePolicy } from "./planner";
 

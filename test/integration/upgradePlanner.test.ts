@@ -9,7 +9,7 @@ import { startAzurite, type RunningAzurite } from "../../local/azurite/startAzur
 import { getConfig, resetConfigForTests, type ClusterConnection } from "../../shared/config/config";
 import { openTable } from "../../shared/storage/table";
 import { applyCluster } from "../../shared/upgrade/applier";
-import { armClientFactory, type ArmClientOverrides } from "../../shared/upgrade/armFacts";
+import { armClientFactory, type ArmClientOverrides } from "../../shared/azure/arm";
 import { setArmOverridesForTests } from "../../shared/upgrade/fromConfig";
 import { activePoolUpgrades } from "../../shared/upgrade/pauses";
 import { clearActive, loadActive, loadHistory, loadPlan } from "../../shared/upgrade/planStore";
