@@ -1,6 +1,7 @@
 import { app, type InvocationContext, type Timer } from "@azure/functions";
 import { getConfig } from "../shared/config/config";
 import { getRollcall } from "../shared/orchestrator/fromConfig";
+import { flushTelemetry } from "../shared/telemetry/telemetry";
 
 /**
  * Every minute: advance the work no agent is driving (drains, confirmations, hand-offs), expire
@@ -17,6 +18,8 @@ export async function reconcile(_timer: Timer, context: InvocationContext): Prom
       context.error(`reconcile failed cluster=${name}: ${(error as Error).message}`);
     }
   }
+  // A Functions instance may be frozen between invocations: send what check-ins recorded since the last tick.
+  await flushTelemetry();
 }
 
 app.timer("reconcile", { schedule: "0 */1 * * * *", handler: reconcile });
