@@ -30,8 +30,12 @@ export class LeaseNotYoursError extends Error {
 
 export interface ClusterLock {
   view(cluster: string): Promise<LockView>;
-  /** Takes a slot if fewer than `slots` are held. `conflict` means someone else wrote first: re-read and retry. */
-  acquire(cluster: string, holder: LockHolder, slots: number, alongWith?: TransactionAction[]): Promise<AcquireResult>;
+  /**
+   * Takes a slot if fewer than `slots` are held. `conflict` means someone else wrote first: re-read and retry.
+   * With `seen` (a view read earlier), the slot is taken only if the lock is still as it was then, so a
+   * caller whose decision depended on who held a slot gets `conflict` when that changed meanwhile.
+   */
+  acquire(cluster: string, holder: LockHolder, slots: number, alongWith?: TransactionAction[], seen?: LockView): Promise<AcquireResult>;
   /** Frees the slot of `leaseId`; a lease held by another node is refused with `LeaseNotYoursError`. */
   release(cluster: string, node: string, leaseId: string, alongWith?: TransactionAction[]): Promise<ReleaseResult>;
 }
@@ -49,8 +53,8 @@ export class TableLock implements ClusterLock {
     }
   }
 
-  async acquire(cluster: string, holder: LockHolder, slots: number, alongWith: TransactionAction[] = []): Promise<AcquireResult> {
-    const current = await this.view(cluster);
+  async acquire(cluster: string, holder: LockHolder, slots: number, alongWith: TransactionAction[] = [], seen?: LockView): Promise<AcquireResult> {
+    const current = seen ?? (await this.view(cluster));
     if (current.holders.some((h) => h.leaseId === holder.leaseId)) return { kind: "acquired" };
     if (current.holders.length >= slots) return { kind: "full", holders: current.holders };
     const committed = await this.commit(cluster, current, [...current.holders, holder], alongWith);

@@ -139,7 +139,8 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
       return waitInQueue(record, ports, `requested for no earlier than ${notBefore}`);
     }
     // A full lock is the common answer and costs one storage read; the policy gates may cost API calls.
-    const { holders } = await ports.lock.view(record.cluster);
+    const seen = await ports.lock.view(record.cluster);
+    const { holders } = seen;
     if (holders.length >= ports.policy.concurrency) return waitInQueue(record, ports, slotsTaken(holders));
     const hold = await ports.gate.holdReason(gateContext(record, ports, "before-lock"));
     if (hold) return waitInQueue(record, ports, hold);
@@ -160,7 +161,9 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
       acquiredAt: holder.acquiredAt,
       wasUnschedulable,
     });
-    const result = await ports.lock.acquire(record.cluster, holder, ports.policy.concurrency, [ports.store.replaceAction(next, etag)]);
+    // The gates decided on the cluster as it was when the lock was read (maxPerZone, maxPerPool, …): if a
+    // slot was taken or freed since, the lock's ETag changed and this is a conflict, so the gates run again.
+    const result = await ports.lock.acquire(record.cluster, holder, ports.policy.concurrency, [ports.store.replaceAction(next, etag)], seen);
     if (result.kind === "acquired") return { kind: "committed", record: next };
     if (result.kind === "conflict") return { kind: "conflict" };
     return waitInQueue(record, ports, slotsTaken(result.holders));
