@@ -131,7 +131,8 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
 
   async pending(record, etag, ports) {
     if (!wantsTurn(record)) {
-      if (ports.policy.preferNoScheduleTaint?.enabled) await applyPendingTaint(await ports.kube(), ports.policy, record.node, false);
+      // Also when the option is off now: the node may carry the taint from when it was on.
+      await applyPendingTaint(await ports.kube(), ports.policy, record.node, false);
       return { kind: "move", to: "idle", why: "reboot no longer required", set: { pendingSince: undefined } };
     }
     const notBefore = record.request?.notBefore;
