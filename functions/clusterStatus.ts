@@ -2,7 +2,7 @@ import { app, type HttpRequest, type InvocationContext } from "@azure/functions"
 import { httpHandler, json, parseRoute } from "../shared/http/http";
 import type { NodeRecord } from "../shared/node/nodeRecord";
 import { getRollcall } from "../shared/orchestrator/fromConfig";
-import { queueOrder } from "../shared/orchestrator/queue";
+import { pendingOrder } from "../shared/policy/lifecycle";
 import { clusterRoute } from "../shared/protocol/names";
 import { requireConfiguredCluster } from "./checkin";
 import { nodeStatusUrl } from "./rebootRequest";
@@ -28,7 +28,7 @@ export const clusterStatus = httpHandler(async (request: HttpRequest, context: I
     kubernetesNodes(() => kube(cluster), context),
   ]);
   const nodes = records.map((r) => r.value).sort((a, b) => a.node.localeCompare(b.node));
-  const queue = nodes.filter((n) => n.state === "pending").sort(queueOrder);
+  const queue = nodes.filter((n) => n.state === "pending").sort(pendingOrder(rules));
   const known = new Set(nodes.map((n) => n.node));
   return json(200, {
     cluster,

@@ -266,7 +266,7 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
 
   async "drain-failed"(record, _etag, { now }) {
     if (!wantsTurn(record)) return { kind: "move", to: "idle", why: "reboot no longer required", set: { retryAt: undefined, pendingSince: undefined } };
-    if (record.retryAt && Date.parse(record.retryAt) > now.getTime()) return { kind: "wait", why: `${record.why}; next attempt after ${record.retryAt}` };
+    if (record.retryAt && Date.parse(record.retryAt) > now.getTime()) return { kind: "wait", why: record.why };
     return { kind: "move", to: "pending", why: "retrying after the drain-failure back-off", set: { retryAt: undefined } };
   },
 

@@ -240,7 +240,7 @@ describe("the drain-failure policy through the check-in path", () => {
 
     const first = await agent.tick(send);
     assert.equal(first.state, "drain-failed");
-    assert.match(first.reason, /drain failed \(1 in a row\); retrying at 2026-03-04T10:30:00.000Z, forced after 2026-03-04T11:00:00.000Z; next attempt after 2026-03-04T10:30:00.000Z$/);
+    assert.match(first.reason, /drain failed \(1 in a row\); retrying at 2026-03-04T10:30:00.000Z, forced after 2026-03-04T11:00:00.000Z$/);
     assert.ok(!isCordoned(world, "fa-a"), "uncordoned while it waits to retry");
     assert.deepEqual(await lockHolders(), []);
     clock.advance(10 * 60_000);
@@ -249,7 +249,7 @@ describe("the drain-failure policy through the check-in path", () => {
     clock.now = new Date("2026-03-04T10:31:00Z");
     const second = await agent.tick(send);
     assert.equal(second.state, "drain-failed");
-    assert.match(second.reason, /drain failed \(2 in a row\); retrying at 2026-03-04T11:00:00.000Z, forced after 2026-03-04T11:00:00.000Z; next attempt after 2026-03-04T11:00:00.000Z$/);
+    assert.match(second.reason, /drain failed \(2 in a row\); retrying at 2026-03-04T11:00:00.000Z, forced after 2026-03-04T11:00:00.000Z$/);
 
     clock.now = new Date("2026-03-04T11:00:00Z");
     const forced = await agent.tick(send);
