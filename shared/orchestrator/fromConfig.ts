@@ -6,7 +6,7 @@ import { NodeStore } from "../node/nodeRecord";
 import { aksMaintenanceScheduleLoader } from "../policy/aksMaintenance";
 import { compositeGate, policyGates } from "../policy/gates/composite";
 import { upgradePauseGate } from "../policy/gates/upgradePause";
-import { policyFromConfig, type PolicySource } from "../policy/policy";
+import { policyFromConfig, type PolicySource, type RebootGate } from "../policy/policy";
 import { policyStoreFor } from "../policy/policyStore";
 import { openTable } from "../storage/table";
 import { getTelemetry } from "../telemetry/telemetry";
@@ -23,6 +23,7 @@ export interface Rollcall {
   lock: TableLock;
   kube: ClusterApiFactory;
   policy: PolicySource;
+  gate: RebootGate;
   orchestrator: Orchestrator;
   requests: OperatorRequests;
 }
@@ -42,16 +43,17 @@ async function build(): Promise<Rollcall> {
   const store = new NodeStore(table);
   const lock = new TableLock(table);
   const kube = clusterApiFactory(config);
+  const gate = compositeGate([...policyGates({ aksSchedule: aksMaintenanceScheduleLoader(config) }), upgradePauseGate(table)]);
   const orchestrator = new Orchestrator({
     store,
     lock,
     kube,
     policy,
-    gate: compositeGate([...policyGates({ aksSchedule: aksMaintenanceScheduleLoader(config) }), upgradePauseGate(table)]),
+    gate,
     telemetry: getTelemetry(),
     stepBudgetMs: config.stepBudgetMs,
   });
-  return { table, store, lock, kube, policy, orchestrator, requests: new OperatorRequests(store, kube, orchestrator) };
+  return { table, store, lock, kube, policy, gate, orchestrator, requests: new OperatorRequests(store, kube, orchestrator) };
 }
 
 /** Forget the settings, clients and services, so a test can start over with other settings. */

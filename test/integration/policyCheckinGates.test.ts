@@ -3,7 +3,6 @@ import assert from "node:assert/strict";
 import { startCaptureServer } from "../support/webhookServer";
 import {
   assertSettled,
-  clocked,
   deletePod,
   getClusterPolicy,
   getStatus,
@@ -14,7 +13,7 @@ import {
   setPolicy,
   until,
 } from "../support/policyWorld";
-import { ManualClock, sleep, TestAgent, useWorld } from "../support/world";
+import { clocked, ManualClock, sleep, TestAgent, useWorld } from "../support/world";
 
 /**
  * The reboot policy's gates end to end through the check-in path: the policy set with the real

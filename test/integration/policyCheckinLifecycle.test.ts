@@ -4,7 +4,6 @@ import { nodeAnnotations } from "../../shared/kube/clusterApi";
 import { startCaptureServer, type CapturedRequest } from "../support/webhookServer";
 import {
   assertSettled,
-  clocked,
   deletePod,
   isCordoned,
   labelsOf,
@@ -15,7 +14,7 @@ import {
   taintsOf,
   until,
 } from "../support/policyWorld";
-import { ManualClock, postCheckin, TestAgent, useWorld } from "../support/world";
+import { clocked, ManualClock, postCheckin, TestAgent, useWorld } from "../support/world";
 
 /**
  * The reboot policy's lifecycle options end to end through the check-in path: what happens to the

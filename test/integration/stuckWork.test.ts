@@ -3,34 +3,16 @@ import assert from "node:assert/strict";
 import { Timer } from "@azure/functions";
 import { reconcile } from "../../functions/reconcile";
 import { nodeAnnotations } from "../../shared/kube/clusterApi";
-import { Orchestrator } from "../../shared/orchestrator/orchestrator";
 import { getRollcall } from "../../shared/orchestrator/fromConfig";
 import { openGate } from "../../shared/policy/policy";
-import { CheckinRequest } from "../../shared/protocol/checkin";
 import { telemetryEvents } from "../../shared/telemetry/names";
-import { MemoryTelemetry } from "../../shared/telemetry/telemetry";
-import { CLUSTER, invocation, ManualClock, TestAgent, useWorld } from "../support/world";
+import { CLUSTER, clocked, invocation, ManualClock, TestAgent, useWorld } from "../support/world";
 
 const world = useWorld({ simOptions: { terminationDelayMs: 20, podStartDelayMs: 40 } });
 const log = invocation("test");
 
-/** The orchestrator of the configured world, but with a hand-moved clock and a telemetry recorder. */
-async function clocked(clock: ManualClock) {
-  const rollcall = await getRollcall();
-  const telemetry = new MemoryTelemetry();
-  const orchestrator = new Orchestrator({
-    store: rollcall.store,
-    lock: rollcall.lock,
-    kube: rollcall.kube,
-    policy: rollcall.policy,
-    gate: openGate,
-    telemetry,
-    stepBudgetMs: 5_000,
-    clock: clock.read,
-  });
-  const send = async (node: string, body: unknown) => ({ status: 200, body: await orchestrator.checkin(CLUSTER, node, CheckinRequest.parse(body), log) });
-  return { rollcall, orchestrator, telemetry, send };
-}
+/** These tests are about timeouts and leases, not policy: every gate is open. */
+const clockedOpen = (clock: ManualClock) => clocked(clock, { gate: openGate });
 
 describe("the reconcile timer", () => {
   it("gives up a drain blocked past its timeout: uncordons, releases, records why, and backs off", async () => {
@@ -39,7 +21,7 @@ describe("the reconcile timer", () => {
     sim.addNode("tmo-a");
     sim.addDeployment("db", "tmo-db", { replicas: 2, pdb: { minAvailable: 2 }, nodes: ["tmo-a"] });
     const clock = new ManualClock();
-    const { orchestrator, rollcall, send } = await clocked(clock);
+    const { orchestrator, rollcall, send } = await clockedOpen(clock);
     const agent = await TestAgent.on(sim, "tmo-a", true);
     assert.equal((await agent.tick(send)).state, "draining");
     clock.advance(11 * 60_000);
@@ -61,7 +43,7 @@ describe("the reconcile timer", () => {
     sim.addNode("ttl-a");
     sim.addNode("ttl-b");
     const clock = new ManualClock();
-    const { orchestrator, rollcall, send, telemetry } = await clocked(clock);
+    const { orchestrator, rollcall, send, telemetry } = await clockedOpen(clock);
     const a = await TestAgent.on(sim, "ttl-a", true);
     const b = await TestAgent.on(sim, "ttl-b", true);
     const first = await a.tick(async (node, body) => send(node, body));
@@ -85,7 +67,7 @@ describe("the reconcile timer", () => {
     const { sim } = world;
     sim.addNode("late-a");
     const clock = new ManualClock();
-    const { orchestrator, rollcall, send } = await clocked(clock);
+    const { orchestrator, rollcall, send } = await clockedOpen(clock);
     const agent = await TestAgent.on(sim, "late-a", true);
     const order = await agent.tick(async (node, body) => send(node, body));
     assert.equal(order.action, "reboot");

@@ -2,15 +2,8 @@ import assert from "node:assert/strict";
 import { clusterStatus } from "../../functions/clusterStatus";
 import { getPolicy, putPolicy } from "../../functions/policy";
 import { releaseNode } from "../../functions/releaseNode";
-import { getConfig } from "../../shared/config/config";
 import type { NodeRecord } from "../../shared/node/nodeRecord";
 import { getRollcall } from "../../shared/orchestrator/fromConfig";
-import { Orchestrator } from "../../shared/orchestrator/orchestrator";
-import { aksMaintenanceScheduleLoader } from "../../shared/policy/aksMaintenance";
-import { compositeGate, policyGates } from "../../shared/policy/gates/composite";
-import { upgradePauseGate } from "../../shared/policy/gates/upgradePause";
-import { CheckinRequest } from "../../shared/protocol/checkin";
-import { MemoryTelemetry } from "../../shared/telemetry/telemetry";
 import { call, type Answer } from "./operatorCalls";
 import { CLUSTER, invocation, type ManualClock, sleep, type World } from "./world";
 
@@ -51,28 +44,6 @@ export function postRelease(node: string, cluster = CLUSTER): Promise<Answer> {
   });
 }
 
-/**
- * The configured world's orchestrator with a hand-moved clock: the real policy store (so a PUT is
- * seen at once) and the composite gate built exactly as `fromConfig.ts` builds it.
- */
-export async function clocked(clock: ManualClock) {
-  const rollcall = await getRollcall();
-  const gate = compositeGate([...policyGates({ aksSchedule: aksMaintenanceScheduleLoader(getConfig()) }), upgradePauseGate(rollcall.table)]);
-  const telemetry = new MemoryTelemetry();
-  const orchestrator = new Orchestrator({
-    store: rollcall.store,
-    lock: rollcall.lock,
-    kube: rollcall.kube,
-    policy: rollcall.policy,
-    gate,
-    telemetry,
-    stepBudgetMs: 5_000,
-    clock: clock.read,
-  });
-  const log = invocation("clocked");
-  const send = async (node: string, body: unknown) => ({ status: 200, body: await orchestrator.checkin(CLUSTER, node, CheckinRequest.parse(body), log) });
-  return { rollcall, orchestrator, telemetry, send, log };
-}
 
 export async function record(node: string, cluster = CLUSTER): Promise<NodeRecord> {
   const { store } = await getRollcall();

@@ -4,7 +4,11 @@ import { TableClient } from "@azure/data-tables";
 import { type RunningAzurite, startAzurite } from "../../local/azurite/startAzurite";
 import { SimCluster } from "../../local/kubeSim/simCluster";
 import { checkin } from "../../functions/checkin";
-import { resetForTests } from "../../shared/orchestrator/fromConfig";
+import { getRollcall, resetForTests } from "../../shared/orchestrator/fromConfig";
+import { Orchestrator } from "../../shared/orchestrator/orchestrator";
+import type { RebootGate } from "../../shared/policy/policy";
+import { CheckinRequest } from "../../shared/protocol/checkin";
+import { MemoryTelemetry } from "../../shared/telemetry/telemetry";
 import type { CheckinResponse } from "../../shared/protocol/checkin";
 
 /**
@@ -146,4 +150,26 @@ export class ManualClock {
     this.now = new Date(this.now.getTime() + ms);
   }
   read = (): Date => this.now;
+}
+
+/**
+ * The configured world's orchestrator with a hand-moved clock and a telemetry recorder: the real
+ * policy store and, unless a test passes another, the production gate. `send` is a check-in.
+ */
+export async function clocked(clock: ManualClock, options: { gate?: RebootGate } = {}) {
+  const rollcall = await getRollcall();
+  const telemetry = new MemoryTelemetry();
+  const orchestrator = new Orchestrator({
+    store: rollcall.store,
+    lock: rollcall.lock,
+    kube: rollcall.kube,
+    policy: rollcall.policy,
+    gate: options.gate ?? rollcall.gate,
+    telemetry,
+    stepBudgetMs: 5_000,
+    clock: clock.read,
+  });
+  const log = invocation("clocked");
+  const send = async (node: string, body: unknown) => ({ status: 200, body: await orchestrator.checkin(CLUSTER, node, CheckinRequest.parse(body), log) });
+  return { rollcall, orchestrator, telemetry, send, log };
 }
