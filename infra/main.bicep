@@ -170,7 +170,7 @@ module aksVersions 'modules/aks-versions-reader.bicep' = [
 
 output AZURE_LOCATION string = location
 output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
-output ROLLCALL_FUNCTION_URL string = 'https://${functionApp.outputs.defaultHostName}/api'
+output ROLLCALL_FUNCTION_URL string = 'https://${functionApp.outputs.defaultHostName}'
 output ROLLCALL_IDENTITY_CLIENT_ID string = identity.properties.clientId
 output ROLLCALL_IDENTITY_PRINCIPAL_ID string = identity.properties.principalId
 output ROLLCALL_STORAGE_ACCOUNT string = storage.outputs.name
