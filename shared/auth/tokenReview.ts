@@ -25,6 +25,12 @@ const SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:";
 /** A bearer token's alphabet (RFC 6750 b64token); anything else is refused before it reaches the API server. */
 const TOKEN_SHAPE = /^[A-Za-z0-9._~+/-]+=*$/;
 const MAX_TOKEN_LENGTH = 16 * 1024;
+/**
+ * How long a positive review is trusted (never past the token's own expiry). Longer than the idle
+ * check-in interval, so that an idle check-in makes no Kubernetes call; the price is that a token of
+ * a deleted pod stays accepted that long, and only ever for the node it was bound to.
+ */
+const REVIEW_CACHE_MS = 15 * 60_000;
 
 export interface AgentIdentity {
   cluster: string;
@@ -65,7 +71,7 @@ export class AgentAuthenticator {
   reviews = 0;
 
   constructor(private readonly options: TokenReviewOptions) {
-    this.cacheMs = options.cacheMs ?? 60_000;
+    this.cacheMs = options.cacheMs ?? REVIEW_CACHE_MS;
     this.maxCacheEntries = options.maxCacheEntries ?? 10_000;
     this.clock = options.clock ?? Date.now;
   }
