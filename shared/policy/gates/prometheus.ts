@@ -1,3 +1,5 @@
+import { azureCredential } from "../../azure/arm";
+import { getConfig } from "../../config/config";
 import type { GateContext, PrometheusBlocker } from "../policy";
 import { describeError, listShort, type NamedGate } from "./gate";
 
@@ -15,14 +17,8 @@ export interface PrometheusGateDeps {
   env?: Record<string, string | undefined>;
 }
 
-let credential: Promise<{ getToken(scope: string): Promise<{ token: string } | null> }> | undefined;
-
 async function defaultToken(scope: string): Promise<string> {
-  credential ??= import("@azure/identity").then(
-    ({ DefaultAzureCredential }) => new DefaultAzureCredential({ managedIdentityClientId: process.env.AZURE_CLIENT_ID || undefined }),
-  );
-  credential.catch(() => (credential = undefined));
-  const token = await (await credential).getToken(scope);
+  const token = await (await azureCredential(getConfig())).getToken(scope);
   if (!token) throw new Error(`no Entra ID token for ${scope}`);
   return token.token;
 }
