@@ -21,10 +21,11 @@ import type { NodeRecord, NodeStore } from "./nodeRecord";
  *
  *   idle → pending → cordoning → draining → reboot-ordered → rebooted → releasing → idle
  *
- * A step reads the record, performs at most one idempotent side effect in Kubernetes or the lock,
- * and names the next state. The runner (`orchestrator.ts`) writes the new state by ETag; if it dies
- * between the side effect and the write, the next check-in or timer tick runs the same step again,
- * and because each side effect is idempotent the result is the same.
+ * A step reads the record, performs its side effects in Kubernetes (each idempotent: cordon, evict,
+ * label, uncordon) and names the next state. The runner (`orchestrator.ts`) writes the new state by
+ * ETag; if it dies between a side effect and the write, the next check-in or timer tick runs the
+ * same step again with the same result. Steps that take or free a lock slot commit the new state
+ * themselves, in one transaction with the lock.
  */
 
 export const NODE_STATES = [
