@@ -8,6 +8,7 @@ import {
   applyPostRebootLabels,
   applyPreRebootLabels,
   delayBeforeRebootReason,
+  pendingOrder,
   drainFailureDecision,
   drainSelects,
   onDrainTimeout,
@@ -89,8 +90,11 @@ export type StepResult =
   | { kind: "committed"; record: NodeRecord }
   /** Someone else changed the record or the lock first: re-read and step again. */
   | { kind: "conflict" }
-  /** Nothing more to do now; `set` records progress without changing state. */
-  | { kind: "wait"; why: string; set?: Partial<NodeRecord> };
+  /**
+   * Nothing more to do now; `set` records progress without changing state. `yieldTo` names a node
+   * ahead in the queue that may go now: the runner advances it in this node's stead.
+   */
+  | { kind: "wait"; why: string; set?: Partial<NodeRecord>; yieldTo?: string };
 
 /** The record after a transition: the single place where `state`, `since` and `why` change. */
 export function nextRecord(record: NodeRecord, to: NodeState, why: string, now: Date, set: Partial<NodeRecord> = {}): NodeRecord {
@@ -144,8 +148,12 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     const seen = await ports.lock.view(record.cluster);
     const { holders } = seen;
     if (holders.length >= ports.policy.concurrency) return waitInQueue(record, ports, slotsTaken(holders));
-    const hold = await ports.gate.holdReason(gateContext(record, ports, "before-lock"));
+    const context = gateContext(record, ports, "before-lock");
+    const hold = await ports.gate.holdReason(context);
     if (hold) return waitInQueue(record, ports, hold);
+    // Whoever checks in first when a hold lifts must not jump the queue: a node ahead that may go, goes first.
+    const ahead = await eligibleAhead(record, ports, context.records);
+    if (ahead) return { ...(await waitInQueue(record, ports, `waiting behind ${ahead}, which is ahead in the queue`)), yieldTo: ahead };
     const node = await (await ports.kube()).getNode(record.node);
     if (!node) return { kind: "move", to: "idle", why: "the node no longer exists in the cluster", set: { pendingSince: undefined } };
 
@@ -288,16 +296,29 @@ async function waitForOperatorRelease(record: NodeRecord): Promise<StepResult> {
   return { kind: "wait", why: record.why };
 }
 
-function gateContext(record: NodeRecord, ports: StepPorts, phase: GateContext["phase"]): GateContext {
-  let records: Promise<NodeRecord[]> | undefined;
+function gateContext(record: NodeRecord, ports: StepPorts, phase: GateContext["phase"], records?: GateContext["records"]): GateContext {
+  let listed: Promise<NodeRecord[]> | undefined;
   return {
     record,
     policy: ports.policy,
     now: ports.now,
     phase,
     kube: ports.kube,
-    records: () => (records ??= ports.store.list(record.cluster).then((list) => list.map((r) => r.value))),
+    records: records ?? (() => (listed ??= ports.store.list(record.cluster).then((list) => list.map((r) => r.value)))),
   };
+}
+
+/** The first pending node ahead of `record` in the policy's queue order that nothing holds back now. */
+async function eligibleAhead(record: NodeRecord, ports: StepPorts, records: GateContext["records"]): Promise<string | undefined> {
+  const order = pendingOrder(ports.policy);
+  const ahead = (await records())
+    .filter((other) => other.state === "pending" && other.node !== record.node && wantsTurn(other) && order(other, record) < 0)
+    .filter((other) => !other.request?.notBefore || other.rebootRequired || Date.parse(other.request.notBefore) <= ports.now.getTime())
+    .sort(order);
+  for (const other of ahead) {
+    if (!(await ports.gate.holdReason(gateContext(other, ports, "before-lock", records)))) return other.node;
+  }
+  return undefined;
 }
 
 function release(outcome: NonNullable<NodeRecord["outcome"]>, why: string): StepResult {

@@ -108,6 +108,7 @@ export class Orchestrator {
     const policy = await this.deps.policy(cluster);
     let current = start;
     let freedSlot = false;
+    let yielded = false;
     for (let i = 0; i < MAX_STEPS_PER_RUN && this.now() < deadline; i++) {
       const from = current.value.state;
       const ports = this.ports(cluster, policy);
@@ -122,6 +123,14 @@ export class Orchestrator {
       }
       if (result.kind === "wait") {
         current = await this.recordWait(current, result.why, result.set);
+        if (result.yieldTo && !yielded) {
+          // Serve the node ahead in the queue now, then look again: a slot may be left for this one too.
+          yielded = true;
+          const ahead = await this.deps.store.get(cluster, result.yieldTo);
+          if (ahead) await this.run(ahead, deadline, log);
+          current = (await this.deps.store.get(cluster, node)) ?? current;
+          continue;
+        }
         break;
       }
       if (result.kind === "conflict") {

@@ -1,5 +1,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { requestReboot } from "../../functions/rebootRequest";
+import { call } from "../support/operatorCalls";
 import { startCaptureServer } from "../support/webhookServer";
 import {
   assertSettled,
@@ -217,6 +219,39 @@ describe("concurrency caps through the check-in path", () => {
     assert.equal((await b!.tick()).state, "pending");
     await finish([a!, b!, c!]);
     await assertSettled(world, ["po-a", "po-b", "po-c"]);
+  });
+
+  it("serves the queue in order when a hold lifts: the node that checks in first yields to a higher-priority request ahead of it", async () => {
+    world.configure();
+    const { sim } = world;
+    for (const name of ["pq-a", "pq-b", "pq-c"]) sim.addNode(name);
+    await setPolicy({ health: { waitForHealthy: true, lockReleaseDelaySeconds: 120 } });
+    const clock = new ManualClock();
+    const { send } = await clocked(clock);
+    const [a, b] = await Promise.all(["pq-a", "pq-b"].map((name) => TestAgent.on(sim, name, true)));
+    const c = await TestAgent.on(sim, "pq-c", false);
+    assert.equal((await a!.tick(send)).action, "reboot");
+    assert.equal((await b!.tick(send)).state, "pending", "pq-b queues first, for its sentinel");
+    assert.equal((await c.tick(send)).state, "idle");
+    const asked = await call(requestReboot, {
+      method: "POST",
+      path: "clusters/prod/nodes/pq-c/reboot",
+      params: { cluster: "prod", node: "pq-c" },
+      body: { reason: "kernel CVE", priority: 50 },
+    });
+    assert.equal(asked.status, 202);
+    // pq-a comes back; its release is followed by lockReleaseDelay, so nobody takes the slot yet.
+    await until(() => a!.last?.state === "idle", () => a!.tick(send));
+    assert.deepEqual(await lockHolders(), []);
+    clock.advance(121_000);
+    // pq-b happens to check in first once the delay is over, but pq-c's priority puts it ahead.
+    const b2 = await b!.tick(send);
+    assert.equal(b2.state, "pending");
+    assert.deepEqual(await lockHolders(), ["pq-c"]);
+    assert.match(b2.reason, /pq-c/);
+    await finish([a!, b!, c], send, () => clock.advance(121_000));
+    assert.deepEqual([a!.reboots, b!.reboots, c.reboots], [1, 1, 1]);
+    await assertSettled(world, ["pq-a", "pq-b", "pq-c"]);
   });
 
   it("counts a node that is already NotReady against maxUnavailable", async () => {
