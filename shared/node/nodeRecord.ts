@@ -48,8 +48,10 @@ export interface NodeRecord {
   /** Consecutive failed drains, and when the first of them happened (for the drain-failure policy). */
   failures?: number;
   firstDrainFailureAt?: string;
-  /** Confirmed reboots in a row with the sentinel still present afterwards (the reboot-loop breaker). */
+  /** Confirmed reboots in a row, each needed within 24 h of the one before (the reboot-loop breaker). */
   consecutiveReboots?: number;
+  /** When the last confirmed reboot completed. */
+  lastRebootAt?: string;
   /** The node label Rollcall set when it quarantined the node, removed when it is released. */
   quarantineLabel?: string;
 

@@ -12,7 +12,9 @@ import {
   drainFailureDecision,
   drainSelects,
   onDrainTimeout,
+  REBOOT_CHAIN_MS,
   rebootLoopReason,
+  sentinelSurvivedReason,
 } from "../policy/lifecycle";
 import type { GateContext, Policy, RebootGate } from "../policy/policy";
 import type { NodeRecord, NodeStore } from "./nodeRecord";
@@ -45,7 +47,7 @@ export const NODE_STATES = [
 export type NodeState = (typeof NODE_STATES)[number];
 
 export const TRANSITIONS: Readonly<Record<NodeState, readonly NodeState[]>> = {
-  idle: ["pending"],
+  idle: ["pending", "quarantined"],
   pending: ["idle", "cordoning"],
   cordoning: ["draining", "releasing"],
   draining: ["reboot-ordered", "maintenance", "releasing"],
@@ -128,8 +130,14 @@ const minutes = (ms: number) => `${Math.round(ms / 60_000)} min`;
 type Step = (record: NodeRecord, etag: string, ports: StepPorts) => Promise<StepResult>;
 
 export const STEPS: Readonly<Record<NodeState, Step>> = {
-  async idle(record, _etag, { now }) {
+  async idle(record, _etag, ports) {
+    const { now } = ports;
     if (!wantsTurn(record)) return { kind: "wait", why: "no reboot required" };
+    const loop = rebootLoopReason(ports.policy, record, now);
+    if (loop) {
+      await (await ports.kube()).setLabels(record.node, { [QUARANTINE_LABEL]: "true" });
+      return { kind: "move", to: "quarantined", why: loop, set: { quarantineLabel: QUARANTINE_LABEL } };
+    }
     const why = record.request ? `${record.request.mode} requested by ${record.request.requestedBy}: ${record.request.reason}` : `reboot required: ${describeReasons(record)}`;
     return { kind: "move", to: "pending", why, set: { pendingSince: iso(now) } };
   },
@@ -251,9 +259,11 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     if (!node) return release("node-deleted", "the node no longer exists in the cluster");
     if (node.bootId === record.orderNodeBootId) return { kind: "wait", why: "waiting for the node object to report the new boot id" };
     if (!node.ready) return { kind: "wait", why: "waiting for the node to be Ready" };
-    const consecutiveReboots = (record.consecutiveReboots ?? 0) + 1;
-    const loop = rebootLoopReason(ports.policy, record, consecutiveReboots);
-    if (loop) return { kind: "move", to: "releasing", why: loop, set: { outcome: "quarantined", consecutiveReboots, quarantineLabel: QUARANTINE_LABEL } };
+    const neededAt = Date.parse(record.pendingSince ?? iso(ports.now));
+    const chained = record.lastRebootAt !== undefined && neededAt - Date.parse(record.lastRebootAt) < REBOOT_CHAIN_MS;
+    const consecutiveReboots = chained ? (record.consecutiveReboots ?? 0) + 1 : 1;
+    const survived = sentinelSurvivedReason(record);
+    if (survived) return { kind: "move", to: "releasing", why: survived, set: { outcome: "quarantined", consecutiveReboots, quarantineLabel: QUARANTINE_LABEL } };
     return { kind: "move", to: "releasing", why: "reboot confirmed: new boot id and Ready", set: { outcome: "completed", consecutiveReboots } };
   },
 
@@ -343,8 +353,7 @@ function afterRelease(record: NodeRecord, { now, policy }: StepPorts): NodeRecor
         ...done,
         failures: undefined,
         firstDrainFailureAt: undefined,
-        // A sentinel that survives the reboot keeps the count going; the loop breaker reads it.
-        consecutiveReboots: record.rebootRequired ? record.consecutiveReboots : undefined,
+        lastRebootAt: iso(now),
       });
     case "node-deleted":
       // The machine is gone; a node that later takes its name (VMSS reuses names) reports its own facts.

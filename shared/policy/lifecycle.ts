@@ -81,20 +81,31 @@ export function drainFailureDecision(policy: Policy, failures: number, now: Date
   }
 }
 
+/** Reboots count as "in a row" when each was needed within this long of the one before. */
+export const REBOOT_CHAIN_MS = 24 * 3600_000;
+
 /**
- * The reboot-loop breaker. Call in `rebooted` once the reboot is confirmed (new boot id, Ready),
- * with the agent's latest report in `record` and `consecutiveReboots` counting this one: returns a
- * reason to quarantine the node instead of completing, or undefined. Trips when the sentinel is still
- * reported after a confirmed reboot and the count reached `maxConsecutiveReboots`, or the count
- * exceeds it. Reset the count when a node goes idle with no reboot required.
+ * The reboot-loop breaker, first half. Call in `rebooted` once the reboot is confirmed (new boot id,
+ * Ready), with the agent's report after the boot in `record`: a sentinel that survived the reboot
+ * means rebooting does not help, so the node is quarantined (left cordoned) with this reason.
+ * An operator's request is never treated as a loop.
  */
-export function rebootLoopReason(policy: Policy, record: Pick<NodeRecord, "rebootRequired" | "reasons" | "request">, consecutiveReboots: number): string | undefined {
+export function sentinelSurvivedReason(record: Pick<NodeRecord, "rebootRequired" | "reasons" | "request">): string | undefined {
+  if (record.request || !record.rebootRequired) return undefined;
+  return `reboot loop: the sentinel is still present after a confirmed reboot (${record.reasons.join(", ") || "sentinel present"}); rebooting again would not help; quarantined`;
+}
+
+/**
+ * The reboot-loop breaker, second half. Call when an idle node asks for another reboot: after
+ * `maxConsecutiveReboots` reboots in a row (each needed within 24 h of the previous), it is held
+ * out of rotation (not cordoned: it runs fine, it just keeps asking) until an operator releases it.
+ */
+export function rebootLoopReason(policy: Policy, record: Pick<NodeRecord, "consecutiveReboots" | "lastRebootAt" | "request">, now: Date): string | undefined {
   const max = policy.rebootLoop?.maxConsecutiveReboots ?? POLICY_DEFAULTS.maxConsecutiveReboots;
-  if (record.request) return undefined;
-  if (record.rebootRequired && consecutiveReboots >= max) {
-    return `reboot loop: the node still reports a required reboot (${record.reasons.join(", ") || "sentinel present"}) after ${consecutiveReboots} reboots in a row (rebootLoop.maxConsecutiveReboots is ${max}); quarantined`;
-  }
-  return undefined;
+  const count = record.consecutiveReboots ?? 0;
+  if (record.request || count < max || !record.lastRebootAt) return undefined;
+  if (now.getTime() - Date.parse(record.lastRebootAt) >= REBOOT_CHAIN_MS) return undefined;
+  return `reboot loop: the node asks for another reboot after ${count} reboots in a row, the last at ${record.lastRebootAt} (rebootLoop.maxConsecutiveReboots is ${max}); held until an operator releases it`;
 }
 
 /**

@@ -264,13 +264,12 @@ describe("the drain-failure policy through the check-in path", () => {
 });
 
 describe("the reboot-loop breaker through the check-in path", () => {
-  it("quarantines a node whose sentinel is still there after maxConsecutiveReboots reboots, and lets an operator release it", async () => {
+  it("quarantines a node whose sentinel is still there after a confirmed reboot, and lets an operator release it", async () => {
     world.configure();
     const { sim } = world;
     sim.addNode("rl-a");
-    await setPolicy({ rebootLoop: { maxConsecutiveReboots: 2 } });
     const agent = await TestAgent.on(sim, "rl-a", true);
-    // The sentinel survives every reboot: the agent keeps reporting that a reboot is required.
+    // The sentinel survives the reboot: the agent keeps reporting that a reboot is required.
     await until(
       () => agent.last?.state === "quarantined",
       async () => {
@@ -278,16 +277,13 @@ describe("the reboot-loop breaker through the check-in path", () => {
         agent.rebootRequired = true;
       },
     );
-    assert.equal(agent.reboots, 2);
-    assert.match(
-      agent.last!.reason,
-      /^reboot loop: the node still reports a required reboot \(linux-image-azure\) after 2 reboots in a row \(rebootLoop.maxConsecutiveReboots is 2\); quarantined$/,
-    );
+    assert.equal(agent.reboots, 1);
+    assert.match(agent.last!.reason, /^reboot loop: the sentinel is still present after a confirmed reboot \(linux-image-azure\); rebooting again would not help; quarantined$/);
     assert.ok(isCordoned(world, "rl-a"), "left cordoned");
     assert.equal(labelsOf(world, "rl-a")["rollcall.io/quarantined"], "true");
     assert.deepEqual(await lockHolders(), []);
     for (let i = 0; i < 3; i++) assert.equal((await agent.tick()).action, "none");
-    assert.equal(agent.reboots, 2, "no further reboot");
+    assert.equal(agent.reboots, 1, "no further reboot");
 
     agent.rebootRequired = false; // the operator fixed what kept the sentinel
     assert.equal((await agent.tick()).state, "quarantined");
@@ -298,6 +294,31 @@ describe("the reboot-loop breaker through the check-in path", () => {
     assert.equal((await agent.tick()).state, "idle");
     assert.equal((await record("rl-a")).consecutiveReboots, undefined, "the count starts afresh");
     await assertSettled(world, ["rl-a"]);
+  });
+
+  it("holds a node that asks again after maxConsecutiveReboots reboots within a day, without cordoning it, until released", async () => {
+    world.configure();
+    const { sim } = world;
+    sim.addNode("rl-b");
+    await setPolicy({ rebootLoop: { maxConsecutiveReboots: 2 } });
+    const agent = await TestAgent.on(sim, "rl-b", true);
+    // Each reboot clears the sentinel, and the next patch run brings it back at once.
+    for (let round = 1; round <= 2; round++) {
+      await until(() => agent.reboots === round && agent.last?.state === "idle", () => agent.tick());
+      agent.rebootRequired = true;
+    }
+    const held = await agent.tick();
+    assert.equal(held.state, "quarantined");
+    assert.equal(held.action, "none");
+    assert.match(held.reason, /^reboot loop: the node asks for another reboot after 2 reboots in a row, the last at .*\(rebootLoop.maxConsecutiveReboots is 2\); held until an operator releases it$/);
+    assert.equal(isCordoned(world, "rl-b"), false, "a node that runs fine is not cordoned");
+    assert.equal(labelsOf(world, "rl-b")["rollcall.io/quarantined"], "true");
+    assert.equal(agent.reboots, 2);
+
+    assert.equal((await postRelease("rl-b")).status, 200);
+    assert.equal(labelsOf(world, "rl-b")["rollcall.io/quarantined"], undefined);
+    await until(() => agent.reboots === 3 && agent.last?.state === "idle", () => agent.tick());
+    await assertSettled(world, ["rl-b"]);
   });
 });
 

@@ -9,6 +9,7 @@ import {
   onDrainTimeout,
   pendingOrder,
   rebootLoopReason,
+  sentinelSurvivedReason,
 } from "../../shared/policy/lifecycle";
 import { withPolicyDefaults, type Policy } from "../../shared/policy/policy";
 import type { NodeRecord } from "../../shared/node/nodeRecord";
@@ -70,11 +71,19 @@ describe("policy decisions in the lifecycle", () => {
     assert.equal(drainFailureDecision(force, 3, new Date(now.getTime() + 31 * MIN), first).action, "force-reboot");
   });
 
-  it("trips the reboot-loop breaker when the sentinel survives the allowed reboots in a row", () => {
-    const node = { rebootRequired: true, reasons: ["kernel"] } as Pick<NodeRecord, "rebootRequired" | "reasons">;
-    assert.equal(rebootLoopReason(policy(), node, 2), undefined);
-    assert.match(rebootLoopReason(policy(), node, 3) ?? "", /reboot loop: .*kernel.* after 3 reboots in a row/);
-    assert.equal(rebootLoopReason(policy(), { ...node, rebootRequired: false }, 5), undefined);
+  it("quarantines at once when the sentinel survives a confirmed reboot, unless an operator asked", () => {
+    const node = { rebootRequired: true, reasons: ["kernel"] } as Pick<NodeRecord, "rebootRequired" | "reasons" | "request">;
+    assert.match(sentinelSurvivedReason(node) ?? "", /sentinel is still present after a confirmed reboot \(kernel\)/);
+    assert.equal(sentinelSurvivedReason({ ...node, rebootRequired: false }), undefined);
+    const request = { id: "r", reason: "x", requestedBy: "alice", requestedAt: now.toISOString(), mode: "reboot", priority: 0 } as const;
+    assert.equal(sentinelSurvivedReason({ ...node, request }), undefined);
+  });
+
+  it("holds a node that asks again after the allowed reboots in a row, each within a day of the one before", () => {
+    const recently = { consecutiveReboots: 3, lastRebootAt: new Date(now.getTime() - 60 * MIN).toISOString() };
+    assert.match(rebootLoopReason(policy(), recently, now) ?? "", /after 3 reboots in a row.*maxConsecutiveReboots is 3/);
+    assert.equal(rebootLoopReason(policy(), { ...recently, consecutiveReboots: 2 }, now), undefined);
+    assert.equal(rebootLoopReason(policy(), recently, new Date(now.getTime() + 24 * 60 * MIN)), undefined, "a day later the chain is broken");
   });
 
   it("orders pending nodes by priority then age, or by age only", () => {

@@ -45,7 +45,8 @@ function setup() {
     policy,
     kube: async () => kube,
     lock,
-    store: new NodeStore({} as TableClient),
+    // Only the queue listing reaches the table in these steps; there is nobody else in it.
+    store: new NodeStore({ listEntities: async function* () {} } as unknown as TableClient),
     gate: openGate,
     newLeaseId: () => "11111111-1111-4111-8111-111111111111",
   };
@@ -156,7 +157,7 @@ describe("the node state machine", () => {
 
   it("confirms a reboot only when the node object reports a new boot id and Ready", async () => {
     const { ports, kube } = setup();
-    const rebooted = record({ state: "rebooted", orderNodeBootId: "boot-n1-1" });
+    const rebooted = record({ state: "rebooted", orderNodeBootId: "boot-n1-1", rebootRequired: false });
     assert.equal((await STEPS.rebooted(rebooted, "e", ports)).kind, "wait");
     kube.nodes.get("n1")!.bootId = "boot-n1-2";
     kube.nodes.get("n1")!.ready = false;
@@ -164,6 +165,13 @@ describe("the node state machine", () => {
     kube.nodes.get("n1")!.ready = true;
     const confirmed = await STEPS.rebooted(rebooted, "e", ports);
     assert.equal(confirmed.kind === "move" && confirmed.set?.outcome, "completed");
+  });
+
+  it("quarantines instead of completing when the sentinel survived the confirmed reboot", async () => {
+    const { ports, kube } = setup();
+    kube.nodes.get("n1")!.bootId = "boot-n1-2";
+    const result = await STEPS.rebooted(record({ state: "rebooted", orderNodeBootId: "boot-n1-1", rebootRequired: true }), "e", ports);
+    assert.equal(result.kind === "move" && result.set?.outcome, "quarantined");
   });
 
   it("backs off after a failed drain and tries again once the back-off has passed", async () => {
