@@ -5,6 +5,7 @@ import { call } from "../support/operatorCalls";
 import { startCaptureServer } from "../support/webhookServer";
 import {
   assertSettled,
+  finish,
   deletePod,
   getClusterPolicy,
   getStatus,
@@ -24,19 +25,6 @@ import { clocked, ManualClock, sleep, TestAgent, useWorld } from "../support/wor
  */
 
 const world = useWorld({ simOptions: { terminationDelayMs: 20, podStartDelayMs: 40 } });
-
-/** Ticks every agent until each of them has rebooted and its node is idle again. */
-async function finish(agents: TestAgent[], send?: Parameters<TestAgent["tick"]>[0], between: () => void = () => undefined): Promise<void> {
-  await until(
-    () => agents.every((a) => !a.rebootRequired && a.last?.state === "idle"),
-    async () => {
-      between();
-      for (const agent of agents) await agent.tick(send);
-    },
-    300,
-    15,
-  );
-}
 
 describe("reboot windows through the check-in path", () => {
   it("keeps a node pending outside the reboot window, with the window as the reason, and starts it when the window opens", async () => {

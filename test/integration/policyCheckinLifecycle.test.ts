@@ -4,6 +4,7 @@ import { nodeAnnotations } from "../../shared/kube/clusterApi";
 import { startCaptureServer, type CapturedRequest } from "../support/webhookServer";
 import {
   assertSettled,
+  finish,
   deletePod,
   isCordoned,
   labelsOf,
@@ -26,19 +27,6 @@ import { clocked, ManualClock, postCheckin, TestAgent, useWorld } from "../suppo
 const world = useWorld({ simOptions: { terminationDelayMs: 20, podStartDelayMs: 40 } });
 
 type Send = Parameters<TestAgent["tick"]>[0];
-
-/** Ticks every agent until each of them no longer needs a reboot and its node is idle again. */
-async function finish(agents: TestAgent[], send?: Send, between: () => void = () => undefined): Promise<void> {
-  await until(
-    () => agents.every((a) => !a.rebootRequired && a.last?.state === "idle"),
-    async () => {
-      between();
-      for (const agent of agents) await agent.tick(send);
-    },
-    300,
-    15,
-  );
-}
 
 const PENDING_TAINT = "rollcall.io/reboot-pending";
 

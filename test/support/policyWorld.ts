@@ -5,7 +5,7 @@ import { releaseNode } from "../../functions/releaseNode";
 import type { NodeRecord } from "../../shared/node/nodeRecord";
 import { getRollcall } from "../../shared/orchestrator/fromConfig";
 import { call, type Answer } from "./operatorCalls";
-import { CLUSTER, invocation, type ManualClock, sleep, type World } from "./world";
+import { CLUSTER, invocation, type ManualClock, sleep, type TestAgent, type World } from "./world";
 
 /**
  * Helpers for the reboot-policy tests through the check-in path: the policy set with the real
@@ -107,4 +107,17 @@ export async function until(done: () => boolean | Promise<boolean>, step: () => 
     await sleep(pauseMs);
   }
   assert.ok(await done(), `not done after ${rounds} rounds`);
+}
+
+/** Ticks every agent until each of them no longer needs a reboot and its node is idle again. */
+export async function finish(agents: TestAgent[], send?: Parameters<TestAgent["tick"]>[0], between: () => void = () => undefined): Promise<void> {
+  await until(
+    () => agents.every((a) => !a.rebootRequired && a.last?.state === "idle"),
+    async () => {
+      between();
+      for (const agent of agents) await agent.tick(send);
+    },
+    300,
+    15,
+  );
 }
