@@ -67,7 +67,8 @@ const clusters = z
   .pipe(z.array(ClusterConnection))
   .refine((list) => new Set(list.map((c) => c.name)).size === list.length, { message: "cluster names must be unique" });
 
-const Settings = z.object({
+/** Every app setting Rollcall reads; infra/ writes exactly these (test/unit/infraSettings.test.ts). */
+export const Settings = z.object({
   /** A storage connection string; falls back to the Functions host's own `AzureWebJobsStorage`. */
   ROLLCALL_STORAGE_CONNECTION: z.string().min(1).optional(),
   /** A table endpoint (`https://<account>.table.core.windows.net`) reached with the app's managed identity instead. */
@@ -141,7 +142,8 @@ export class ConfigError extends Error {
 }
 
 export function parseConfig(env: Record<string, string | undefined>): Config {
-  const result = Settings.safeParse(env);
+  // An empty app setting is an unset one: the template writes every setting, '' where the operator chose none.
+  const result = Settings.safeParse(Object.fromEntries(Object.entries(env).filter(([, value]) => value !== "")));
   if (!result.success) {
     const problems = result.error.issues.map((i) => `${i.path.join(".") || "settings"}: ${i.message}`);
     throw new ConfigError(`Invalid app settings: ${problems.join("; ")}`);
