@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { clusterName } from "../protocol/names";
+import { azureHostSignal } from "./hosting";
 
 /**
  * Every app setting Rollcall reads, in one place. Read once per process (`getConfig()`), validated
@@ -13,6 +14,14 @@ const nonNegativeInt = z.coerce.number().int().nonnegative();
 const ncrontab = z.string().regex(/^\S+( \S+){5}$/, { message: "must be a six-field NCRONTAB expression such as 0 0 3 * * *" });
 export const DEFAULT_UPGRADE_SCHEDULE = "0 0 3 * * *";
 export const DEFAULT_UPGRADE_APPLY_SCHEDULE = "0 */15 * * * *";
+
+/** The shipped agent manifests (node-agent/manifests): namespace `rollcall`, ServiceAccount and DaemonSet `rollcall-agent`. */
+export const DEFAULT_AGENT = { namespace: "rollcall", serviceAccount: "rollcall-agent", daemonSet: "rollcall-agent" } as const;
+const dnsLabel = z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, { message: "must be a DNS-1123 label (a namespace name)" });
+const dnsSubdomain = z
+  .string()
+  .max(253)
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/, { message: "must be a DNS-1123 subdomain (a Kubernetes object name)" });
 
 /** How Rollcall reaches one cluster's Kubernetes API. Exactly one source per cluster. */
 export const ClusterConnection = z
@@ -29,6 +38,18 @@ export const ClusterConnection = z
         message: "must be an AKS cluster resource id (/subscriptions/…/resourceGroups/…/providers/Microsoft.ContainerService/managedClusters/…)",
       })
       .optional(),
+    /**
+     * Who may check in for this cluster's nodes: pods of this DaemonSet, running as this ServiceAccount,
+     * in this namespace (the shipped manifests' names by default). See docs/security.md.
+     */
+    agent: z
+      .object({
+        namespace: dnsLabel.default(DEFAULT_AGENT.namespace),
+        serviceAccount: dnsSubdomain.default(DEFAULT_AGENT.serviceAccount),
+        daemonSet: dnsSubdomain.default(DEFAULT_AGENT.daemonSet),
+      })
+      .strict()
+      .default(DEFAULT_AGENT),
     /** With `aksResourceId`: `token` uses an Entra ID token for the AKS server scope; `credentials` fetches the user kubeconfig. */
     aksAuth: z.enum(["token", "credentials"]).default("token"),
     /** Upgrade planning for an AKS cluster (needs `aksResourceId`); see docs/upgrade-planner.md. */
@@ -110,6 +131,17 @@ export const Settings = z.object({
     .max(253)
     .regex(/^[\x21-\x7e]+$/, { message: "must be a token audience without spaces" })
     .default("rollcall"),
+  /**
+   * Who operators are: `entra` trusts the caller App Service authentication (Easy Auth) puts in
+   * `X-MS-CLIENT-PRINCIPAL` and enforces the app roles; `function-key` trusts no caller header and
+   * records `function-key`. Unset: `entra` exactly when App Service says Easy Auth is on.
+   */
+  ROLLCALL_OPERATOR_AUTH: z.enum(["entra", "function-key"]).optional(),
+  /**
+   * Read-only, injected by App Service: whether its authentication is on ("True"/"False").
+   * https://learn.microsoft.com/azure/app-service/reference-app-settings (Authentication & authorization)
+   */
+  WEBSITE_AUTH_ENABLED: z.string().optional(),
 });
 
 export type Config = {
@@ -127,6 +159,8 @@ export type Config = {
   upgrade: { schedule: string; applySchedule: string; armEndpoint: string };
   /** Check-in authentication: the agent's service-account token reviewed by its cluster, for `audience`. */
   agentAuth: { mode: "tokenreview" | "off"; audience: string };
+  /** Operator authentication; see shared/auth/operator.ts. */
+  operatorAuth: { mode: "entra" | "function-key" };
 };
 
 export interface DrainSettings {
@@ -153,11 +187,26 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
   if (!connectionString && !s.ROLLCALL_STORAGE_TABLE_ENDPOINT) {
     throw new ConfigError("Invalid app settings: set ROLLCALL_STORAGE_CONNECTION, ROLLCALL_STORAGE_TABLE_ENDPOINT or AzureWebJobsStorage");
   }
+  const azure = azureHostSignal(env);
+  if (s.ROLLCALL_AGENT_AUTH === "off" && azure) {
+    throw new ConfigError(
+      `Invalid app settings: ROLLCALL_AGENT_AUTH=off is for the local simulation only and is refused on Azure (detected by ${azure}): ` +
+        "remove the setting so that check-ins are authenticated by TokenReview",
+    );
+  }
   const drainTimeoutMs = s.ROLLCALL_DRAIN_TIMEOUT_MINUTES * 60_000;
   const lockTtlMs = s.ROLLCALL_LOCK_TTL_MINUTES * 60_000;
   if (drainTimeoutMs >= lockTtlMs) {
     throw new ConfigError(
       "Invalid app settings: ROLLCALL_DRAIN_TIMEOUT_MINUTES must be shorter than ROLLCALL_LOCK_TTL_MINUTES, or a slow drain would look like a stuck node",
+    );
+  }
+  const easyAuthOn = s.WEBSITE_AUTH_ENABLED?.toLowerCase() === "true";
+  const operatorAuth = s.ROLLCALL_OPERATOR_AUTH ?? (easyAuthOn ? "entra" : "function-key");
+  if (operatorAuth === "entra" && !easyAuthOn) {
+    // Without Easy Auth in front nothing strips a client's own X-MS-CLIENT-PRINCIPAL: trusting it would let anyone name any role.
+    throw new ConfigError(
+      "Invalid app settings: ROLLCALL_OPERATOR_AUTH is entra but App Service authentication is off (WEBSITE_AUTH_ENABLED is not True); turn on authentication (authsettingsV2) or set ROLLCALL_OPERATOR_AUTH=function-key",
     );
   }
   return {
@@ -185,6 +234,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     stepBudgetMs: s.ROLLCALL_STEP_BUDGET_MS,
     upgrade: { schedule: s.ROLLCALL_UPGRADE_SCHEDULE, applySchedule: s.ROLLCALL_UPGRADE_APPLY_SCHEDULE, armEndpoint: s.ROLLCALL_ARM_ENDPOINT },
     agentAuth: { mode: s.ROLLCALL_AGENT_AUTH, audience: s.ROLLCALL_AGENT_AUDIENCE },
+    operatorAuth: { mode: operatorAuth },
   };
 }
 
