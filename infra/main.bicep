@@ -64,6 +64,84 @@ param instanceMemoryMB int = 2048
 @description('Tags added to every resource.')
 param tags object = {}
 
+// ---- How the app reaches the AKS API servers: one row of the decision table in docs/deploy.md,
+// ---- each with a parameter set in infra/parameters/.
+
+@allowed([
+  'public'
+  'authorizedIps'
+  'private'
+])
+@description('public: API servers reachable from the internet, no virtual network. authorizedIps: the app leaves through a NAT gateway with one static IP (output ROLLCALL_EGRESS_IP) to add to apiServerAccessProfile.authorizedIPRanges. private: the app integrates into appSubnetId, a subnet that reaches the private API server.')
+param networkMode string = 'public'
+
+@description('authorizedIps: address space of the virtual network the template creates for the app.')
+param vnetAddressPrefix string = '10.240.0.0/24'
+
+@description('authorizedIps: the app\'s integration subnet inside vnetAddressPrefix (delegated to Microsoft.App/environments).')
+param appSubnetPrefix string = '10.240.0.0/26'
+
+@description('private: resource id of an existing subnet, delegated to Microsoft.App/environments, in the cluster\'s virtual network or one peered with it.')
+param appSubnetId string = ''
+
+@description('private: comma-separated resource ids of the clusters\' private DNS zones (privatelink.<region>.azmk8s.io or your own) to link to appSubnetId\'s virtual network; empty when that network is the cluster\'s own or with privateDNSZone none.')
+param privateDnsZoneIds string = ''
+
+@description('Resource id of a Key Vault (Azure RBAC mode) whose secrets app settings may reference as @Microsoft.KeyVault(...); the identity gets Key Vault Secrets User on it. Empty: none.')
+param keyVaultResourceId string = ''
+
+// ---- Rollcall app settings (shared/config/config.ts). The template writes every setting on each
+// ---- deployment, so set them here (azd: `azd env set <SETTING> <value>`, infra/main.parameters.json),
+// ---- not in the portal. '' = unset: Rollcall's default applies (README, App settings).
+
+@description('ROLLCALL_CONCURRENCY: nodes rebooting at once (lock slots), 1-1000.')
+param concurrency string = ''
+
+@description('ROLLCALL_DRAIN_GRACE_PERIOD_SECONDS: grace period passed to evictions; unset: each pod\'s own.')
+param drainGracePeriodSeconds string = ''
+
+@description('ROLLCALL_DRAIN_DELETE_EMPTYDIR_DATA: true to evict pods that use emptyDir (their data is lost).')
+param drainDeleteEmptydirData string = ''
+
+@description('ROLLCALL_DRAIN_FORCE_UNMANAGED: true to evict pods no controller recreates.')
+param drainForceUnmanaged string = ''
+
+@description('ROLLCALL_DRAIN_SKIP_WAIT_FOR_DELETE_SECONDS: pods terminating longer than this count as gone; 0 waits.')
+param drainSkipWaitForDeleteSeconds string = ''
+
+@description('ROLLCALL_DRAIN_FAILURE_BACKOFF_MINUTES: wait before retrying a failed drain.')
+param drainFailureBackoffMinutes string = ''
+
+@description('ROLLCALL_CHECKIN_IDLE_SECONDS: check-in interval told to idle agents.')
+param checkinIdleSeconds string = ''
+
+@description('ROLLCALL_CHECKIN_BUSY_SECONDS: check-in interval while a node is in its turn.')
+param checkinBusySeconds string = ''
+
+@description('ROLLCALL_STEP_BUDGET_MS: longest one invocation spends advancing a node.')
+param stepBudgetMs string = ''
+
+@description('ROLLCALL_UPGRADE_SCHEDULE: six-field NCRONTAB (UTC) of the upgrade planner timer.')
+param upgradeSchedule string = ''
+
+@description('ROLLCALL_UPGRADE_APPLY_SCHEDULE: six-field NCRONTAB of the upgrade apply timer.')
+param upgradeApplySchedule string = ''
+
+@description('ROLLCALL_ARM_ENDPOINT: Azure Resource Manager endpoint (other clouds).')
+param armEndpoint string = ''
+
+@description('ROLLCALL_AGENT_AUDIENCE: the audience the agents\' projected service-account tokens carry.')
+param agentAudience string = ''
+
+@description('ROLLCALL_PROMETHEUS_HOSTS: hosts the Prometheus blocker may call (https), names or *.suffix, comma-separated; unset: *.prometheus.monitor.azure.com.')
+param prometheusHosts string = ''
+
+@description('ROLLCALL_WEBHOOK_HOSTS: hosts notification webhooks may be posted to (https), names or *.suffix, comma-separated; unset: none.')
+param webhookHosts string = ''
+
+@description('ROLLCALL_OPERATOR_AUTH: entra (App Service authentication in front, app roles enforced) or function-key; unset: entra exactly when App Service authentication is on.')
+param operatorAuth string = ''
+
 var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
 var allTags = union(tags, { 'azd-env-name': environmentName })
 var idClusters = map(filter(split(aksClusterResourceIds, ','), id => !empty(trim(id))), id => {
@@ -73,6 +151,28 @@ var idClusters = map(filter(split(aksClusterResourceIds, ','), id => !empty(trim
 var rollcallClusters = concat(clusters, idClusters)
 var aksClusters = filter(rollcallClusters, c => contains(c, 'aksResourceId'))
 var clusterNames = map(rollcallClusters, c => c.name)
+var operatorSettings = {
+  ROLLCALL_CONCURRENCY: concurrency
+  ROLLCALL_DRAIN_GRACE_PERIOD_SECONDS: drainGracePeriodSeconds
+  ROLLCALL_DRAIN_DELETE_EMPTYDIR_DATA: drainDeleteEmptydirData
+  ROLLCALL_DRAIN_FORCE_UNMANAGED: drainForceUnmanaged
+  ROLLCALL_DRAIN_SKIP_WAIT_FOR_DELETE_SECONDS: drainSkipWaitForDeleteSeconds
+  ROLLCALL_DRAIN_FAILURE_BACKOFF_MINUTES: drainFailureBackoffMinutes
+  ROLLCALL_CHECKIN_IDLE_SECONDS: checkinIdleSeconds
+  ROLLCALL_CHECKIN_BUSY_SECONDS: checkinBusySeconds
+  ROLLCALL_STEP_BUDGET_MS: stepBudgetMs
+  ROLLCALL_UPGRADE_SCHEDULE: upgradeSchedule
+  ROLLCALL_UPGRADE_APPLY_SCHEDULE: upgradeApplySchedule
+  ROLLCALL_ARM_ENDPOINT: armEndpoint
+  ROLLCALL_AGENT_AUDIENCE: agentAudience
+  ROLLCALL_PROMETHEUS_HOSTS: prometheusHosts
+  ROLLCALL_WEBHOOK_HOSTS: webhookHosts
+  ROLLCALL_OPERATOR_AUTH: operatorAuth
+}
+var ownNetwork = networkMode == 'authorizedIps'
+// …/providers/Microsoft.Network/virtualNetworks/<vnet>/subnets/<subnet> → the virtual network's id.
+var appVnetId = networkMode == 'private' ? join(take(split(appSubnetId, '/'), 9), '/') : ''
+var dnsZoneIds = networkMode == 'private' ? filter(map(split(privateDnsZoneIds, ','), id => trim(id)), id => !empty(id)) : []
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: 'id-rollcall-${resourceToken}'
@@ -103,6 +203,39 @@ module storage 'modules/storage.bicep' = {
   }
 }
 
+module network 'modules/network.bicep' = if (ownNetwork) {
+  name: 'rollcall-network'
+  params: {
+    location: location
+    tags: allTags
+    resourceToken: resourceToken
+    vnetAddressPrefix: vnetAddressPrefix
+    appSubnetPrefix: appSubnetPrefix
+  }
+}
+
+// private: the clusters' private DNS zones, linked to the virtual network of the app's subnet.
+module privateDnsLinks 'modules/private-dns-link.bicep' = [
+  for (zoneId, i) in dnsZoneIds: {
+    name: 'rollcall-dns-link-${i}-${resourceToken}'
+    scope: resourceGroup(split(zoneId, '/')[2], split(zoneId, '/')[4])
+    params: {
+      zoneName: split(zoneId, '/')[8]
+      virtualNetworkId: appVnetId
+      resourceToken: resourceToken
+    }
+  }
+]
+
+module keyVaultAccess 'modules/keyvault-access.bicep' = if (!empty(keyVaultResourceId)) {
+  name: 'rollcall-keyvault-access-${resourceToken}'
+  scope: resourceGroup(split(keyVaultResourceId, '/')[2], split(keyVaultResourceId, '/')[4])
+  params: {
+    vaultName: last(split(keyVaultResourceId, '/'))
+    principalId: identity.properties.principalId
+  }
+}
+
 module functionApp 'modules/functionapp.bicep' = {
   name: 'rollcall-functionapp'
   params: {
@@ -122,6 +255,8 @@ module functionApp 'modules/functionapp.bicep' = {
     drainTimeoutMinutes: drainTimeoutMinutes
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
+    operatorSettings: operatorSettings
+    subnetId: ownNetwork ? network!.outputs.subnetId : (networkMode == 'private' ? appSubnetId : '')
   }
 }
 
@@ -176,3 +311,5 @@ output ROLLCALL_IDENTITY_PRINCIPAL_ID string = identity.properties.principalId
 output ROLLCALL_STORAGE_ACCOUNT string = storage.outputs.name
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.appInsightsName
 output ROLLCALL_WORKBOOK_ID string = monitoring.outputs.workbookId
+@description('authorizedIps: the app\'s static outbound IP; add it (as <ip>/32) to each cluster\'s apiServerAccessProfile.authorizedIPRanges. Empty in the other network modes.')
+output ROLLCALL_EGRESS_IP string = ownNetwork ? network!.outputs.egressIp : ''

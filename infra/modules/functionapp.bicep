@@ -15,6 +15,10 @@ param lockTtlMinutes int
 param drainTimeoutMinutes int
 param maximumInstanceCount int
 param instanceMemoryMB int
+@description('Rollcall settings the operator chose (name -> value, \'\' = unset); see main.bicep.')
+param operatorSettings object
+@description('Subnet the app integrates into (delegated to Microsoft.App/environments); empty: no virtual network integration.')
+param subnetId string
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: 'plan-rollcall-${resourceToken}'
@@ -44,6 +48,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // Outbound through that subnet: its NAT gateway (authorized IP ranges) or its routes and private DNS (private clusters).
+    virtualNetworkSubnetId: empty(subnetId) ? null : subnetId
+    // Key Vault references in app settings resolve with the user-assigned identity (the app has no system identity).
+    keyVaultReferenceIdentity: identityId
     siteConfig: {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
@@ -72,10 +80,12 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   }
 }
 
+// The whole collection is replaced on every deployment: every setting Rollcall reads is written here
+// (test/unit/infraSettings.test.ts), so nothing set outside the template survives a redeploy.
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: site
   name: 'appsettings'
-  properties: {
+  properties: union(operatorSettings, {
     // The host's own storage, identity-based.
     AzureWebJobsStorage__accountName: storageAccountName
     AzureWebJobsStorage__credential: 'managedidentity'
@@ -90,7 +100,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     ROLLCALL_CLUSTERS: string(rollcallClusters)
     ROLLCALL_LOCK_TTL_MINUTES: string(lockTtlMinutes)
     ROLLCALL_DRAIN_TIMEOUT_MINUTES: string(drainTimeoutMinutes)
-  }
+  })
 }
 
 output name string = site.name
