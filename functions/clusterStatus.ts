@@ -1,4 +1,5 @@
 import { app, type HttpRequest, type InvocationContext } from "@azure/functions";
+import { authorizeOperator } from "../shared/auth/operator";
 import { httpHandler, json, parseRoute } from "../shared/http/http";
 import type { NodeRecord } from "../shared/node/nodeRecord";
 import { getRollcall } from "../shared/orchestrator/fromConfig";
@@ -17,6 +18,7 @@ import { nodeStatusUrl } from "./rebootRequest";
 const KUBERNETES_TIMEOUT_MS = 3000;
 
 export const clusterStatus = httpHandler(async (request: HttpRequest, context: InvocationContext) => {
+  authorizeOperator(request, "Rollcall.Read");
   const { cluster } = parseRoute(request, clusterRoute);
   requireConfiguredCluster(cluster);
   const { store, lock, policy, kube } = await getRollcall();

@@ -1,5 +1,6 @@
 import { app, type HttpRequest, type InvocationContext } from "@azure/functions";
 import { z } from "zod";
+import { authorizeOperator } from "../shared/auth/operator";
 import { readHistory } from "../shared/history/history";
 import { HttpError, httpHandler, json, parseQuery, parseRoute } from "../shared/http/http";
 import { getRollcall } from "../shared/orchestrator/fromConfig";
@@ -27,6 +28,7 @@ export const HistoryQuery = z
   .strip();
 
 export const history = httpHandler(async (request: HttpRequest, _context: InvocationContext) => {
+  authorizeOperator(request, "Rollcall.Read");
   const { cluster } = parseRoute(request, clusterRoute);
   const query = parseQuery(request, HistoryQuery);
   requireConfiguredCluster(cluster);

@@ -1,4 +1,5 @@
 import { app, type HttpRequest, type InvocationContext } from "@azure/functions";
+import { authorizeOperator } from "../shared/auth/operator";
 import { readHistory } from "../shared/history/history";
 import { HttpError, httpHandler, json, parseRoute } from "../shared/http/http";
 import { getRollcall } from "../shared/orchestrator/fromConfig";
@@ -11,6 +12,7 @@ import { nodeSummary } from "./clusterStatus";
 const RECENT_HISTORY = 10;
 
 export const nodeStatus = httpHandler(async (request: HttpRequest, _context: InvocationContext) => {
+  authorizeOperator(request, "Rollcall.Read");
   const { cluster, node } = parseRoute(request, nodeRoute);
   requireConfiguredCluster(cluster);
   const { store, lock, table } = await getRollcall();

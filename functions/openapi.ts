@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { app, type HttpRequest, type InvocationContext } from "@azure/functions";
+import { authorizeOperator } from "../shared/auth/operator";
 import { HttpError, httpHandler } from "../shared/http/http";
 
 /** GET /api/openapi.json — the OpenAPI document of the whole API, as kept in the repository (`openapi/openapi.json`). */
@@ -27,7 +28,8 @@ export function loadOpenApiDocument(): Promise<string> {
   return document;
 }
 
-export const openapi = httpHandler(async (_request: HttpRequest, _context: InvocationContext) => {
+export const openapi = httpHandler(async (request: HttpRequest, _context: InvocationContext) => {
+  authorizeOperator(request, "Rollcall.Read");
   return { status: 200, body: await loadOpenApiDocument(), headers: { "content-type": "application/json; charset=utf-8", "cache-control": "public, max-age=300" } };
 });
 

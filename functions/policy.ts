@@ -1,5 +1,5 @@
 import { app, type HttpRequest, type InvocationContext } from "@azure/functions";
-import { requester } from "../shared/auth/requester";
+import { authorizeOperator, operatorLabel } from "../shared/auth/operator";
 import { getConfig } from "../shared/config/config";
 import { HttpError, httpHandler, json, parseRoute } from "../shared/http/http";
 import { getRollcall } from "../shared/orchestrator/fromConfig";
@@ -22,6 +22,7 @@ async function store() {
  * null when it runs on the app-setting defaults) and the effective policy after merging.
  */
 export const getPolicy = httpHandler(async (request: HttpRequest) => {
+  authorizeOperator(request, "Rollcall.Read");
   const { cluster } = parseRoute(request, clusterRoute);
   requireConfiguredCluster(cluster);
   const policies = await store();
@@ -45,6 +46,7 @@ export const getPolicy = httpHandler(async (request: HttpRequest) => {
  * unchanged. `{}` means "the app-setting defaults".
  */
 export const putPolicy = httpHandler(async (request: HttpRequest, context: InvocationContext) => {
+  const updatedBy = operatorLabel(authorizeOperator(request, "Rollcall.Operate"));
   const { cluster } = parseRoute(request, clusterRoute);
   requireConfiguredCluster(cluster);
   const text = await request.text();
@@ -55,7 +57,6 @@ export const putPolicy = httpHandler(async (request: HttpRequest, context: Invoc
   } catch (error) {
     throw new HttpError(400, "invalid_json", `The body is not valid JSON: ${(error as Error).message}`);
   }
-  const updatedBy = requester(request);
   try {
     const result = await (await store()).write(cluster, input, updatedBy);
     context.info(`policy cluster=${cluster} updatedBy=${JSON.stringify(updatedBy)}`);

@@ -1,6 +1,6 @@
 import { app, type HttpRequest, type InvocationContext } from "@azure/functions";
 import { z } from "zod";
-import { requester } from "../shared/auth/requester";
+import { authorizeOperator, operatorLabel } from "../shared/auth/operator";
 import { HttpError, httpHandler, json, parseJsonBody, parseRoute } from "../shared/http/http";
 import { getRollcall } from "../shared/orchestrator/fromConfig";
 import { nodeRoute } from "../shared/protocol/names";
@@ -40,10 +40,10 @@ export function nodeStatusUrl(cluster: string, node: string): string {
 }
 
 export const requestReboot = httpHandler(async (request: HttpRequest, context: InvocationContext) => {
+  const requestedBy = operatorLabel(authorizeOperator(request, "Rollcall.Operate"));
   const { cluster, node } = parseRoute(request, nodeRoute);
   const body = await parseJsonBody(request, RebootRequestBody, MAX_BODY_BYTES);
   requireConfiguredCluster(cluster);
-  const requestedBy = requester(request);
   const { requests } = await getRollcall();
   const notBefore = body.notBefore === undefined ? undefined : new Date(body.notBefore).toISOString();
   const result = await requests.request(cluster, node, { reason: body.reason, requestedBy, mode: body.mode, priority: body.priority, notBefore }, context);
@@ -95,10 +95,11 @@ export const requestReboot = httpHandler(async (request: HttpRequest, context: I
 });
 
 export const cancelReboot = httpHandler(async (request: HttpRequest, context: InvocationContext) => {
+  const cancelledBy = operatorLabel(authorizeOperator(request, "Rollcall.Operate"));
   const { cluster, node } = parseRoute(request, nodeRoute);
   requireConfiguredCluster(cluster);
   const { requests } = await getRollcall();
-  const result = await requests.cancel(cluster, node, requester(request), context);
+  const result = await requests.cancel(cluster, node, cancelledBy, context);
   switch (result.kind) {
     case "cancelled":
       return json(200, { cancelled: true, requestId: result.request.id, state: result.state, statusUrl: nodeStatusUrl(cluster, node) });

@@ -1,5 +1,5 @@
 import { app, type HttpRequest, type InvocationContext } from "@azure/functions";
-import { requester } from "../shared/auth/requester";
+import { authorizeOperator, operatorLabel } from "../shared/auth/operator";
 import { HttpError, httpHandler, json, parseRoute } from "../shared/http/http";
 import { getRollcall } from "../shared/orchestrator/fromConfig";
 import { nodeRoute } from "../shared/protocol/names";
@@ -11,10 +11,10 @@ import { nodeStatusUrl } from "./rebootRequest";
  * the lock slot), or put a stuck or quarantined node back in rotation.
  */
 export const releaseNode = httpHandler(async (request: HttpRequest, context: InvocationContext) => {
+  const releasedBy = operatorLabel(authorizeOperator(request, "Rollcall.Operate"));
   const { cluster, node } = parseRoute(request, nodeRoute);
   requireConfiguredCluster(cluster);
   const { requests } = await getRollcall();
-  const releasedBy = requester(request);
   const result = await requests.release(cluster, node, releasedBy, context);
   switch (result.kind) {
     case "released":

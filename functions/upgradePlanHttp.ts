@@ -1,4 +1,5 @@
 import { app, type HttpRequest, type InvocationContext } from "@azure/functions";
+import { authorizeOperator, operatorLabel } from "../shared/auth/operator";
 import { getConfig } from "../shared/config/config";
 import { HttpError, httpHandler, json, parseRoute } from "../shared/http/http";
 import { clusterRoute } from "../shared/protocol/names";
@@ -20,6 +21,7 @@ function configuredCluster(cluster: string) {
 }
 
 export const getUpgradePlan = httpHandler(async (request: HttpRequest, context: InvocationContext) => {
+  authorizeOperator(request, "Rollcall.Read");
   const { cluster } = parseRoute(request, clusterRoute);
   configuredCluster(cluster);
   const { table } = await getUpgradeDeps(context);
@@ -44,8 +46,10 @@ export const getUpgradePlan = httpHandler(async (request: HttpRequest, context: 
 });
 
 export const postUpgradePlan = httpHandler(async (request: HttpRequest, context: InvocationContext) => {
+  const plannedBy = operatorLabel(authorizeOperator(request, "Rollcall.Operate"));
   const { cluster } = parseRoute(request, clusterRoute);
   const connection = configuredCluster(cluster);
+  context.info(`upgrade plan requested cluster=${cluster} by=${JSON.stringify(plannedBy)}`);
   const deps = await getUpgradeDeps(context);
   let result;
   try {

@@ -11,7 +11,7 @@ import { resetAgentAuthForTests } from "../../shared/auth/tokenReview";
 import { historyAction, type HistoryEntry } from "../../shared/history/history";
 import { nodeAnnotations } from "../../shared/kube/clusterApi";
 import { getRollcall } from "../../shared/orchestrator/fromConfig";
-import { type Answer, call, clientPrincipal, leaksInternals } from "../support/operatorCalls";
+import { type Answer, asEntra, call, clientPrincipal, EASY_AUTH_ON, entraLabel, leaksInternals } from "../support/operatorCalls";
 import { CLUSTER, invocation, runAgents, sleep, TestAgent, useWorld } from "../support/world";
 
 const world = useWorld({ simOptions: { terminationDelayMs: 20, podStartDelayMs: 40 } });
@@ -34,27 +34,30 @@ function postReboot(node: string, body: unknown, headers: Record<string, string>
   return call(requestReboot, { method: "POST", path: `${path}/reboot`, params, body, headers });
 }
 
+/** Read calls carry a reader's principal: ignored without App Service authentication, enough with it. */
+const READER = asEntra("reader@example.com", ["Rollcall.Read"]);
+
 function deleteReboot(node: string, cluster = CLUSTER): Promise<Answer> {
   const { path, params } = nodePath(node, cluster);
-  return call(cancelReboot, { method: "DELETE", path: `${path}/reboot`, params });
+  return call(cancelReboot, { method: "DELETE", path: `${path}/reboot`, params, headers: asEntra("oncall@example.com") });
 }
 
 function postRelease(node: string, cluster = CLUSTER): Promise<Answer> {
   const { path, params } = nodePath(node, cluster);
-  return call(releaseNode, { method: "POST", path: `${path}/release`, params, headers: { "x-ms-client-principal-name": "oncall@example.com" } });
+  return call(releaseNode, { method: "POST", path: `${path}/release`, params, headers: asEntra("oncall@example.com") });
 }
 
 function getNode(node: string, cluster = CLUSTER): Promise<Answer> {
-  return call(nodeStatus, { method: "GET", ...nodePath(node, cluster) });
+  return call(nodeStatus, { method: "GET", ...nodePath(node, cluster), headers: READER });
 }
 
 function getStatus(cluster = CLUSTER): Promise<Answer> {
-  return call(clusterStatus, { method: "GET", path: `clusters/${cluster}/status`, params: { cluster } });
+  return call(clusterStatus, { method: "GET", path: `clusters/${cluster}/status`, params: { cluster }, headers: READER });
 }
 
 function getHistory(query: Record<string, string> = {}, cluster = CLUSTER): Promise<Answer> {
   const search = new URLSearchParams(query).toString();
-  return call(history, { method: "GET", path: `clusters/${cluster}/history${search ? `?${search}` : ""}`, params: { cluster } });
+  return call(history, { method: "GET", path: `clusters/${cluster}/history${search ? `?${search}` : ""}`, params: { cluster }, headers: READER });
 }
 
 async function record(node: string) {
@@ -87,17 +90,17 @@ function assertError(answer: Answer, status: number, code: string): void {
 
 describe("requesting a reboot", () => {
   it("answers 202 with a request id and a status URL, and asking twice returns the same request and reboots the node once", async () => {
-    configure();
+    configure(EASY_AUTH_ON);
     const agent = await nodeWithAgent("req-a");
-    const first = await postReboot("req-a", { reason: "kernel CVE-2026-1234" }, { "x-ms-client-principal-name": "alice@example.com" });
+    const first = await postReboot("req-a", { reason: "kernel CVE-2026-1234" }, asEntra("alice@example.com"));
     assert.equal(first.status, 202, first.text);
     assert.match(first.body.requestId, /^[0-9a-f-]{36}$/);
     assert.equal(first.body.statusUrl, `/api/clusters/${CLUSTER}/nodes/req-a`);
     assert.equal(first.body.created, true);
     assert.equal(first.headers.location, first.body.statusUrl);
-    assert.equal(first.body.request.requestedBy, "alice@example.com");
+    assert.equal(first.body.request.requestedBy, entraLabel("alice@example.com"));
 
-    const second = await postReboot("req-a", { reason: "kernel CVE-2026-1234" }, { "x-ms-client-principal-name": "bob@example.com" });
+    const second = await postReboot("req-a", { reason: "kernel CVE-2026-1234" }, asEntra("bob@example.com", ["Rollcall.Operate"], "0b0b0b0b-0000-4000-8000-000000000002"));
     assert.equal(second.status, 202, second.text);
     assert.equal(second.body.requestId, first.body.requestId, "the same request stands");
     assert.equal(second.body.created, false);
@@ -111,21 +114,24 @@ describe("requesting a reboot", () => {
     assert.equal(page.status, 200);
     const completed = page.body.entries.filter((e: HistoryEntry) => e.outcome === "completed");
     assert.equal(completed.length, 1);
-    assert.equal(completed[0].requestedBy, "alice@example.com");
+    assert.equal(completed[0].requestedBy, entraLabel("alice@example.com"));
     assert.equal(completed[0].requestId, first.body.requestId);
     assert.deepEqual(completed[0].reasons, ["kernel CVE-2026-1234"]);
   });
 
-  it("records the App Service principal from x-ms-client-principal, and function-key when no principal is present", async () => {
-    configure();
+  it("records the Entra principal's name and object id under App Service authentication, and function-key without it whatever principal headers a client sends", async () => {
+    configure(EASY_AUTH_ON);
     await nodeWithAgent("who-a");
     await nodeWithAgent("who-b");
     const future = new Date(Date.now() + 3600_000).toISOString();
     const claimed = await postReboot("who-a", { reason: "patch", notBefore: future }, { "x-ms-client-principal": clientPrincipal("Carol Operator") });
-    assert.equal(claimed.body.request.requestedBy, "Carol Operator");
-    const keyed = await postReboot("who-b", { reason: "patch", notBefore: future });
+    assert.equal(claimed.body.request.requestedBy, entraLabel("Carol Operator"));
+    assert.equal((await record("who-a"))?.request?.requestedBy, entraLabel("Carol Operator"));
+    configure();
+    await nodeWithAgent("who-c");
+    const keyed = await postReboot("who-c", { reason: "patch", notBefore: future }, asEntra("Mallory Forger"));
     assert.equal(keyed.body.request.requestedBy, "function-key");
-    assert.equal((await record("who-b"))?.request?.requestedBy, "function-key");
+    assert.equal((await record("who-c"))?.request?.requestedBy, "function-key");
   });
 
   it("waits until notBefore, and reports it as what holds the node back", async () => {
@@ -261,10 +267,10 @@ describe("cancelling a request", () => {
 
 describe("releasing a node", () => {
   it("ends a drain-only maintenance: uncordons, frees the slot and records who released it", async () => {
-    configure();
+    configure(EASY_AUTH_ON);
     const agent = await nodeWithAgent("maint-a");
     world.sim.addDeployment("shop", "maint-web", { replicas: 2, nodes: ["maint-a"] });
-    const requested = await postReboot("maint-a", { reason: "swap a disk", mode: "drain-only" }, { "x-ms-client-principal-name": "dave@example.com" });
+    const requested = await postReboot("maint-a", { reason: "swap a disk", mode: "drain-only" }, asEntra("dave@example.com"));
     assert.equal(requested.status, 202);
     await settle([agent], async () => (await record("maint-a"))?.state === "maintenance");
     assert.ok(world.sim.getNode("maint-a")!.spec?.unschedulable, "cordoned during maintenance");
@@ -272,7 +278,7 @@ describe("releasing a node", () => {
 
     const released = await postRelease("maint-a");
     assert.equal(released.status, 200, released.text);
-    assert.equal(released.body.releasedBy, "oncall@example.com");
+    assert.equal(released.body.releasedBy, entraLabel("oncall@example.com"));
     await settle([agent], async () => (await record("maint-a"))?.state === "idle");
     const node = world.sim.getNode("maint-a")!;
     assert.ok(!node.spec?.unschedulable, "uncordoned");
@@ -281,7 +287,8 @@ describe("releasing a node", () => {
     assert.equal(agent.reboots, 0, "drain-only never reboots");
     const entries = (await getHistory({ node: "maint-a" })).body.entries as HistoryEntry[];
     assert.equal(entries[0]?.outcome, "operator-released");
-    assert.equal(entries[0]?.requestedBy, "dave@example.com");
+    assert.equal(entries[0]?.requestedBy, entraLabel("dave@example.com"));
+    assert.ok(entries[0]!.why.includes(`released by ${entraLabel("oncall@example.com")}`), entries[0]!.why);
   });
 
   it("answers 409 not_releasable for a node in no releasable state, and 404 for an unknown node", async () => {
@@ -505,6 +512,7 @@ describe("every route", () => {
   });
 
   it("serves the OpenAPI document as JSON", async () => {
+    configure();
     const answer = await call(openapi, { method: "GET", path: "openapi.json", params: {} });
     assert.equal(answer.status, 200);
     assert.match(answer.headers["content-type"]!, /application\/json/);

@@ -7,6 +7,7 @@ import { policyFromConfig } from "../../shared/policy/policy";
 import { POLICY_ROW_KEY, policyStoreFor } from "../../shared/policy/policyStore";
 import { getConfig } from "../../shared/config/config";
 import { useAzurite } from "../support/azurite";
+import { asEntra, EASY_AUTH_ON, entraLabel } from "../support/operatorCalls";
 
 const azurite = useAzurite();
 let tableCounter = 0;
@@ -17,6 +18,7 @@ beforeEach(() => {
   process.env.ROLLCALL_CLUSTERS = JSON.stringify([{ name: "prod", kubeconfig: "apiVersion: v1\nkind: Config" }]);
   process.env.ROLLCALL_DRAIN_TIMEOUT_MINUTES = "15";
   process.env.ROLLCALL_LOCK_TTL_MINUTES = "60";
+  Object.assign(process.env, EASY_AUTH_ON);
   resetForTests();
 });
 
@@ -27,7 +29,7 @@ async function call(handler: Handler, method: "GET" | "PUT", cluster: string, bo
     method,
     url: `http://localhost/api/clusters/${cluster}/policy`,
     params: { cluster },
-    headers: body === undefined ? {} : { "content-type": "application/json", "x-ms-client-principal-name": "oncall@example.com" },
+    headers: { ...asEntra("oncall@example.com"), ...(body === undefined ? {} : { "content-type": "application/json" }) },
     ...(body === undefined ? {} : { body: { string: typeof body === "string" ? body : JSON.stringify(body) } }),
   });
   const response = await handler(request, new InvocationContext({ invocationId: "test", functionName: "policy" }));
@@ -56,7 +58,7 @@ describe("the policy API", () => {
   it("stores a valid policy with PUT and answers it with GET, merged over the defaults", async () => {
     const put = await call(putPolicy, "PUT", "prod", goodPolicy);
     assert.equal(put.status, 200, JSON.stringify(put.body));
-    assert.equal(put.body.updatedBy, "oncall@example.com");
+    assert.equal(put.body.updatedBy, entraLabel("oncall@example.com"));
     const got = await call(getPolicy, "GET", "prod");
     assert.deepEqual(got.body.policy, goodPolicy);
     assert.equal(got.body.effective.concurrency, 2);
@@ -108,6 +110,6 @@ describe("the policy API", () => {
     await call(putPolicy, "PUT", "prod", { concurrency: 3 });
     assert.equal((await source("prod")).concurrency, 3);
     const row = await table.getEntity("prod", POLICY_ROW_KEY);
-    assert.equal(row.updatedBy, "oncall@example.com");
+    assert.equal(row.updatedBy, entraLabel("oncall@example.com"));
   });
 });

@@ -13,11 +13,9 @@ import { CLUSTER, invocation, type ManualClock, sleep, type TestAgent, type Worl
  * that uses the real policy source and the same composite gate the composition root builds.
  */
 
-export const OPERATOR = "oncall@example.com";
-
 /** `PUT /api/clusters/{cluster}/policy` through the real handler. */
 export function putClusterPolicy(document: unknown, cluster = CLUSTER): Promise<Answer> {
-  return call(putPolicy, { method: "PUT", path: `clusters/${cluster}/policy`, params: { cluster }, body: document, headers: { "x-ms-client-principal-name": OPERATOR } });
+  return call(putPolicy, { method: "PUT", path: `clusters/${cluster}/policy`, params: { cluster }, body: document });
 }
 
 /** Sets the policy and insists that it was accepted. */
@@ -40,7 +38,6 @@ export function postRelease(node: string, cluster = CLUSTER): Promise<Answer> {
     method: "POST",
     path: `clusters/${cluster}/nodes/${node}/release`,
     params: { cluster, node },
-    headers: { "x-ms-client-principal-name": OPERATOR },
   });
 }
 
