@@ -5,6 +5,10 @@
 
 export interface KubeNode {
   name: string;
+  /** Identity of this node object: a node deleted and re-created under the same name (a VMSS reimage) has a new uid. */
+  uid: string;
+  /** The version that was read; a write conditional on it fails if the node changed since (see `updateNode`). */
+  resourceVersion: string;
   unschedulable: boolean;
   ready: boolean;
   bootId: string;
@@ -49,14 +53,52 @@ export interface TokenReviewResult {
   error?: string;
 }
 
+/** The facts of a pod that decide whether its token speaks for the Rollcall agent on a node. */
+export interface KubePodIdentity {
+  uid: string;
+  /** `spec.nodeName`; undefined while the pod is not scheduled. */
+  nodeName?: string;
+  /** `metadata.deletionTimestamp` is set. */
+  terminating: boolean;
+  /** The owner reference marked `controller: true`, if any. */
+  controller?: { kind: string; name: string };
+}
+
 /** Annotation values to set, or `null` to remove. */
 export type AnnotationChanges = Record<string, string | null>;
+
+/** What one node write changes; absent fields are left as they are. */
+export interface NodeChange {
+  unschedulable?: boolean;
+  annotations?: AnnotationChanges;
+  /** Label values to set, or `null` to remove. */
+  labels?: Record<string, string | null>;
+  /** The whole new taint list (a merge patch replaces the list; the precondition makes that safe). */
+  taints?: KubeTaint[];
+}
+
+/**
+ * A conditional node write found the node changed since it was read (409 Conflict on the
+ * resourceVersion precondition) or gone (404). Nothing was written: read again and decide again.
+ */
+export class NodeChangedError extends Error {
+  constructor(
+    readonly node: string,
+    readonly gone: boolean,
+  ) {
+    super(gone ? `node ${node} no longer exists` : `node ${node} changed since it was read; nothing was written`);
+  }
+}
 
 export interface ClusterApi {
   /** The node, or undefined when it no longer exists. */
   getNode(name: string): Promise<KubeNode | undefined>;
-  /** Sets `spec.unschedulable` and changes annotations in one patch. */
-  setUnschedulable(name: string, unschedulable: boolean, annotations: AnnotationChanges): Promise<void>;
+  /**
+   * Changes the node only if it is still exactly the object `seen` (same resourceVersion, hence the
+   * same uid), in one patch; answers the node as written. Throws `NodeChangedError` otherwise, so a
+   * write decided on an old view (a slow instance, a delayed request) never lands on a newer node.
+   */
+  updateNode(seen: Pick<KubeNode, "name" | "resourceVersion">, change: NodeChange): Promise<KubeNode>;
   listPodsOnNode(name: string): Promise<KubePod[]>;
   evictPod(pod: Pick<KubePod, "namespace" | "name">, gracePeriodSeconds?: number): Promise<EvictionResult>;
   /** Who a bearer token belongs to, validated for `audiences` by the API server (TokenReview). */
@@ -76,8 +118,6 @@ export interface ClusterApi {
   listPodDisruptionBudgets(): Promise<KubePdb[]>;
   /** Adds or replaces the taint with this key (`taint`), or removes every taint with this key (`null`). */
   setTaint(node: string, key: string, taint: { effect: TaintEffect; value?: string } | null): Promise<void>;
-  /** Sets node labels; `null` removes one. */
-  setLabels(node: string, labels: Record<string, string | null>): Promise<void>;
 }
 
 export type TaintEffect = "NoSchedule" | "PreferNoSchedule" | "NoExecute";

@@ -48,7 +48,17 @@ async function connect(connection: ClusterConnection, config: Config, azure: Arm
   if (connection.kubeconfigFile) kubeConfig.loadFromFile(connection.kubeconfigFile);
   else if (connection.kubeconfig) kubeConfig.loadFromString(decodeKubeconfig(connection.kubeconfig));
   else await loadFromAks(kubeConfig, connection, config, azure);
-  return new KubeClusterApi(lib, kubeConfig);
+  return new KubeClusterApi(lib, kubeConfig, kubeRequestTimeoutMs(config.stepBudgetMs));
+}
+
+/**
+ * Each Kubernetes request may take at most half of a step's budget (ROLLCALL_STEP_BUDGET_MS): a slow
+ * or partitioned API server then fails the step, which runs again later, instead of holding the
+ * check-in past its answer. A write abandoned this way may still land, which is why node writes
+ * carry a resourceVersion precondition.
+ */
+export function kubeRequestTimeoutMs(stepBudgetMs: number): number {
+  return Math.max(500, Math.floor(stepBudgetMs / 2));
 }
 
 /** Accepts a kubeconfig as YAML/JSON text or base64 of it (app settings often carry base64). */

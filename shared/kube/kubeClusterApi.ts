@@ -1,17 +1,36 @@
 import type * as k8s from "@kubernetes/client-node";
-import type { AnnotationChanges, ClusterApi, EvictionResult, KubeNode, KubePdb, KubePod, KubePodOnNode, KubeTaint, TaintEffect, TokenReviewResult } from "./clusterApi";
+import { type ClusterApi, type EvictionResult, type KubeNode, type KubePdb, type KubePod, type KubePodOnNode, type KubeTaint, type NodeChange, NodeChangedError, type TaintEffect, type TokenReviewResult } from "./clusterApi";
 
 type ClientNode = typeof import("@kubernetes/client-node");
 
 /** The `ClusterApi` over the real Kubernetes API, through `@kubernetes/client-node`. */
 export class KubeClusterApi implements ClusterApi {
   private readonly core: k8s.CoreV1Api;
+  private readonly configuration: k8s.Configuration;
 
+  /** `timeoutMs`: every request is aborted after this long, so that one slow call cannot outlast the step's budget. */
   constructor(
     private readonly lib: ClientNode,
-    private readonly config: k8s.KubeConfig,
+    config: k8s.KubeConfig,
+    timeoutMs: number,
   ) {
-    this.core = config.makeApiClient(lib.CoreV1Api);
+    const cluster = config.getCurrentCluster();
+    if (!cluster) throw new Error("The kubeconfig names no current cluster");
+    // makeApiClient takes no middleware; this is the configuration it builds, plus the per-request timeout.
+    this.configuration = lib.createConfiguration({
+      baseServer: new lib.ServerConfiguration(cluster.server, {}),
+      authMethods: { default: config },
+      promiseMiddleware: [
+        {
+          pre: async (request) => {
+            request.setSignal(AbortSignal.timeout(timeoutMs));
+            return request;
+          },
+          post: async (response) => response,
+        },
+      ],
+    });
+    this.core = new lib.CoreV1Api(this.configuration);
   }
 
   async getNode(name: string): Promise<KubeNode | undefined> {
@@ -23,9 +42,24 @@ export class KubeClusterApi implements ClusterApi {
     }
   }
 
-  async setUnschedulable(name: string, unschedulable: boolean, annotations: AnnotationChanges): Promise<void> {
-    const body = { spec: { unschedulable: unschedulable || null }, metadata: { annotations } };
-    await this.core.patchNode({ name, body }, this.lib.setHeaderOptions("Content-Type", this.lib.PatchStrategy.MergePatch));
+  async updateNode(seen: Pick<KubeNode, "name" | "resourceVersion">, change: NodeChange): Promise<KubeNode> {
+    // A merge patch carrying metadata.resourceVersion is a precondition: kube-apiserver answers 409
+    // Conflict when the stored object has another version (kubernetes/kubernetes#63104). A node
+    // re-created under the same name always has another version, so this also pins the uid.
+    const metadata: Record<string, unknown> = { resourceVersion: seen.resourceVersion };
+    if (change.annotations && Object.keys(change.annotations).length > 0) metadata.annotations = change.annotations;
+    if (change.labels && Object.keys(change.labels).length > 0) metadata.labels = change.labels;
+    const spec: Record<string, unknown> = {};
+    if (change.unschedulable !== undefined) spec.unschedulable = change.unschedulable || null;
+    if (change.taints !== undefined) spec.taints = change.taints;
+    try {
+      const written = await this.core.patchNode({ name: seen.name, body: { metadata, spec } }, this.lib.setHeaderOptions("Content-Type", this.lib.PatchStrategy.MergePatch));
+      return toNode(written);
+    } catch (error) {
+      const status = statusOf(error);
+      if (status === 409 || status === 404) throw new NodeChangedError(seen.name, status === 404);
+      throw error;
+    }
   }
 
   async listPodsOnNode(name: string): Promise<KubePod[]> {
@@ -64,7 +98,7 @@ export class KubeClusterApi implements ClusterApi {
   private authentication?: k8s.AuthenticationV1Api;
 
   async reviewToken(token: string, audiences: string[]): Promise<TokenReviewResult> {
-    this.authentication ??= this.config.makeApiClient(this.lib.AuthenticationV1Api);
+    this.authentication ??= new this.lib.AuthenticationV1Api(this.configuration);
     const review = await this.authentication.createTokenReview({
       body: { apiVersion: "authentication.k8s.io/v1", kind: "TokenReview", spec: { token, audiences } },
     });
@@ -125,7 +159,7 @@ export class KubeClusterApi implements ClusterApi {
   private policyApi?: k8s.PolicyV1Api;
 
   async listPodDisruptionBudgets(): Promise<KubePdb[]> {
-    this.policyApi ??= this.config.makeApiClient(this.lib.PolicyV1Api);
+    this.policyApi ??= new this.lib.PolicyV1Api(this.configuration);
     const list = await this.policyApi.listPodDisruptionBudgetForAllNamespaces({});
     return list.items.map((pdb) => ({
       namespace: pdb.metadata?.namespace ?? "default",
@@ -159,18 +193,14 @@ export class KubeClusterApi implements ClusterApi {
       }
     }
   }
-
-  async setLabels(node: string, labels: Record<string, string | null>): Promise<void> {
-    if (Object.keys(labels).length === 0) return;
-    const body = { metadata: { labels } };
-    await this.core.patchNode({ name: node, body }, this.lib.setHeaderOptions("Content-Type", this.lib.PatchStrategy.MergePatch));
-  }
 }
 
 function toNode(node: k8s.V1Node): KubeNode {
   const ready = node.status?.conditions?.find((c) => c.type === "Ready")?.status === "True";
   return {
     name: node.metadata?.name ?? "",
+    uid: node.metadata?.uid ?? "",
+    resourceVersion: node.metadata?.resourceVersion ?? "",
     unschedulable: node.spec?.unschedulable === true,
     ready,
     bootId: node.status?.nodeInfo?.bootID ?? "",

@@ -25,6 +25,11 @@ export interface NodeRecord {
   leaseId?: string;
   /** The node was already cordoned by someone else before Rollcall took it: leave it cordoned. */
   wasUnschedulable?: boolean;
+  /** The uid of the node object this lease cordoned: a node re-created under the same name is another machine. */
+  nodeUid?: string;
+  /** Boot ids (agent's, node object's) when this lease cordoned the node: a change means it rebooted by itself. */
+  leaseBootId?: string;
+  leaseNodeBootId?: string;
   pendingSince?: string;
   acquiredAt?: string;
   drainStartedAt?: string;
@@ -85,7 +90,8 @@ export interface RecentTransition {
   why: string;
 }
 
-export type ReleaseOutcome = "completed" | "cancelled" | "drain-failed" | "quarantined" | "node-deleted" | "operator-released";
+/** `interrupted`: the node stopped being ours mid-lease (uncordoned or re-cordoned by someone else); the turn is handed back and retried after the drain-failure back-off. */
+export type ReleaseOutcome = "completed" | "cancelled" | "drain-failed" | "quarantined" | "node-deleted" | "operator-released" | "interrupted";
 
 export interface Versioned<T> {
   value: T;

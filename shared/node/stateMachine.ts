@@ -1,12 +1,12 @@
-import type { AnnotationChanges, ClusterApi, KubeNode, KubePod } from "../kube/clusterApi";
+import type { AnnotationChanges, ClusterApi, KubeNode, KubePod, NodeChange } from "../kube/clusterApi";
 import { nodeAnnotations } from "../kube/clusterApi";
 import type { ClusterLock } from "../lock/tableLock";
 import { drainPass } from "../drain/drainer";
 import { historyAction, historyEntry } from "../history/history";
 import {
   applyPendingTaint,
-  applyPostRebootLabels,
-  applyPreRebootLabels,
+  postRebootLabels,
+  preRebootLabels,
   delayBeforeRebootReason,
   pendingOrder,
   drainFailureDecision,
@@ -25,7 +25,10 @@ import type { NodeRecord, NodeStore } from "./nodeRecord";
  *   idle → pending → cordoning → draining → reboot-ordered → rebooted → releasing → idle
  *
  * A step reads the record, performs its side effects in Kubernetes (each idempotent: cordon, evict,
- * label, uncordon) and names the next state. The runner (`orchestrator.ts`) writes the new state by
+ * label, uncordon) and names the next state. Every node write is conditional on the node as the step
+ * read it (resourceVersion precondition; a `NodeChangedError` makes the runner read and step again),
+ * and while a lease holds the node, every step first checks that it is still the same node object,
+ * cordoned under this lease: if not, the lease stops there and hands its turn back. The runner (`orchestrator.ts`) writes the new state by
  * ETag; if it dies between a side effect and the write, the next check-in or timer tick runs the
  * same step again with the same result. Steps that take or free a lock slot commit the new state
  * themselves, in one transaction with the lock.
@@ -50,7 +53,7 @@ export const TRANSITIONS: Readonly<Record<NodeState, readonly NodeState[]>> = {
   idle: ["pending", "quarantined"],
   pending: ["idle", "cordoning"],
   cordoning: ["draining", "releasing"],
-  draining: ["reboot-ordered", "maintenance", "releasing"],
+  draining: ["reboot-ordered", "rebooted", "maintenance", "releasing"],
   "reboot-ordered": ["rebooted", "releasing", "stuck"],
   rebooted: ["releasing", "stuck"],
   releasing: ["idle", "drain-failed", "quarantined"],
@@ -90,8 +93,11 @@ export type StepResult =
   | { kind: "move"; to: NodeState; why: string; set?: Partial<NodeRecord> }
   /** The step already wrote `record` itself, atomically with the lock. */
   | { kind: "committed"; record: NodeRecord }
-  /** Someone else changed the record or the lock first: re-read and step again. */
-  | { kind: "conflict" }
+  /**
+   * Someone else changed the record or the lock first: re-read and step again. `policyVersion`: the
+   * lock row names a newer policy than the step decided on; the runner reads it before stepping again.
+   */
+  | { kind: "conflict"; policyVersion?: number }
   /**
    * Nothing more to do now; `set` records progress without changing state. `yieldTo` names a node
    * ahead in the queue that may go now: the runner advances it in this node's stead.
@@ -111,6 +117,9 @@ export function nextRecord(record: NodeRecord, to: NodeState, why: string, now: 
 const LEASE_FIELDS: Partial<NodeRecord> = {
   leaseId: undefined,
   wasUnschedulable: undefined,
+  nodeUid: undefined,
+  leaseBootId: undefined,
+  leaseNodeBootId: undefined,
   acquiredAt: undefined,
   drainStartedAt: undefined,
   drainBlocker: undefined,
@@ -135,7 +144,9 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     if (!wantsTurn(record)) return { kind: "wait", why: "no reboot required" };
     const loop = rebootLoopReason(ports.policy, record, now);
     if (loop) {
-      await (await ports.kube()).setLabels(record.node, { [QUARANTINE_LABEL]: "true" });
+      const kube = await ports.kube();
+      const node = await kube.getNode(record.node);
+      if (node) await kube.updateNode(node, { labels: { [QUARANTINE_LABEL]: "true" } });
       return { kind: "move", to: "quarantined", why: loop, set: { quarantineLabel: QUARANTINE_LABEL } };
     }
     const why = record.request ? `${record.request.mode} requested by ${record.request.requestedBy}: ${record.request.reason}` : `reboot required: ${describeReasons(record)}`;
@@ -154,6 +165,9 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     }
     // A full lock is the common answer and costs one storage read; the policy gates may cost API calls.
     const seen = await ports.lock.view(record.cluster);
+    // A policy written since this instance cached its own binds at once (a lower concurrency, a closed
+    // window): its version is in the lock row, and the acquire below commits against that very row.
+    if ((seen.policyVersion ?? 0) > (ports.policy.version ?? 0)) return { kind: "conflict", policyVersion: seen.policyVersion };
     const { holders } = seen;
     if (holders.length >= ports.policy.concurrency) return waitInQueue(record, ports, slotsTaken(holders));
     const context = gateContext(record, ports, "before-lock");
@@ -189,22 +203,32 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
 
   async cordoning(record, _etag, ports) {
     const kube = await ports.kube();
-    if (!(await kube.getNode(record.node))) return release("node-deleted", "the node no longer exists in the cluster");
+    const node = await kube.getNode(record.node);
+    if (!node) return release("node-deleted", "the node no longer exists in the cluster");
     if (!wantsTurn(record)) return release("cancelled", "reboot no longer required");
-    if (hasNodeLabels(ports.policy)) await applyPreRebootLabels(kube, ports.policy, record.node);
-    const annotations: AnnotationChanges = record.wasUnschedulable
+    // Decided again on the node as it is now: an administrator may have cordoned it since the slot was
+    // taken, and that cordon must outlive the lease. A cordon carrying any lease annotation is Rollcall's.
+    const wasUnschedulable = node.unschedulable && node.annotations[nodeAnnotations.cordonedBy] === undefined;
+    const annotations: AnnotationChanges = wasUnschedulable
       ? { [nodeAnnotations.state]: "draining" }
       : { [nodeAnnotations.cordonedBy]: record.leaseId!, [nodeAnnotations.state]: "draining" };
-    await kube.setUnschedulable(record.node, true, annotations);
-    const why = record.wasUnschedulable ? "already cordoned by someone else; left as it was" : "cordoned";
-    return { kind: "move", to: "draining", why, set: { drainStartedAt: iso(ports.now), drainAttempts: 0 } };
+    // One write, conditional on the node read above, with kured's pre-reboot labels.
+    const written = await kube.updateNode(node, { unschedulable: true, annotations, ...(hasNodeLabels(ports.policy) && { labels: preRebootLabels(ports.policy) }) });
+    const why = wasUnschedulable ? "already cordoned by someone else; left as it was" : "cordoned";
+    const lease = { wasUnschedulable, nodeUid: written.uid, leaseBootId: record.bootId, leaseNodeBootId: node.bootId };
+    return { kind: "move", to: "draining", why, set: { drainStartedAt: iso(ports.now), drainAttempts: 0, ...lease } };
   },
 
   async draining(record, _etag, ports) {
-    if (!wantsTurn(record)) return release("cancelled", "reboot no longer required");
     const kube = await ports.kube();
     const node = await kube.getNode(record.node);
     if (!node) return release("node-deleted", "the node no longer exists in the cluster");
+    // Before any eviction: is this still our node, cordoned under this lease? Has it rebooted by itself?
+    const lost = leaseLost(record, node);
+    if (lost) return lost;
+    const rebooted = rebootedDuringLease(record, node, ports);
+    if (rebooted) return rebooted;
+    if (!wantsTurn(record)) return release("cancelled", "reboot no longer required");
     const started = Date.parse(record.drainStartedAt ?? iso(ports.now));
     if (ports.now.getTime() - started > ports.policy.drain.timeoutMs) {
       const why = `drain timed out after ${minutes(ports.policy.drain.timeoutMs)}: ${record.drainBlocker ?? "pods remained"}`;
@@ -247,10 +271,16 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
   },
 
   async "reboot-ordered"(record, _etag, ports) {
+    const node = await (await ports.kube()).getNode(record.node);
+    // A machine re-created under the node's name reports a new boot id too; that is not this reboot.
+    if (node && record.nodeUid && node.uid !== record.nodeUid) return release("node-deleted", replacedWhy(record, node));
     if (record.bootId && record.orderBootId && record.bootId !== record.orderBootId) {
       return { kind: "move", to: "rebooted", why: `the agent reports a new boot id ${record.bootId}`, set: { rebootedAt: iso(ports.now) } };
     }
-    if (!(await (await ports.kube()).getNode(record.node))) return release("node-deleted", "the node no longer exists in the cluster");
+    if (!node) return release("node-deleted", "the node no longer exists in the cluster");
+    // Checked before every answer that carries the order, so the agent is never told to reboot a node that is not ours.
+    const lost = leaseLost(record, node);
+    if (lost) return lost;
     return { kind: "wait", why: "waiting for the agent to reboot the node and check in with a new boot id" };
   },
 
@@ -258,6 +288,8 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     const node = await (await ports.kube()).getNode(record.node);
     if (!node) return release("node-deleted", "the node no longer exists in the cluster");
     if (node.bootId === record.orderNodeBootId) return { kind: "wait", why: "waiting for the node object to report the new boot id" };
+    // After a reboot the node noticed first, the agent's facts (the sentinel) are only current once it checked in again.
+    if (record.orderBootId && record.bootId === record.orderBootId) return { kind: "wait", why: "waiting for the agent to check in after the reboot" };
     if (!node.ready) return { kind: "wait", why: "waiting for the node to be Ready" };
     const neededAt = Date.parse(record.pendingSince ?? iso(ports.now));
     const chained = record.lastRebootAt !== undefined && neededAt - Date.parse(record.lastRebootAt) < REBOOT_CHAIN_MS;
@@ -269,11 +301,12 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
 
   async releasing(record, etag, ports) {
     const kube = await ports.kube();
-    const node = await kube.getNode(record.node);
+    const found = await kube.getNode(record.node);
+    // A node object re-created under the same name is another machine: nothing of this lease is on it.
+    const node = found && (!record.nodeUid || found.uid === record.nodeUid) ? found : undefined;
     if (node && record.outcome === "quarantined") {
       // Quarantine leaves the node cordoned and labelled until an operator releases it.
-      await kube.setLabels(record.node, { [record.quarantineLabel ?? QUARANTINE_LABEL]: "true" });
-      await kube.setUnschedulable(record.node, node.unschedulable, { [nodeAnnotations.state]: "quarantined" });
+      await kube.updateNode(node, { labels: { [record.quarantineLabel ?? QUARANTINE_LABEL]: "true" }, annotations: { [nodeAnnotations.state]: "quarantined" } });
     } else if (node) {
       await restoreNode(kube, node, record, ports.policy);
     }
@@ -345,6 +378,13 @@ function afterRelease(record: NodeRecord, { now, policy }: StepPorts): NodeRecor
         retryAt: record.retryAt ?? iso(new Date(now.getTime() + policy.drainFailureBackoffMs)),
         failures: record.failures ?? 1,
       });
+    case "interrupted":
+      // Not a failed drain (the node was taken from us), so the failure count stays; the back-off keeps
+      // Rollcall from cordoning straight back a node an administrator just uncordoned.
+      return nextRecord(record, "drain-failed", record.why, now, {
+        ...LEASE_FIELDS,
+        retryAt: iso(new Date(now.getTime() + policy.drainFailureBackoffMs)),
+      });
     case "quarantined":
       // The lease stays recorded: it is what marks the cordon as Rollcall's when an operator releases the node.
       return nextRecord(record, "quarantined", record.why, now, { ...LEASE_FIELDS, leaseId: record.leaseId, wasUnschedulable: record.wasUnschedulable });
@@ -377,19 +417,70 @@ const QUARANTINE_LABEL = "rollcall.io/quarantined";
 
 /** Undoes what Rollcall did to a node: its own cordon, its state annotation, the waiting taint, and sets post-reboot labels. */
 async function restoreNode(kube: ClusterApi, node: KubeNode, record: NodeRecord, policy: Policy): Promise<void> {
+  // One write, conditional on the node as read: a delayed uncordon can never land on a later lease's cordon.
+  const change: NodeChange = {};
   // Only a cordon carrying our own lease is undone: a node cordoned by someone else stays cordoned.
   const ours = record.leaseId !== undefined && node.annotations[nodeAnnotations.cordonedBy] === record.leaseId;
   if (ours) {
-    await kube.setUnschedulable(record.node, false, { [nodeAnnotations.cordonedBy]: null, [nodeAnnotations.state]: null });
+    change.unschedulable = false;
+    change.annotations = { [nodeAnnotations.cordonedBy]: null, [nodeAnnotations.state]: null };
   } else if (node.annotations[nodeAnnotations.state] !== undefined) {
-    await kube.setUnschedulable(record.node, node.unschedulable, { [nodeAnnotations.state]: null });
+    change.annotations = { [nodeAnnotations.state]: null };
   }
   const taintKey = policy.preferNoScheduleTaint?.key;
-  if (taintKey && node.taints?.some((t) => t.key === taintKey)) await applyPendingTaint(kube, policy, record.node, false);
-  const labels: Record<string, string | null> = {};
+  if (taintKey && node.taints?.some((t) => t.key === taintKey)) change.taints = node.taints.filter((t) => t.key !== taintKey);
+  const labels: Record<string, string | null> = record.outcome === "completed" && hasNodeLabels(policy) ? postRebootLabels(policy) : {};
   if (record.quarantineLabel && node.labels[record.quarantineLabel] !== undefined) labels[record.quarantineLabel] = null;
-  if (Object.keys(labels).length > 0) await kube.setLabels(record.node, labels);
-  if (record.outcome === "completed" && hasNodeLabels(policy)) await applyPostRebootLabels(kube, policy, record.node);
+  if (Object.keys(labels).length > 0) change.labels = labels;
+  if (Object.keys(change).length > 0) await kube.updateNode(node, change);
+}
+
+/**
+ * Whether the lease still has the node: the same node object it cordoned (uid), still cordoned, under
+ * this lease's annotation (or by the administrator whose cordon it found). If not, an administrator
+ * uncordoned it, someone else re-cordoned it, or a new machine took its name: stop here, evict and
+ * reboot nothing, and hand the turn back.
+ */
+function leaseLost(record: NodeRecord, node: KubeNode): StepResult | undefined {
+  if (record.nodeUid && node.uid !== record.nodeUid) return release("node-deleted", replacedWhy(record, node));
+  if (!node.unschedulable) {
+    return release("interrupted", `the node was uncordoned by someone else during lease ${record.leaseId}; stopped without evicting or rebooting, turn handed back`);
+  }
+  const holder = node.annotations[nodeAnnotations.cordonedBy];
+  if (!record.wasUnschedulable && holder !== record.leaseId) {
+    const by = holder ? `lease ${holder}` : "someone else";
+    return release("interrupted", `the node's cordon now belongs to ${by}, not lease ${record.leaseId}; stopped without evicting or rebooting, turn handed back`);
+  }
+  return undefined;
+}
+
+function replacedWhy(record: NodeRecord, node: KubeNode): string {
+  return `the node object was replaced (uid ${record.nodeUid} → ${node.uid}): a new machine under the same name; nothing of this lease is done to it`;
+}
+
+/**
+ * A node that rebooted by itself while its lease held it (kernel panic, platform maintenance) has
+ * rebooted: confirm that reboot instead of ordering another, measured against the boot ids the lease
+ * saw when it cordoned the node.
+ */
+function rebootedDuringLease(record: NodeRecord, node: KubeNode, ports: StepPorts): StepResult | undefined {
+  const agentRebooted = record.leaseBootId !== undefined && record.bootId !== undefined && record.bootId !== record.leaseBootId;
+  const nodeRebooted = record.leaseNodeBootId !== undefined && node.bootId !== "" && node.bootId !== record.leaseNodeBootId;
+  if (!agentRebooted && !nodeRebooted) return undefined;
+  const seen = agentRebooted ? `the agent reports boot id ${record.bootId}` : `the node object reports boot id ${node.bootId}`;
+  return {
+    kind: "move",
+    to: "rebooted",
+    why: `the node rebooted by itself during its drain (${seen}); confirming that reboot instead of ordering another`,
+    set: {
+      drainBlocker: undefined,
+      drainRetryAt: undefined,
+      drainedAt: undefined,
+      orderBootId: record.leaseBootId,
+      orderNodeBootId: record.leaseNodeBootId,
+      rebootedAt: iso(ports.now),
+    },
+  };
 }
 
 function hasNodeLabels(policy: Policy): boolean {

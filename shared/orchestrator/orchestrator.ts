@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { CheckinRequest, CheckinResponse } from "../protocol/checkin";
+import { NodeChangedError } from "../kube/clusterApi";
 import type { ClusterApiFactory } from "../kube/connect";
 import type { ClusterLock } from "../lock/tableLock";
 import { type NodeRecord, type NodeStore, StaleRecordError, type Versioned } from "../node/nodeRecord";
@@ -116,6 +117,14 @@ export class Orchestrator {
       try {
         result = await STEPS[from](current.value, current.etag, ports);
       } catch (error) {
+        if (error instanceof NodeChangedError) {
+          // The node changed between the step's read and its write, so nothing was written: decide again.
+          log.info(`node changed under the step cluster=${cluster} node=${node} state=${from}: ${error.message}`);
+          const reloaded = await this.deps.store.get(cluster, node);
+          if (!reloaded) break;
+          current = reloaded;
+          continue;
+        }
         log.error(`step failed cluster=${cluster} node=${node} state=${from}: ${(error as Error).message}`);
         this.deps.telemetry.exception(error, { cluster, node, state: from });
         this.deps.telemetry.metric(telemetryMetrics.errors, 1, { cluster, node, state: from });

@@ -23,21 +23,23 @@ export async function applyPendingTaint(kube: ClusterApi, policy: Policy, node: 
 }
 
 /**
- * kured's --pre-reboot-node-labels: call in `cordoning`, before cordoning. Sets `preReboot` labels
- * and removes the `postReboot` keys that `preReboot` does not set, so one set replaces the other.
+ * kured's --pre-reboot-node-labels: the label changes to write with the cordon in `cordoning`. Sets
+ * `preReboot` labels and removes the `postReboot` keys that `preReboot` does not set, so one set
+ * replaces the other.
  */
-export async function applyPreRebootLabels(kube: ClusterApi, policy: Policy, node: string): Promise<void> {
+export function preRebootLabels(policy: Policy): Record<string, string | null> {
   const { preReboot, postReboot } = policy.nodeLabels ?? { preReboot: {}, postReboot: {} };
-  await kube.setLabels(node, swapLabels(preReboot, postReboot));
+  return swapLabels(preReboot, postReboot);
 }
 
 /**
- * kured's --post-reboot-node-labels: call in `releasing` when the outcome is `completed` (after the
- * reboot was confirmed). Sets `postReboot` labels and removes the `preReboot` keys it does not set.
+ * kured's --post-reboot-node-labels: the label changes to write in `releasing` when the outcome is
+ * `completed` (after the reboot was confirmed). Sets `postReboot` labels and removes the `preReboot`
+ * keys it does not set.
  */
-export async function applyPostRebootLabels(kube: ClusterApi, policy: Policy, node: string): Promise<void> {
+export function postRebootLabels(policy: Policy): Record<string, string | null> {
   const { preReboot, postReboot } = policy.nodeLabels ?? { preReboot: {}, postReboot: {} };
-  await kube.setLabels(node, swapLabels(postReboot, preReboot));
+  return swapLabels(postReboot, preReboot);
 }
 
 function swapLabels(set: Record<string, string>, remove: Record<string, string>): Record<string, string | null> {

@@ -64,7 +64,7 @@ async function faultyOrchestrator(faults: Faults, clock: () => Date): Promise<Or
     return {
       getNode: (name) => real.getNode(name),
       listPodsOnNode: (name) => real.listPodsOnNode(name),
-      setUnschedulable: (name, value, annotations) => faults.around(`kube.setUnschedulable(${value})`, () => real.setUnschedulable(name, value, annotations)),
+      updateNode: (seen, change) => faults.around(`kube.updateNode(unschedulable=${change.unschedulable})`, () => real.updateNode(seen, change)),
       evictPod: (pod, grace) => faults.around("kube.evictPod", () => real.evictPod(pod, grace)),
     } as ClusterApi;
   };

@@ -1,4 +1,4 @@
-import type { ClusterApi, EvictionResult, KubeNode, KubePdb, KubePod, KubePodOnNode, TaintEffect, TokenReviewResult } from "../../shared/kube/clusterApi";
+import { type ClusterApi, type EvictionResult, type KubeNode, type KubePdb, type KubePod, type KubePodIdentity, type KubePodOnNode, type NodeChange, NodeChangedError, type TaintEffect, type TokenReviewResult } from "../../shared/kube/clusterApi";
 import { matchesLabelSelector } from "../../shared/policy/labelSelector";
 import { runningPod } from "./fixtures";
 
@@ -12,11 +12,11 @@ export class FakeClusterApi implements ClusterApi {
   /** Token → what a TokenReview of it answers; unknown tokens are not authenticated. */
   tokenReviews = new Map<string, TokenReviewResult>();
   tokenReviewCalls = 0;
-  /** `namespace/name` → the node the pod runs on. */
-  podNodes = new Map<string, string>();
+  /** `<namespace>/<pod>` → what reading that pod answers. */
+  podIdentities = new Map<string, KubePodIdentity>();
 
   addNode(name: string, overrides: Partial<KubeNode> = {}): KubeNode {
-    const node: KubeNode = { name, unschedulable: false, ready: true, bootId: `boot-${name}-1`, labels: {}, annotations: {}, ...overrides };
+    const node: KubeNode = { name, uid: `uid-${name}`, resourceVersion: "1", unschedulable: false, ready: true, bootId: `boot-${name}-1`, labels: {}, annotations: {}, ...overrides };
     this.nodes.set(name, node);
     return node;
   }
@@ -30,14 +30,25 @@ export class FakeClusterApi implements ClusterApi {
     return node && structuredClone(node);
   }
 
-  async setUnschedulable(name: string, unschedulable: boolean, annotations: Record<string, string | null>): Promise<void> {
-    const node = this.nodes.get(name);
-    if (!node) throw Object.assign(new Error(`nodes "${name}" not found`), { code: 404 });
-    node.unschedulable = unschedulable;
-    for (const [key, value] of Object.entries(annotations)) {
-      if (value === null) delete node.annotations[key];
-      else node.annotations[key] = value;
+  /** Like kube-apiserver with a resourceVersion precondition: a node changed by this fake since `seen` is a conflict. */
+  async updateNode(seen: Pick<KubeNode, "name" | "resourceVersion">, change: NodeChange): Promise<KubeNode> {
+    this.fail("updateNode");
+    const node = this.nodes.get(seen.name);
+    if (!node) throw new NodeChangedError(seen.name, true);
+    if (node.resourceVersion !== seen.resourceVersion) throw new NodeChangedError(seen.name, false);
+    if (change.unschedulable !== undefined) node.unschedulable = change.unschedulable;
+    for (const [map, changes] of [
+      [node.annotations, change.annotations],
+      [node.labels, change.labels],
+    ] as const) {
+      for (const [key, value] of Object.entries(changes ?? {})) {
+        if (value === null) delete map[key];
+        else map[key] = value;
+      }
     }
+    if (change.taints) node.taints = structuredClone(change.taints);
+    node.resourceVersion = String(Number(node.resourceVersion) + 1);
+    return structuredClone(node);
   }
 
   async listPodsOnNode(name: string): Promise<KubePod[]> {
@@ -112,16 +123,7 @@ export class FakeClusterApi implements ClusterApi {
     if (!node) throw Object.assign(new Error(`nodes "${name}" not found`), { code: 404 });
     const others = (node.taints ?? []).filter((t) => t.key !== key);
     node.taints = taint ? [...others, { key, ...taint }] : others;
-  }
-
-  async setLabels(name: string, labels: Record<string, string | null>): Promise<void> {
-    this.fail("setLabels");
-    const node = this.nodes.get(name);
-    if (!node) throw Object.assign(new Error(`nodes "${name}" not found`), { code: 404 });
-    for (const [key, value] of Object.entries(labels)) {
-      if (value === null) delete node.labels[key];
-      else node.labels[key] = value;
-    }
+    node.resourceVersion = String(Number(node.resourceVersion) + 1);
   }
 
   /** Terminating pods finish terminating. */

@@ -2,8 +2,8 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import {
   applyPendingTaint,
-  applyPostRebootLabels,
-  applyPreRebootLabels,
+  postRebootLabels,
+  preRebootLabels,
   delayBeforeRebootReason,
   drainFailureDecision,
   onDrainTimeout,
@@ -48,9 +48,9 @@ describe("policy decisions in the lifecycle", () => {
     const kube = new FakeClusterApi();
     kube.addNode("n1", { labels: { keep: "me" } });
     const p = policy({ nodeLabels: { preReboot: { "rollcall.io/rebooting": "true" }, postReboot: { "rollcall.io/rebooted": "true" } } });
-    await applyPreRebootLabels(kube, p, "n1");
+    await kube.updateNode((await kube.getNode("n1"))!, { labels: preRebootLabels(p) });
     assert.deepEqual(kube.nodes.get("n1")!.labels, { keep: "me", "rollcall.io/rebooting": "true" });
-    await applyPostRebootLabels(kube, p, "n1");
+    await kube.updateNode((await kube.getNode("n1"))!, { labels: postRebootLabels(p) });
     assert.deepEqual(kube.nodes.get("n1")!.labels, { keep: "me", "rollcall.io/rebooted": "true" });
   });
 

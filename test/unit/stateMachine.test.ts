@@ -53,6 +53,13 @@ function setup() {
   return { kube, lock, ports };
 }
 
+/** The fake node as a lease's cordon leaves it. */
+function cordon(kube: FakeClusterApi, lease: string) {
+  const node = kube.nodes.get("n1")!;
+  node.unschedulable = true;
+  node.annotations[nodeAnnotations.cordonedBy] = lease;
+}
+
 const record = (overrides: Partial<NodeRecord> = {}): NodeRecord => ({
   cluster: "prod",
   node: "n1",
@@ -129,6 +136,7 @@ describe("the node state machine", () => {
   it("orders the reboot only after the drain finished", async () => {
     const { ports, kube } = setup();
     kube.addPod("n1", "web-1");
+    cordon(kube, "l");
     const draining = record({ state: "draining", leaseId: "l", drainStartedAt: now.toISOString() });
     const first = await STEPS.draining(draining, "e", ports);
     assert.equal(first.kind, "wait", "pods are still terminating");
@@ -139,17 +147,19 @@ describe("the node state machine", () => {
   });
 
   it("gives up a drain past its timeout and releases with the blocker as the reason", async () => {
-    const { ports } = setup();
+    const { ports, kube } = setup();
+    cordon(kube, "l");
     const started = new Date(now.getTime() - policy.drain.timeoutMs - 1).toISOString();
-    const result = await STEPS.draining(record({ state: "draining", drainStartedAt: started, drainBlocker: "pod default/db-0 is protected" }), "e", ports);
+    const result = await STEPS.draining(record({ state: "draining", leaseId: "l", drainStartedAt: started, drainBlocker: "pod default/db-0 is protected" }), "e", ports);
     assert.equal(result.kind === "move" && result.to, "releasing");
     assert.equal(result.kind === "move" && result.set?.outcome, "drain-failed");
     assert.match(result.kind === "move" ? result.why : "", /timed out.*db-0/);
   });
 
   it("does not take a check-in with the old boot id as a reboot", async () => {
-    const { ports } = setup();
-    const ordered = record({ state: "reboot-ordered", orderBootId: "boot-a", bootId: "boot-a" });
+    const { ports, kube } = setup();
+    cordon(kube, "l");
+    const ordered = record({ state: "reboot-ordered", leaseId: "l", orderBootId: "boot-a", bootId: "boot-a" });
     assert.equal((await STEPS["reboot-ordered"](ordered, "e", ports)).kind, "wait");
     const back = await STEPS["reboot-ordered"]({ ...ordered, bootId: "boot-b" }, "e", ports);
     assert.equal(back.kind === "move" && back.to, "rebooted");
@@ -184,6 +194,69 @@ describe("the node state machine", () => {
     const later = { ...ports, now: new Date(now.getTime() + policy.drainFailureBackoffMs + 1) };
     const retried = await STEPS["drain-failed"](failed, "e", later);
     assert.equal(retried.kind === "move" && retried.to, "pending");
+  });
+
+  it("stops a drain without evicting when an administrator uncordoned the node, and hands the turn back", async () => {
+    const { ports, kube } = setup();
+    kube.addPod("n1", "web-1");
+    const draining = record({ state: "draining", leaseId: "l", nodeUid: "uid-n1", drainStartedAt: now.toISOString(), failures: 1 });
+    const result = await STEPS.draining(draining, "e", ports);
+    assert.equal(result.kind === "move" && result.set?.outcome, "interrupted");
+    assert.match(result.kind === "move" ? result.why : "", /uncordoned by someone else/);
+    assert.deepEqual(kube.evictions, []);
+    const released = await STEPS.releasing({ ...draining, state: "releasing", outcome: "interrupted", why: "uncordoned" }, "e", ports);
+    const after = released.kind === "committed" ? released.record : record();
+    assert.equal(after.state, "drain-failed");
+    assert.equal(after.failures, 1, "an interruption is not a failed drain");
+    assert.equal(after.retryAt, new Date(now.getTime() + policy.drainFailureBackoffMs).toISOString());
+    assert.equal(kube.nodes.get("n1")!.unschedulable, false, "the administrator's uncordon stands");
+  });
+
+  it("stops a drain whose cordon now carries another lease", async () => {
+    const { ports, kube } = setup();
+    cordon(kube, "later-lease");
+    const result = await STEPS.draining(record({ state: "draining", leaseId: "l", nodeUid: "uid-n1", drainStartedAt: now.toISOString() }), "e", ports);
+    assert.equal(result.kind === "move" && result.set?.outcome, "interrupted");
+    assert.match(result.kind === "move" ? result.why : "", /lease later-lease/);
+  });
+
+  it("never evicts from, orders a reboot of, or uncordons a node re-created under the same name", async () => {
+    const { ports, kube } = setup();
+    kube.addPod("n1", "web-1");
+    kube.addNode("n1", { uid: "uid-new", unschedulable: true, annotations: { [nodeAnnotations.cordonedBy]: "l" } });
+    const lease = { leaseId: "l", nodeUid: "uid-n1", drainStartedAt: now.toISOString() };
+    const drained = await STEPS.draining(record({ state: "draining", ...lease }), "e", ports);
+    assert.equal(drained.kind === "move" && drained.set?.outcome, "node-deleted");
+    assert.match(drained.kind === "move" ? drained.why : "", /replaced \(uid uid-n1 → uid-new\)/);
+    assert.deepEqual(kube.evictions, []);
+    const ordered = await STEPS["reboot-ordered"](record({ state: "reboot-ordered", ...lease, orderBootId: "boot-a", bootId: "boot-new" }), "e", ports);
+    assert.equal(ordered.kind === "move" && ordered.set?.outcome, "node-deleted", "a new machine's boot id is not this reboot");
+    await STEPS.releasing(record({ state: "releasing", ...lease, outcome: "node-deleted" }), "e", ports);
+    assert.equal(kube.nodes.get("n1")!.unschedulable, true, "the new node object is left as it is");
+  });
+
+  it("confirms a reboot the node made by itself during its drain instead of ordering another", async () => {
+    const { ports, kube } = setup();
+    cordon(kube, "l");
+    kube.addPod("n1", "web-1");
+    const lease = { state: "draining" as const, leaseId: "l", nodeUid: "uid-n1", leaseBootId: "boot-a", leaseNodeBootId: "boot-n1-1", drainStartedAt: now.toISOString() };
+    // The node object reports the new boot id first, while the agent has not checked in since.
+    kube.nodes.get("n1")!.bootId = "boot-n1-2";
+    const result = await STEPS.draining(record({ ...lease, rebootRequired: false }), "e", ports);
+    assert.equal(result.kind === "move" && result.to, "rebooted");
+    assert.deepEqual(kube.evictions, []);
+    const rebooted = nextRecord(record(lease), "rebooted", "self", now, result.kind === "move" ? result.set : {});
+    assert.equal((await STEPS.rebooted(rebooted, "e", ports)).kind, "wait", "the agent's facts are current only after its next check-in");
+    const confirmed = await STEPS.rebooted({ ...rebooted, bootId: "boot-b", rebootRequired: false }, "e", ports);
+    assert.equal(confirmed.kind === "move" && confirmed.set?.outcome, "completed");
+  });
+
+  it("leaves a cordon an administrator set after the slot was taken", async () => {
+    const { ports, kube } = setup();
+    kube.nodes.get("n1")!.unschedulable = true;
+    const result = await STEPS.cordoning(record({ state: "cordoning", leaseId: "l", wasUnschedulable: false }), "e", ports);
+    assert.equal(result.kind === "move" && result.set?.wasUnschedulable, true);
+    assert.equal(kube.nodes.get("n1")!.annotations[nodeAnnotations.cordonedBy], undefined);
   });
 
   it("abandons a drain whose lease expired but marks a node that never came back as stuck", () => {
