@@ -18,11 +18,14 @@ var readActions = [
   'Microsoft.ContainerService/managedClusters/read'
   'Microsoft.ContainerService/managedClusters/agentPools/read'
   'Microsoft.ContainerService/managedClusters/upgradeProfiles/read'
+  'Microsoft.ContainerService/managedClusters/agentPools/upgradeProfiles/read'
+  'Microsoft.ContainerService/managedClusters/availableAgentPoolVersions/read'
   'Microsoft.ContainerService/managedClusters/maintenanceConfigurations/read'
 ]
 var applyActions = [
   'Microsoft.ContainerService/managedClusters/write'
   'Microsoft.ContainerService/managedClusters/agentPools/write'
+  'Microsoft.ContainerService/managedClusters/agentPools/upgradeNodeImageVersion/action'
 ]
 
 resource cluster 'Microsoft.ContainerService/managedClusters@2024-09-01' existing = {
@@ -33,7 +36,7 @@ resource upgradeRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(cluster.id, 'rollcall-upgrade-operator', resourceToken)
   properties: {
     roleName: 'Rollcall upgrade operator (${clusterName}, ${take(uniqueString(cluster.id, resourceToken), 6)})'
-    description: 'Rollcall: read the cluster, its agent pools, upgrade profiles and maintenance configurations; in apply mode also start control plane and node pool upgrades.'
+    description: 'Rollcall: read the cluster, its agent pools, upgrade profiles, available versions and maintenance configurations; in apply mode also start control plane, node pool and node image upgrades.'
     type: 'CustomRole'
     assignableScopes: [resourceGroup().id]
     permissions: [

@@ -6,15 +6,21 @@ import { createServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { armActionOf, authorizationFailed, infraGrants, isGranted, type RoleGrant } from "./roles";
 
 /**
  * A local stand-in for Azure Resource Manager's Microsoft.ContainerService endpoints, serving bodies
  * shaped exactly like ARM's for the installed SDK's api-version, over https with a self-signed
  * certificate made at start (openssl). Clients trust it through `tlsOptions: { ca }` in their options
- * (NODE_EXTRA_CA_CERTS is read only at process start). It requires a bearer token but accepts any.
+ * (NODE_EXTRA_CA_CERTS is read only at process start). It requires a bearer token (any) and, like ARM,
+ * authorizes every request's action against role grants: by default what `infra/` grants in apply
+ * mode (./roles.ts reads it from the Bicep); a request whose action no grant holds gets 403
+ * `AuthorizationFailed`. Bodies have the shapes of the service's own examples (../shared/aks-arm-examples).
  *
  * Long-running operations answer with `Azure-AsyncOperation` and move from InProgress to a terminal
- * status after `operationPolls` polls. Faults can be injected per request pattern.
+ * status after `operationPolls` polls. Upgrades AKS would refuse (skipping a minor, a pool ahead of
+ * the control plane, a version not offered) get 409 `OperationNotAllowed`, as do changes while an
+ * operation runs. Faults can be injected per request pattern.
  */
 
 /** The api-version @azure/arm-containerservice 25.5.0 sends. */
@@ -87,6 +93,10 @@ export interface SimRequest {
   apiVersion: string | null;
   headers: Record<string, string | string[] | undefined>;
   body?: unknown;
+  /** The RBAC action ARM authorizes this request as (see ./roles.ts), when the path is a resource path. */
+  action?: string;
+  /** The status the simulator answered. */
+  status?: number;
 }
 
 interface SimOperation {
@@ -112,6 +122,10 @@ export interface ArmSim {
   operationPolls: number;
   /** The next long-running operation ends Failed with this error. */
   failNextOperation?: { code: string; message: string };
+  /** Role grants every request is authorized against; replace them to simulate another identity. */
+  grants: RoleGrant[];
+  /** The distinct actions the requests so far needed, for tests that compare the code's calls with the roles. */
+  actionsUsed(): string[];
   cluster(name: string): SimCluster;
   /** Lets every running operation end at its next poll. */
   finishOperations(): void;
@@ -135,7 +149,18 @@ function makeCertificate(): { key: string; cert: string } {
 
 const newETag = () => `"${randomUUID()}"`;
 
-export async function startArmSim(state: SimState): Promise<ArmSim> {
+export interface ArmSimOptions {
+  /** Default: what infra grants the app's identity in apply mode on every simulated cluster. */
+  grants?: RoleGrant[];
+}
+
+/** The object id the simulated identity has in 403 messages. */
+export const SIM_PRINCIPAL_ID = "11111111-2222-3333-4444-555555555555";
+
+const clusterIdOf = (c: Pick<SimCluster, "subscriptionId" | "resourceGroup" | "name">) =>
+  `/subscriptions/${c.subscriptionId}/resourceGroups/${c.resourceGroup}/providers/Microsoft.ContainerService/managedClusters/${c.name}`;
+
+export async function startArmSim(state: SimState, options: ArmSimOptions = {}): Promise<ArmSim> {
   const { key, cert } = makeCertificate();
   const operations = new Map<string, SimOperation>();
   const requests: SimRequest[] = [];
@@ -166,6 +191,8 @@ export async function startArmSim(state: SimState): Promise<ArmSim> {
     requests,
     faults,
     operationPolls: 1,
+    grants: options.grants ?? infraGrants(state.clusters.map(clusterIdOf), "apply"),
+    actionsUsed: () => [...new Set(requests.map((r) => r.action).filter((a): a is string => a !== undefined))].sort(),
     cluster: (name) => {
       const c = state.clusters.find((x) => x.name === name);
       if (!c) throw new Error(`no simulated cluster ${name}`);
@@ -182,6 +209,8 @@ export async function startArmSim(state: SimState): Promise<ArmSim> {
   };
 
   function send(res: ServerResponse, status: number, body?: unknown, headers: Record<string, string> = {}) {
+    const logged = (res as ServerResponse & { simRequest?: SimRequest }).simRequest;
+    if (logged) logged.status = status;
     res.writeHead(status, { "content-type": "application/json; charset=utf-8", "x-ms-request-id": randomUUID(), ...headers });
     res.end(body === undefined ? undefined : JSON.stringify(body));
   }
@@ -229,22 +258,39 @@ export async function startArmSim(state: SimState): Promise<ArmSim> {
       powerState: { code: "Running" },
     };
   }
-  const clusterId = (c: SimCluster) =>
-    `/subscriptions/${c.subscriptionId}/resourceGroups/${c.resourceGroup}/providers/Microsoft.ContainerService/managedClusters/${c.name}`;
+  const clusterId = clusterIdOf;
   const poolWire = (c: SimCluster, p: SimPool) => ({
     id: `${clusterId(c)}/agentPools/${p.name}`,
     name: p.name,
     type: "Microsoft.ContainerService/managedClusters/agentPools",
     properties: poolProperties(p),
   });
-  const upgradesFrom = (c: SimCluster, version: string) =>
-    (state.versions[c.location] ?? [])
-      .flatMap((v) => v.patches.map((p) => ({ p, preview: v.isPreview === true })))
-      .filter(({ p }) => {
-        const [a, b] = [version.split(".").map(Number), p.split(".").map(Number)];
-        return (b[1]! === a[1]! && b[2]! > a[2]!) || b[1]! === a[1]! + 1;
-      })
+  // AKS's version rules, independent of the planner's code: one minor at a time, except from an
+  // unsupported minor, which may go straight to the oldest supported one; pools never above the control plane.
+  const parse = (v: string) => v.split(".").map(Number) as [number, number, number];
+  const cmp = (a: string, b: string) => {
+    const [x, y] = [parse(a), parse(b)];
+    return x[0] - y[0] || x[1] - y[1] || (x[2] ?? 0) - (y[2] ?? 0);
+  };
+  const minorNumber = (v: string) => parse(v)[1];
+  const offered = (c: SimCluster) =>
+    (state.versions[c.location] ?? []).flatMap((v) => v.patches.map((p) => ({ p, preview: v.isPreview === true, minor: minorNumber(v.version) }))).sort((a, b) => cmp(a.p, b.p));
+  const upgradesFrom = (c: SimCluster, version: string, ceiling?: string) => {
+    const all = offered(c);
+    const from = minorNumber(version);
+    const supported = all.some((o) => o.minor === from);
+    const nextMinor = supported ? from + 1 : Math.min(...all.filter((o) => o.minor > from && !o.preview).map((o) => o.minor));
+    return all
+      .filter((o) => (o.minor === from && cmp(o.p, version) > 0) || o.minor === nextMinor)
+      .filter((o) => ceiling === undefined || cmp(o.p, ceiling) <= 0)
       .map(({ p, preview }) => (preview ? { kubernetesVersion: p, isPreview: true } : { kubernetesVersion: p }));
+  };
+  const poolUpgrades = (c: SimCluster, p: SimPool) => upgradesFrom(c, p.currentOrchestratorVersion, c.currentKubernetesVersion);
+  const maxSkew = (controlPlane: string) => (minorNumber(controlPlane) >= 28 ? 3 : 2);
+  const notAllowed = (res: ServerResponse, message: string) => send(res, 409, { error: { code: "OperationNotAllowed", message } });
+  /** Versions may be given as a minor alias (`1.30`): the latest patch of it. */
+  const resolveVersion = (c: SimCluster, v: string) =>
+    v.split(".").length === 2 ? (offered(c).filter((o) => `${parse(o.p)[0]}.${o.minor}` === v).at(-1)?.p ?? v) : v;
 
   function startOperation(res: ServerResponse, c: SimCluster, status: number, body: unknown, complete: (result: "Succeeded" | "Failed") => void, resultBody?: () => unknown) {
     const id = randomUUID();
@@ -275,11 +321,15 @@ export async function startArmSim(state: SimState): Promise<ArmSim> {
     } catch {
       return send(res, 400, { error: { code: "InvalidRequestContent", message: "The request content was invalid and could not be deserialized." } });
     }
-    requests.push({ method, path, apiVersion: url.searchParams.get("api-version"), headers: { ...req.headers }, body });
+    const armAction = armActionOf(method, path);
+    const logged: SimRequest = { method, path, apiVersion: url.searchParams.get("api-version"), headers: { ...req.headers }, body, action: armAction?.action };
+    requests.push(logged);
+    (res as ServerResponse & { simRequest?: SimRequest }).simRequest = logged;
 
     if (!/^Bearer .+/.test(req.headers.authorization ?? "")) {
       return send(res, 401, { error: { code: "AuthenticationFailed", message: "Authentication failed. The 'Authorization' header is missing." } }, { "www-authenticate": 'Bearer authorization_uri="https://login.microsoftonline.com/common"' });
     }
+    if (armAction && !isGranted(sim.grants, armAction)) return send(res, 403, authorizationFailed(SIM_PRINCIPAL_ID, armAction));
     const fault = faults.find((f) => (!f.method || f.method === method) && f.path.test(path) && (f.times === undefined || f.times > 0));
     if (fault) {
       if (fault.times !== undefined) fault.times--;
@@ -298,7 +348,9 @@ export async function startArmSim(state: SimState): Promise<ArmSim> {
           capabilities: { supportPlan: v.supportPlan ?? ["KubernetesOfficial"] },
           ...(v.isDefault ? { isDefault: true } : {}),
           isPreview: v.isPreview === true,
-          patchVersions: Object.fromEntries(v.patches.map((p) => [p, { upgrades: v.patches.filter((q) => q > p) }])),
+          patchVersions: Object.fromEntries(
+            v.patches.map((p) => [p, { upgrades: offered({ location: m![1]! } as SimCluster).filter((o) => (o.minor === minorNumber(p) && cmp(o.p, p) > 0) || o.minor === minorNumber(p) + 1).map((o) => o.p) }]),
+          ),
         })),
       });
     }
@@ -345,13 +397,21 @@ export async function startArmSim(state: SimState): Promise<ArmSim> {
         const pool = c.pools.find((x) => x.name === p.name);
         if (pool && p.orchestratorVersion && p.orchestratorVersion !== pool.orchestratorVersion) poolTargets.set(pool.name, p.orchestratorVersion);
       }
+      const resolved = resolveVersion(c, target);
+      if (cmp(resolved, c.currentKubernetesVersion) !== 0 && !upgradesFrom(c, c.currentKubernetesVersion).some((u) => u.kubernetesVersion === resolved)) {
+        return notAllowed(res, `Upgrading the control plane from ${c.currentKubernetesVersion} to ${resolved} is not allowed: not one of the versions its upgrade profile offers. See https://aka.ms/aks-supported-k8s-ver.`);
+      }
+      const behind = c.pools.find((p) => minorNumber(resolved) - minorNumber(poolTargets.get(p.name) ?? p.currentOrchestratorVersion) > maxSkew(resolved));
+      if (behind) {
+        return notAllowed(res, `Upgrading the control plane to ${resolved} is not allowed: node pool ${behind.name} (${behind.currentOrchestratorVersion}) would be more than ${maxSkew(resolved)} minor versions behind it.`);
+      }
       c.kubernetesVersion = target;
       c.provisioningState = "Upgrading";
       c.eTag = newETag();
       return startOperation(res, c, 200, clusterWire(c), (result) => {
         c.provisioningState = result;
         if (c.provisioningState === "Succeeded") {
-          c.currentKubernetesVersion = target;
+          c.currentKubernetesVersion = resolved;
           for (const [name, v] of poolTargets) {
             const pool = c.pools.find((x) => x.name === name)!;
             pool.orchestratorVersion = pool.currentOrchestratorVersion = v;
@@ -362,14 +422,26 @@ export async function startArmSim(state: SimState): Promise<ArmSim> {
     }
     if (rest === "/upgradeProfiles/default" && method === "GET") {
       const properties: Record<string, unknown> = {
-        controlPlaneProfile: { kubernetesVersion: c.currentKubernetesVersion, osType: "Linux", upgrades: upgradesFrom(c, c.currentKubernetesVersion) },
+        controlPlaneProfile: { name: "master", kubernetesVersion: c.currentKubernetesVersion, osType: "Linux", upgrades: upgradesFrom(c, c.currentKubernetesVersion) },
       };
       if ((c.upgradeProfilePools ?? "list") === "list") {
-        properties.agentPoolProfiles = c.pools.map((p) => ({ name: p.name, kubernetesVersion: p.currentOrchestratorVersion, osType: "Linux", upgrades: upgradesFrom(c, p.currentOrchestratorVersion) }));
+        properties.agentPoolProfiles = c.pools.map((p) => ({ name: p.name, kubernetesVersion: p.currentOrchestratorVersion, osType: "Linux", upgrades: poolUpgrades(c, p) }));
       } else if (c.upgradeProfilePools === "null") properties.agentPoolProfiles = null;
       return send(res, 200, { id: `${clusterId(c)}/upgradeprofiles/default`, name: "default", type: "Microsoft.ContainerService/managedClusters/upgradeprofiles", properties });
     }
     if (rest === "/agentPools" && method === "GET") return send(res, 200, { value: c.pools.map((p) => poolWire(c, p)) });
+    if (rest === "/availableAgentPoolVersions" && method === "GET") {
+      const versions = state.versions[c.location] ?? [];
+      const defaultPatch = versions.find((v) => v.isDefault)?.patches.at(-1);
+      return send(res, 200, {
+        id: `${clusterId(c)}/availableagentpoolversions`,
+        name: "default",
+        type: "Microsoft.ContainerService/managedClusters/availableAgentpoolVersions",
+        properties: {
+          agentPoolVersions: offered(c).map((o) => ({ kubernetesVersion: o.p, ...(o.p === defaultPatch ? { default: true } : {}), ...(o.preview ? { isPreview: true } : {}) })),
+        },
+      });
+    }
     if (rest === "/listClusterUserCredential" && method === "POST") {
       if (!c.userKubeconfig) return send(res, 404, { error: { code: "NotFound", message: `Cluster ${c.name} has no user credentials in this simulation` } });
       return send(res, 200, { kubeconfigs: [{ name: "clusterUser", value: Buffer.from(c.userKubeconfig).toString("base64") }] });
@@ -395,13 +467,22 @@ export async function startArmSim(state: SimState): Promise<ArmSim> {
       }
       if (clusterBusy(c)) return busy(res, c);
       const target = (body as { properties?: { orchestratorVersion?: string } }).properties?.orchestratorVersion ?? pool.orchestratorVersion;
+      const resolved = resolveVersion(c, target);
+      if (cmp(resolved, pool.currentOrchestratorVersion) !== 0 && !poolUpgrades(c, pool).some((u) => u.kubernetesVersion === resolved)) {
+        return notAllowed(
+          res,
+          cmp(resolved, c.currentKubernetesVersion) > 0
+            ? `Node pool ${pool.name} cannot be upgraded to ${resolved}: it would be newer than the control plane (${c.currentKubernetesVersion}).`
+            : `Upgrading node pool ${pool.name} from ${pool.currentOrchestratorVersion} to ${resolved} is not allowed: not one of the versions its upgrade profile offers.`,
+        );
+      }
       pool.orchestratorVersion = target;
       pool.provisioningState = "Upgrading";
       pool.eTag = newETag();
       return startOperation(res, c, 200, poolWire(c, pool), (result) => {
         pool.provisioningState = result;
         if (pool.provisioningState === "Succeeded") {
-          pool.currentOrchestratorVersion = target;
+          pool.currentOrchestratorVersion = resolved;
           pool.nodeImageVersion = pool.latestNodeImageVersion;
         }
         pool.eTag = newETag();
@@ -412,13 +493,13 @@ export async function startArmSim(state: SimState): Promise<ArmSim> {
         id: `${clusterId(c)}/agentPools/${pool.name}/upgradeProfiles/default`,
         name: "default",
         type: "Microsoft.ContainerService/managedClusters/agentPools/upgradeProfiles",
-        properties: { kubernetesVersion: pool.currentOrchestratorVersion, osType: "Linux", upgrades: upgradesFrom(c, pool.currentOrchestratorVersion), latestNodeImageVersion: pool.latestNodeImageVersion },
+        properties: { kubernetesVersion: pool.currentOrchestratorVersion, osType: "Linux", upgrades: poolUpgrades(c, pool), latestNodeImageVersion: pool.latestNodeImageVersion },
       });
     }
     if (pool && pm![2] === "/upgradeNodeImageVersion" && method === "POST") {
       if (clusterBusy(c)) return busy(res, c);
       pool.provisioningState = "UpgradingNodeImageVersion";
-      return startOperation(res, c, 202, undefined, (result) => {
+      return startOperation(res, c, 202, poolWire(c, pool), (result) => {
         pool.provisioningState = result;
         if (pool.provisioningState === "Succeeded") pool.nodeImageVersion = pool.latestNodeImageVersion;
       }, () => poolWire(c, pool));

@@ -18,6 +18,8 @@ export interface PoolFacts {
   orchestratorVersion?: string;
   nodeImageVersion?: string;
   latestNodeImageVersion?: string;
+  /** Direct upgrades ARM offers this pool now (its upgrade profile's `upgrades`). */
+  upgrades?: Array<{ kubernetesVersion: string; isPreview: boolean }>;
   provisioningState?: string;
   powerState?: string;
   upgradeSettings: {
@@ -39,6 +41,8 @@ export interface KubernetesMinor {
   supportPlan: string[];
   /** Full versions offered for this minor, e.g. `1.30.4`. */
   patches: string[];
+  /** ARM's direct upgrades from each patch (`patchVersions[p].upgrades`), what later hops are planned from. */
+  patchUpgrades?: Record<string, string[]>;
 }
 
 export interface PdbFacts {
@@ -65,6 +69,8 @@ export interface ClusterFacts {
   /** Set when the cluster upgrade profile could not be used as is (e.g. `agentPoolProfiles: null`). */
   upgradeProfileNote?: string;
   availableVersions: KubernetesMinor[];
+  /** Versions an agent pool may run in this cluster (`getAvailableAgentPoolVersions`); absent when not read. */
+  agentPoolVersions?: string[];
   pools: PoolFacts[];
   maintenance: { default?: MaintenanceSchedule; autoUpgrade?: MaintenanceSchedule; nodeOS?: MaintenanceSchedule };
   pdbs?: PdbFacts;
@@ -150,11 +156,12 @@ export async function readClusterFacts(client: ContainerServiceClient, cluster: 
   const { resourceGroup, name } = parseAksResourceId(resourceId);
   const mc = await client.managedClusters.get(resourceGroup, name);
   const location = mc.location;
-  const [profile, versions, pools, maintenance] = await Promise.all([
+  const [profile, versions, pools, maintenance, poolVersions] = await Promise.all([
     readUpgradeProfile(client, resourceGroup, name),
     client.managedClusters.listKubernetesVersions(location),
     collect(client.agentPools.list(resourceGroup, name)),
     readMaintenance(client, resourceGroup, name),
+    client.agentPools.getAvailableAgentPoolVersions(resourceGroup, name),
   ]);
   const poolFacts = await Promise.all(
     pools.map(async (pool): Promise<PoolFacts> => {
@@ -168,6 +175,7 @@ export async function readClusterFacts(client: ContainerServiceClient, cluster: 
         orchestratorVersion: pool.orchestratorVersion,
         nodeImageVersion: pool.nodeImageVersion,
         latestNodeImageVersion: poolProfile.latestNodeImageVersion,
+        upgrades: (poolProfile.upgrades ?? []).filter((u) => u.kubernetesVersion).map((u) => ({ kubernetesVersion: u.kubernetesVersion!, isPreview: u.isPreview === true })),
         provisioningState: pool.provisioningState,
         powerState: pool.powerState?.code,
         upgradeSettings: { ...pool.upgradeSettings },
@@ -197,7 +205,9 @@ export async function readClusterFacts(client: ContainerServiceClient, cluster: 
         isDefault: v.isDefault === true,
         supportPlan: v.capabilities?.supportPlan ?? [],
         patches: Object.keys(v.patchVersions ?? {}),
+        patchUpgrades: Object.fromEntries(Object.entries(v.patchVersions ?? {}).map(([p, info]) => [p, info.upgrades ?? []])),
       })),
+    agentPoolVersions: (poolVersions.agentPoolVersions ?? []).map((v) => v.kubernetesVersion).filter((v): v is string => typeof v === "string"),
     pools: poolFacts,
     maintenance,
     readAt: now.toISOString(),

@@ -1,6 +1,6 @@
 import type { ClusterFacts, KubernetesMinor, PoolFacts } from "./armFacts";
 import { describeSchedule, nextOccurrence, type MaintenanceSchedule } from "./maintenanceWindow";
-import { compareNodeImages, compareVersions, maxVersion, minorOf, minorsBetween, mustParse, parseVersion } from "./versions";
+import { compareNodeImages, compareVersions, maxVersion, minorOf, minorsBetween, mustParse, parseVersion, splitNodeImage } from "./versions";
 
 /**
  * Pure planning: from ARM facts and a cluster's upgrade policy to ordered steps AKS will accept.
@@ -101,7 +101,10 @@ function chooseTarget(facts: ClusterFacts, policy: UpgradePolicy, minors: Kubern
   const latestPatch = (minor: string) => maxVersion(byMinor.get(minor)?.patches ?? []);
   if (minors.length === 0) return { version: current, why: "AKS offers no usable version in this region", warnings };
 
-  const latestMinor = minors[minors.length - 1]!.version;
+  // The channels count generally available minors only: AKS's stable is "N-1 where N is the latest
+  // supported minor", and a preview minor is not supported (allowPreview only lets a target name one).
+  const ga = minors.filter((m) => !m.isPreview);
+  const latestMinor = (ga.at(-1) ?? minors.at(-1)!).version;
   let minor: string;
   let why: string;
   if (policy.channel === "patch") {
@@ -109,15 +112,15 @@ function chooseTarget(facts: ClusterFacts, policy: UpgradePolicy, minors: Kubern
     why = `channel patch: latest patch of ${currentMinor}`;
   } else if (policy.channel === "rapid") {
     minor = latestMinor;
-    why = `channel rapid: latest patch of the latest minor ${latestMinor}`;
+    why = `channel rapid: latest patch of the latest generally available minor ${latestMinor}`;
   } else {
-    minor = minors.length >= 2 ? minors[minors.length - 2]!.version : latestMinor;
-    why = `channel stable: latest patch of minor N-1 (${minor}; latest is ${latestMinor})`;
+    minor = ga.length >= 2 ? ga[ga.length - 2]!.version : latestMinor;
+    why = `channel stable: latest patch of minor N-1 (${minor}; N is ${latestMinor})`;
   }
   let exact: string | undefined;
   if (policy.target) {
     const targetMinor = minorOf(policy.target);
-    if (minorsBetween(targetMinor, minor) > 0) {
+    if (minorsBetween(targetMinor, minor) > 0 || (policy.allowPreview && byMinor.get(targetMinor)?.isPreview)) {
       minor = targetMinor;
       why += `, capped at the configured target ${policy.target}`;
     }
@@ -125,7 +128,7 @@ function chooseTarget(facts: ClusterFacts, policy: UpgradePolicy, minors: Kubern
       exact = policy.target;
       if (!byMinor.get(minor)?.patches.includes(exact)) {
         warnings.push(`The configured target ${exact} is not offered in ${facts.location}; planning to the newest offered patch below it instead`);
-        exact = maxVersion((byMinor.get(minor)?.patches ?? []).filter((p) => compareVersions(p, policy.target!) <= 0));
+        exact = maxVersion(minors.flatMap((m) => m.patches).filter((p) => compareVersions(p, policy.target!) <= 0 && compareVersions(p, current) >= 0)) ?? current;
       }
     }
   }
@@ -135,25 +138,23 @@ function chooseTarget(facts: ClusterFacts, policy: UpgradePolicy, minors: Kubern
     exact = undefined;
     why = `cluster beyond the channel/target: latest patch of ${currentMinor}`;
   }
-  // Never skip a minor: stop before the first minor AKS does not offer (or that is preview and not allowed).
-  let reachable = currentMinor;
-  for (let m = mustParse(currentMinor).minor + 1; m <= mustParse(minor).minor; m++) {
-    const next = `${mustParse(currentMinor).major}.${m}`;
-    if (!byMinor.has(next)) {
-      const raw = facts.availableVersions.find((v) => minorOf(v.version) === next);
-      warnings.push(
-        `Cannot plan beyond ${reachable}: minor ${next} is ${raw?.isPreview ? "preview only (allowPreview is off)" : "not offered"}, and AKS does not allow skipping a minor`,
-      );
-      break;
-    }
-    reachable = next;
-  }
-  if (reachable !== minor) {
-    minor = reachable;
-    exact = undefined;
-  }
-  const version = exact ?? latestPatch(minor) ?? current;
+  let version = exact ?? latestPatch(minor) ?? current;
+  // A target is a ceiling: never plan past it, even when every offered patch of its minor is above it.
+  if (policy.target && policy.target.split(".").length === 3 && compareVersions(version, policy.target) > 0) version = current;
   return { version: compareVersions(version, current) < 0 ? current : version, why, warnings };
+}
+
+/**
+ * One hop as ARM offers it: from `from`, the versions ARM lists as direct upgrades (`offered`), not
+ * above `ceiling`. Within a minor, the latest patch; across minors, the latest patch of the next one
+ * (the lists only name the next minor, or for an unsupported version the oldest supported one).
+ * With `patchFirst` (the control plane), the current minor's latest patch goes first when the journey
+ * continues past it; pools go straight to the next minor, which their lists allow from any patch.
+ */
+function nextHop(from: string, offered: string[], ceiling: string, patchFirst: boolean): string | undefined {
+  const candidates = offered.filter((v) => parseVersion(v) && compareVersions(v, from) > 0 && compareVersions(v, ceiling) <= 0);
+  const sameMinor = candidates.filter((v) => minorOf(v) === minorOf(from));
+  return maxVersion(patchFirst && sameMinor.length > 0 && minorOf(ceiling) !== minorOf(from) ? sameMinor : candidates);
 }
 
 function windowFor(schedule: MaintenanceSchedule | undefined, after: Date): { window: StepWindow; next: Date } {
@@ -197,6 +198,9 @@ function supportWarnings(facts: ClusterFacts, minors: KubernetesMinor[]): string
   if (!offered) {
     return [`Kubernetes ${facts.currentKubernetesVersion} is out of support: AKS no longer offers ${currentMinor} in ${facts.location}`];
   }
+  if (facts.supportPlan === LONG_TERM_SUPPORT && offered.supportPlan.includes(LONG_TERM_SUPPORT)) {
+    return [];
+  }
   if (offered.supportPlan.length > 0 && !offered.supportPlan.includes("KubernetesOfficial")) {
     return [`Kubernetes ${currentMinor} is only available under ${offered.supportPlan.join(", ")} (out of community support)`];
   }
@@ -204,6 +208,38 @@ function supportWarnings(facts: ClusterFacts, minors: KubernetesMinor[]): string
     return [`Kubernetes ${currentMinor} is the oldest minor AKS still supports in ${facts.location}; it leaves support with the next minor release`];
   }
   return [];
+}
+
+/** Short windows: AKS recommends at least four hours; the legacy `default` configuration is built of one-hour slots. */
+function windowWarnings(facts: ClusterFacts): string[] {
+  const warnings: string[] = [];
+  for (const schedule of [facts.maintenance.autoUpgrade, facts.maintenance.nodeOS]) {
+    if (schedule?.kind === "window" && schedule.window.durationHours < MIN_WINDOW_HOURS) {
+      warnings.push(`${schedule.name} lasts ${schedule.window.durationHours} h; AKS recommends at least ${MIN_WINDOW_HOURS} hours so that an upgrade fits`);
+    }
+  }
+  const legacy = facts.maintenance.default;
+  if (legacy?.kind === "legacy") {
+    const longest = Math.max(0, ...legacy.legacy.timeInWeek.map((d) => longestRun(d.hourSlots)));
+    if (longest < MIN_WINDOW_HOURS) {
+      warnings.push(
+        `The default maintenance configuration's longest slot is ${longest} h; AKS recommends at least ${MIN_WINDOW_HOURS} hours. It governs AKS's weekly releases only: Rollcall places version steps in aksManagedAutoUpgradeSchedule and node images in aksManagedNodeOSUpgradeSchedule`,
+      );
+    }
+  }
+  return warnings;
+}
+
+function longestRun(hours: number[]): number {
+  const set = new Set(hours);
+  let best = 0;
+  for (const h of set) {
+    if (set.has(h - 1)) continue;
+    let n = 0;
+    while (set.has(h + n)) n++;
+    best = Math.max(best, n);
+  }
+  return best;
 }
 
 function pdbWarnings(facts: ClusterFacts, poolsTouched: PoolFacts[]): { warnings: string[]; notes: string[] } {
@@ -225,7 +261,18 @@ function pdbWarnings(facts: ClusterFacts, poolsTouched: PoolFacts[]): { warnings
   };
 }
 
-export function planUpgrade(facts: ClusterFacts, policy: UpgradePolicy, now: Date): UpgradePlan {
+export interface PlanOptions {
+  /**
+   * Apply mode's cursor: the end of the window occurrence in which it last started a step. Steps are
+   * placed from here on, so that the plan's timeline (one step per occurrence) is what apply does.
+   */
+  notBefore?: Date;
+}
+
+/** AKS's planned-maintenance guidance: a window of at least four hours. */
+export const MIN_WINDOW_HOURS = 4;
+
+export function planUpgrade(facts: ClusterFacts, policy: UpgradePolicy, now: Date, options: PlanOptions = {}): UpgradePlan {
   const warnings: string[] = [];
   const notes: string[] = [];
   const current = facts.currentKubernetesVersion;
@@ -233,24 +280,28 @@ export function planUpgrade(facts: ClusterFacts, policy: UpgradePolicy, now: Dat
   const target = chooseTarget(facts, policy, minors);
   warnings.push(...target.warnings, ...supportWarnings(facts, minors));
   if (facts.upgradeProfileNote) notes.push(`Upgrade profile: ${facts.upgradeProfileNote}`);
-
-  // Control plane path: latest patch of the current minor first, then one minor at a time.
-  const byMinor = new Map(minors.map((m) => [m.version, m]));
-  const path: Array<{ to: string; reason: string }> = [];
-  const currentMinor = minorOf(current);
-  const patchOfCurrent = minorOf(target.version) === currentMinor ? target.version : maxVersion(byMinor.get(currentMinor)?.patches ?? []);
-  if (patchOfCurrent && compareVersions(patchOfCurrent, current) > 0) {
-    path.push({ to: patchOfCurrent, reason: `latest patch of ${currentMinor} first` });
-  }
-  for (let m = mustParse(currentMinor).minor + 1; m <= mustParse(target.version).minor; m++) {
-    const minor = `${mustParse(current).major}.${m}`;
-    const to = minor === minorOf(target.version) ? target.version : maxVersion(byMinor.get(minor)?.patches ?? [])!;
-    path.push({ to, reason: `one minor at a time toward ${target.version} (${target.why})` });
+  if (facts.supportPlan === LONG_TERM_SUPPORT) {
+    notes.push("Support plan AKS Long Term Support: versions offered under AKSLongTermSupport stay supported beyond community support, and are planned");
   }
 
-  // Pools follow the control plane: never ahead, never more than the allowed skew behind.
+  // ARM decides every hop: the upgrade profiles for the first one (the cluster's, each pool's),
+  // the region's patchVersions[…].upgrades lists for those after it, which ARM will be asked again
+  // about before each starts.
+  const usable = new Set(minors.flatMap((m) => m.patches));
+  const patchUpgrades = new Map<string, string[]>();
+  for (const m of facts.availableVersions) for (const [p, ups] of Object.entries(m.patchUpgrades ?? {})) patchUpgrades.set(p, ups);
+  const laterHops = (v: string) => (patchUpgrades.get(v) ?? []).filter((u) => usable.has(u));
+  const previewAllowed = (u: { kubernetesVersion: string; isPreview: boolean }) => policy.allowPreview || !u.isPreview;
+  const cpOffered = facts.controlPlaneUpgrades.filter(previewAllowed).map((u) => u.kubernetesVersion).filter((v) => usable.has(v));
+  if (!minors.some((m) => m.version === minorOf(current)) && cpOffered.length > 0) {
+    warnings.push(
+      `Kubernetes ${current} is out of support and has no SLA; AKS allows skipping from an unsupported version straight to a supported one, which ARM offers: ${cpOffered.join(", ")}`,
+    );
+  }
+
   const steps: PlanStep[] = [];
   const poolVersion = new Map(facts.pools.map((p) => [p.name, p.currentOrchestratorVersion]));
+  const agentPoolVersions = facts.agentPoolVersions && facts.agentPoolVersions.length > 0 ? new Set(facts.agentPoolVersions) : undefined;
   for (const pool of facts.pools) {
     if (compareVersions(pool.currentOrchestratorVersion, current) > 0) {
       warnings.push(`Pool ${pool.name} (${pool.currentOrchestratorVersion}) is ahead of the control plane (${current}); AKS does not allow that and no step is planned for it`);
@@ -259,26 +310,43 @@ export function planUpgrade(facts: ClusterFacts, policy: UpgradePolicy, now: Dat
     }
   }
   let cp = current;
-  const poolStepsTo = (version: string, reason: (pool: PoolFacts) => string, only: (pool: PoolFacts) => boolean) => {
-    for (const pool of facts.pools) {
-      const v = poolVersion.get(pool.name)!;
-      if (compareVersions(v, version) >= 0 || !only(pool)) continue;
-      steps.push({ id: `poolVersion:${pool.name}:${version}`, kind: "poolVersion", pool: pool.name, from: v, to: version, reason: reason(pool), window: { kind: "anyTime" } });
-      poolVersion.set(pool.name, version);
+  /** Moves a pool one ARM-offered hop at a time toward `version` (never above the control plane); false when ARM offers no hop. */
+  const poolTo = (pool: PoolFacts, version: string, reason: string): void => {
+    for (;;) {
+      const from = poolVersion.get(pool.name)!;
+      if (compareVersions(from, version) >= 0) return;
+      // The pool's own upgrade profile is what ARM offers it now; once the control plane has moved,
+      // the region's lists may offer more (a pool on a version no longer listed has only its profile).
+      const own = from === pool.currentOrchestratorVersion ? (pool.upgrades ?? []).filter(previewAllowed).map((u) => u.kubernetesVersion) : [];
+      const offered = [...new Set([...own, ...(cp === current && from === pool.currentOrchestratorVersion ? [] : laterHops(from))])].filter((v) => !agentPoolVersions || agentPoolVersions.has(v));
+      const to = nextHop(from, offered, version, false);
+      if (!to) {
+        warnings.push(`Pool ${pool.name}: ARM offers no upgrade from ${from} toward ${version} (offered: ${offered.join(", ") || "none"}); no step is planned beyond ${from}`);
+        return;
+      }
+      steps.push({ id: `poolVersion:${pool.name}:${to}`, kind: "poolVersion", pool: pool.name, from, to, reason, window: { kind: "anyTime" } });
+      poolVersion.set(pool.name, to);
     }
   };
-  for (const step of path) {
-    // Before the control plane moves to `step.to`, pools that would fall outside the skew catch up to the control plane.
-    const skew = maxPoolSkew(step.to);
-    poolStepsTo(
-      cp,
-      (pool) => `must catch up to ${cp} before the control plane goes to ${step.to} (pools may trail by at most ${skew} minors)`,
-      (pool) => minorsBetween(poolVersion.get(pool.name)!, step.to) > skew,
-    );
-    steps.push({ id: `controlPlane:${step.to}`, kind: "controlPlane", from: cp, to: step.to, reason: step.reason, window: { kind: "anyTime" } });
-    cp = step.to;
+  for (;;) {
+    const offered = cp === current ? cpOffered : laterHops(cp);
+    const to = nextHop(cp, offered, target.version, true);
+    if (!to) {
+      if (compareVersions(cp, target.version) < 0) {
+        warnings.push(`ARM offers no control plane upgrade from ${cp} toward ${target.version} (offered: ${offered.join(", ") || "none"}); nothing is planned beyond ${cp}`);
+      }
+      break;
+    }
+    // Before the control plane moves, pools that would fall outside the allowed skew catch up to it.
+    const skew = maxPoolSkew(to);
+    for (const pool of facts.pools) {
+      if (minorsBetween(poolVersion.get(pool.name)!, to) > skew) poolTo(pool, cp, `must catch up to ${cp} before the control plane goes to ${to} (pools may trail by at most ${skew} minors)`);
+    }
+    const reason = minorOf(to) === minorOf(cp) && minorOf(target.version) !== minorOf(cp) ? `latest patch of ${minorOf(cp)} first` : `toward ${target.version} (${target.why}), one hop ARM offers`;
+    steps.push({ id: `controlPlane:${to}`, kind: "controlPlane", from: cp, to, reason, window: { kind: "anyTime" } });
+    cp = to;
   }
-  poolStepsTo(cp, () => `follow the control plane to ${cp}`, () => true);
+  for (const pool of facts.pools) poolTo(pool, cp, `follow the control plane to ${cp}`);
 
   // Node images: pools whose image is older than the latest and that no version step reimages anyway.
   const reimaged = new Set(steps.filter((s) => s.kind === "poolVersion").map((s) => s.pool));
@@ -288,9 +356,22 @@ export function planUpgrade(facts: ClusterFacts, policy: UpgradePolicy, now: Dat
   for (const pool of facts.pools) {
     if (!pool.nodeImageVersion || !pool.latestNodeImageVersion || reimaged.has(pool.name)) continue;
     const order = compareNodeImages(pool.nodeImageVersion, pool.latestNodeImageVersion);
-    if (order === undefined || order >= 0) continue;
-    if (facts.nodeOSUpgradeChannel === "NodeImage") {
-      notes.push(`Pool ${pool.name} runs ${pool.nodeImageVersion}, latest is ${pool.latestNodeImageVersion}: the NodeImage channel upgrades it in AKS's node OS window`);
+    const [from, to] = [splitNodeImage(pool.nodeImageVersion), splitNodeImage(pool.latestNodeImageVersion)];
+    const familyChange = order === undefined && from.family !== to.family && from.family !== "" && to.family !== "";
+    if (order === undefined && !familyChange) {
+      notes.push(`Pool ${pool.name}: cannot compare node image ${pool.nodeImageVersion} with the latest ${pool.latestNodeImageVersion}; no node image step planned`);
+      continue;
+    }
+    if (!familyChange && order! >= 0) continue;
+    if (familyChange) {
+      notes.push(
+        `Pool ${pool.name}: the node image family changes from ${from.family} to ${to.family} (a new OS version or image generation): the node image upgrade reimages every node onto it; test workloads on the new OS first`,
+      );
+    }
+    if (facts.nodeOSUpgradeChannel === "NodeImage" || facts.upgradeChannel === "node-image") {
+      notes.push(
+        `Pool ${pool.name} runs ${pool.nodeImageVersion}, latest is ${pool.latestNodeImageVersion}: the ${facts.upgradeChannel === "node-image" ? "node-image auto-upgrade channel" : "NodeImage channel"} upgrades it in AKS's node OS window`,
+      );
       continue;
     }
     imageSteps.push({
@@ -305,8 +386,9 @@ export function planUpgrade(facts: ClusterFacts, policy: UpgradePolicy, now: Dat
   }
 
   // Windows: version steps in the auto-upgrade window, node images in the node OS window; one step per occurrence.
+  const start = options.notBefore && options.notBefore > now ? options.notBefore : now;
   const place = (chain: PlanStep[], schedule: MaintenanceSchedule | undefined) => {
-    let cursor = now;
+    let cursor = start;
     chain.forEach((step, i) => {
       const { window, next } = windowFor(schedule, cursor);
       step.window = window;
@@ -314,15 +396,20 @@ export function planUpgrade(facts: ClusterFacts, policy: UpgradePolicy, now: Dat
       cursor = next;
     });
   };
-  place(steps, facts.maintenance.autoUpgrade ?? facts.maintenance.default);
-  place(imageSteps, facts.maintenance.nodeOS ?? facts.maintenance.default);
+  // The legacy `default` configuration schedules AKS's own weekly releases, not version or node image
+  // upgrades (AKS planned maintenance): it never places a step.
+  place(steps, facts.maintenance.autoUpgrade);
+  place(imageSteps, facts.maintenance.nodeOS);
+  warnings.push(...windowWarnings(facts));
   const allSteps = [...steps, ...imageSteps];
   if (allSteps.some((s) => s.window.kind === "none")) {
     warnings.push("A maintenance window has no usable occurrence in the coming months (check its not-allowed dates); those steps cannot start");
   }
 
   const blockers: string[] = [];
-  if (facts.upgradeChannel && facts.upgradeChannel.toLowerCase() !== "none") {
+  if (facts.upgradeChannel === "node-image") {
+    notes.push("Auto-upgrade channel node-image: AKS upgrades node images itself (the legacy channel; nodeOSUpgradeChannel NodeImage replaces it); Kubernetes version steps are Rollcall's");
+  } else if (facts.upgradeChannel && facts.upgradeChannel.toLowerCase() !== "none") {
     warnings.push(`The cluster is managed by the AKS auto-upgrade channel ${facts.upgradeChannel}; Rollcall will not start version upgrades that fight it`);
     blockers.push(`auto-upgrade channel ${facts.upgradeChannel}`);
   }

@@ -50,16 +50,18 @@ export function maxVersion(versions: string[]): string | undefined {
 }
 
 /**
- * Node image versions look like `AKSUbuntu-2204gen2containerd-202405.03.0`; the trailing dotted
- * number is a date-based release and is what orders them. Different image families never compare.
+ * Node image versions come as `AKSUbuntu-2204gen2containerd-202405.03.0` or `AKSUbuntu:1604:2020.03.11`:
+ * a family (OS, version, generation, runtime) and a date-based release after the last `-` or `:`,
+ * which is what orders images of one family. Images of different families never compare.
  */
+export function splitNodeImage(image: string): { family: string; release: number[] } {
+  const i = Math.max(image.lastIndexOf("-"), image.lastIndexOf(":"));
+  return { family: i < 0 ? "" : image.slice(0, i), release: (i < 0 ? image : image.slice(i + 1)).split(".").map(Number) };
+}
+
 export function compareNodeImages(a: string, b: string): number | undefined {
-  const split = (s: string) => {
-    const i = s.lastIndexOf("-");
-    return { family: i < 0 ? "" : s.slice(0, i), release: (i < 0 ? s : s.slice(i + 1)).split(".").map(Number) };
-  };
-  const x = split(a);
-  const y = split(b);
+  const x = splitNodeImage(a);
+  const y = splitNodeImage(b);
   if (x.family !== y.family || x.release.some(Number.isNaN) || y.release.some(Number.isNaN)) return a === b ? 0 : undefined;
   for (let i = 0; i < Math.max(x.release.length, y.release.length); i++) {
     const d = (x.release[i] ?? 0) - (y.release[i] ?? 0);
