@@ -1,4 +1,5 @@
 import { readFile, stat } from "node:fs/promises";
+import { MAX_REASON_LENGTH, MAX_REASONS, MAX_REASONS_JSON_BYTES, reasonsJsonBytes } from "../shared/protocol/checkin";
 import { runCommand } from "./command";
 
 /** Whether the node needs a reboot, and why (shown by the orchestrator in the node's status). */
@@ -12,10 +13,6 @@ export interface Checker {
   /** What is checked, for the log. */
   readonly describe: string;
 }
-
-/** Protocol limits on `reasons` (see shared/protocol/checkin.ts). */
-const MAX_REASONS = 500;
-const MAX_REASON_LENGTH = 200;
 
 /**
  * kured's default: `/var/run/reboot-required` exists. Debian/Ubuntu's update-notifier writes the
@@ -45,11 +42,18 @@ export class SentinelFileChecker implements Checker {
   }
 }
 
+/** The file's reasons within the protocol's limits: a list too long for the check-in is cut, never refused. */
 export function parseReasons(text: string): string[] {
   const seen = new Set<string>();
+  let bytes = reasonsJsonBytes([]);
   for (const line of text.split(/\r?\n/)) {
-    const reason = line.trim().slice(0, MAX_REASON_LENGTH);
-    if (reason) seen.add(reason);
+    let reason = line.trim().slice(0, MAX_REASON_LENGTH);
+    // Cutting may split a surrogate pair, and the protocol refuses a lone half.
+    if (/[\ud800-\udbff]$/.test(reason)) reason = reason.slice(0, -1);
+    if (!reason || seen.has(reason)) continue;
+    bytes += reasonsJsonBytes([reason]) - 2 + (seen.size > 0 ? 1 : 0);
+    if (bytes > MAX_REASONS_JSON_BYTES) break;
+    seen.add(reason);
     if (seen.size >= MAX_REASONS) break;
   }
   return [...seen];

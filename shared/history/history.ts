@@ -1,6 +1,6 @@
 import { odata, type TableClient, type TransactionAction } from "@azure/data-tables";
-import type { NodeRecord, ReleaseOutcome } from "../node/nodeRecord";
-import { prefixFilter } from "../storage/table";
+import { MAX_MESSAGE_CHARS, type NodeRecord, type ReleaseOutcome } from "../node/nodeRecord";
+import { assertStorable, clip, prefixFilter, readText, TABLE_LIMITS, textProperties } from "../storage/table";
 
 /**
  * One row per finished lease (rebooted, failed, cancelled, maintenance ended), written in the same
@@ -57,7 +57,7 @@ export function historyEntry(record: NodeRecord, now: Date): HistoryEntry {
     outcome: record.outcome ?? "completed",
     why: record.why,
     leaseId: record.leaseId,
-    requestedBy: record.request?.requestedBy ?? "sentinel",
+    requestedBy: record.request?.requestedBy ?? (record.rebootReportedBy ? `agent ${record.rebootReportedBy}` : "sentinel"),
     requestId: record.request?.id,
     cancelledBy: record.request?.cancelledBy,
     reasons: record.request ? [record.request.reason] : record.reasons,
@@ -67,16 +67,52 @@ export function historyEntry(record: NodeRecord, now: Date): HistoryEntry {
   };
 }
 
+/**
+ * The row, sized for its worst case: the reasons of a maximal check-in in two string parts, `why`
+ * clipped like the node record's messages, names of at most 253 and operators of at most 200
+ * characters: under 130 KB of the entity's 1 MiB.
+ */
 export function historyAction(entry: HistoryEntry): TransactionAction {
   const { cluster, reasons, phases, ...rest } = entry;
   const entity = {
     partitionKey: cluster,
     rowKey: historyRowKey(new Date(entry.finishedAt), entry.node),
     ...Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)),
-    reasons: JSON.stringify(reasons),
+    why: clip(entry.why, MAX_MESSAGE_CHARS),
+    ...textProperties("reasons", JSON.stringify(reasons)),
     phases: JSON.stringify(phases),
   };
+  assertStorable(entity);
   return ["create", entity];
+}
+
+/**
+ * The continuation token of a history page is base64 JSON `{nextPartitionKey, nextRowKey}`: the
+ * service's opaque continuation values (Azure's look like `1!12!cHJvZA--`, Azurite's are base64),
+ * which the SDK puts into the next query's URL. A value with a lone surrogate made it throw
+ * `URIError` there (a 500 before this check). A token of this API is the canonical base64 of ASCII
+ * JSON with exactly those fields, each a key-sized string of the characters such values use; the
+ * query's own filter keeps any token inside the cluster's history rows.
+ */
+export function isHistoryToken(token: string): boolean {
+  if (token.length > 4096 || !/^[A-Za-z0-9+/]+={0,2}$/.test(token)) return false;
+  const bytes = Buffer.from(token, "base64");
+  if (bytes.toString("base64") !== token) return false;
+  // The SDK decodes the bytes as Latin-1, so only ASCII reads the same here and there.
+  if (bytes.some((byte) => byte > 0x7f)) return false;
+  let decoded: unknown;
+  try {
+    decoded = JSON.parse(bytes.toString("ascii"));
+  } catch {
+    return false;
+  }
+  if (typeof decoded !== "object" || decoded === null || Array.isArray(decoded)) return false;
+  const { nextPartitionKey, nextRowKey, ...rest } = decoded as Record<string, unknown>;
+  return Object.keys(rest).length === 0 && isContinuationValue(nextPartitionKey) && (nextRowKey === undefined || isContinuationValue(nextRowKey));
+}
+
+function isContinuationValue(value: unknown): boolean {
+  return typeof value === "string" && value.length <= TABLE_LIMITS.keyChars && /^[A-Za-z0-9!*_.~+/=-]+$/.test(value);
 }
 
 export interface HistoryPage {
@@ -110,7 +146,7 @@ export async function readHistory(
       requestedBy: String(e.requestedBy),
       requestId: e.requestId as string | undefined,
       cancelledBy: e.cancelledBy as string | undefined,
-      reasons: JSON.parse(String(e.reasons ?? "[]")) as string[],
+      reasons: JSON.parse(readText(e, "reasons") ?? "[]") as string[],
       startedAt: e.startedAt as string | undefined,
       finishedAt: String(e.finishedAt),
       phases: JSON.parse(String(e.phases ?? "{}")) as PhaseDurations,

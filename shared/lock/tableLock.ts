@@ -1,11 +1,23 @@
 import type { TableClient, TransactionAction } from "@azure/data-tables";
-import { isConflict, isNotFound, rowKeys } from "../storage/table";
+import { assertStorable, isConflict, isNotFound, readText, rowKeys, textProperties } from "../storage/table";
 
 /**
  * The per-cluster reboot lock: N slots in one Table Storage row, changed only by ETag
  * compare-and-swap. Acquire and release take the caller's own row writes along in the same
  * entity-group transaction, so a node's state and its slot change together or not at all.
+ *
+ * The row also carries the cluster's policy version: a policy write bumps it in the same transaction
+ * that writes the policy row, so an acquire that commits against the lock row it read also commits
+ * against the policy version that row named (see `withPolicyVersion`).
  */
+
+/**
+ * The most slots the row holds. The holders list is JSON split across string properties
+ * (`holders`, `holders_1`, …); its longest holder (a 253-character node name, a UUID lease and two
+ * ISO times) takes 393 characters with its comma, so 1,000 take 393,000 characters in 13 parts, about
+ * 790 KB of the entity's 1 MiB (UTF-16). In one string property, as before, only 83 such holders fitted.
+ */
+export const MAX_SLOTS = 1000;
 
 export interface LockHolder {
   node: string;
@@ -17,6 +29,8 @@ export interface LockHolder {
 export interface LockView {
   holders: LockHolder[];
   etag?: string;
+  /** The version of the last policy written for the cluster (absent or 0: none since versions were kept). */
+  policyVersion?: number;
 }
 
 export type AcquireResult = { kind: "acquired" } | { kind: "full"; holders: LockHolder[] } | { kind: "conflict" };
@@ -45,11 +59,24 @@ export class TableLock implements ClusterLock {
 
   async view(cluster: string): Promise<LockView> {
     try {
-      const entity = await this.table.getEntity<{ holders?: string }>(cluster, rowKeys.lock);
-      return { holders: JSON.parse(entity.holders ?? "[]") as LockHolder[], etag: entity.etag };
+      const entity = await this.table.getEntity<Record<string, unknown>>(cluster, rowKeys.lock);
+      return { holders: JSON.parse(readText(entity, "holders") ?? "[]") as LockHolder[], etag: entity.etag, policyVersion: Number(entity.policyVersion ?? 0) };
     } catch (error) {
-      if (isNotFound(error)) return { holders: [] };
+      if (isNotFound(error)) return { holders: [], policyVersion: 0 };
       throw error;
+    }
+  }
+
+  /**
+   * Commits `writes(version)` (the policy row) with the lock row's policy version raised to `version`,
+   * in one transaction; retried on a concurrent lock write. Returns the new version.
+   */
+  async withPolicyVersion(cluster: string, writes: (version: number) => TransactionAction[]): Promise<number> {
+    for (let attempt = 0; ; attempt++) {
+      const current = await this.view(cluster);
+      const version = (current.policyVersion ?? 0) + 1;
+      if (await this.commit(cluster, current, current.holders, writes(version), version)) return version;
+      if (attempt >= 20) throw new Error(`The lock row of cluster ${cluster} kept changing; the policy was not written`);
     }
   }
 
@@ -73,8 +100,9 @@ export class TableLock implements ClusterLock {
     return held ? { kind: "released" } : { kind: "not-held" };
   }
 
-  private async commit(cluster: string, current: LockView, holders: LockHolder[], alongWith: TransactionAction[]): Promise<boolean> {
-    const entity = { partitionKey: cluster, rowKey: rowKeys.lock, holders: JSON.stringify(holders) };
+  private async commit(cluster: string, current: LockView, holders: LockHolder[], alongWith: TransactionAction[], policyVersion = current.policyVersion ?? 0): Promise<boolean> {
+    const entity = { partitionKey: cluster, rowKey: rowKeys.lock, ...textProperties("holders", JSON.stringify(holders)), policyVersion };
+    assertStorable(entity);
     const lockWrite: TransactionAction = current.etag ? ["update", entity, "Replace", { etag: current.etag }] : ["create", entity];
     try {
       await this.table.submitTransaction([lockWrite, ...alongWith]);

@@ -1,5 +1,5 @@
 import { odata, type TableClient, type TableEntity, type TransactionAction } from "@azure/data-tables";
-import { isConflict, prefixFilter, rowKeys } from "../storage/table";
+import { assertStorable, clip, isConflict, isNotFound, isTextPart, prefixFilter, readText, rowKeys, textProperties } from "../storage/table";
 import type { NodeState } from "./stateMachine";
 
 /** Everything Rollcall knows about one node, kept in one Table Storage row and changed only by ETag. */
@@ -98,23 +98,38 @@ export interface Versioned<T> {
   etag: string;
 }
 
-/** Fields kept as JSON text, because Table Storage has no array type. */
+/** Fields kept as JSON text, because Table Storage has no array type; each may take several string parts. */
 const JSON_FIELDS = ["reasons", "request", "recent"] as const;
 
+/**
+ * The longest message a record keeps (`why`, `holdReason`, `drainBlocker`, each transition's `why`).
+ * Messages quote things Rollcall does not bound itself (pod and PodDisruptionBudget names, API server
+ * errors); the longest Rollcall writes on purpose, five reasons of 200 characters, is about 1,050.
+ */
+export const MAX_MESSAGE_CHARS = 2_000;
+
+/**
+ * The row, sized for its worst case: `reasons` of a maximal check-in (`MAX_REASONS_JSON_BYTES`, two
+ * parts), ten transitions of `MAX_MESSAGE_CHARS` (≤ 45,000 characters of JSON), an operator request
+ * (≤ 1,600) and the messages: about 240 KB of the entity's 1 MiB.
+ */
 export function toEntity(record: NodeRecord): TableEntity {
   const entity: TableEntity<Record<string, unknown>> = { partitionKey: record.cluster, rowKey: rowKeys.node(record.node) };
   for (const [key, value] of Object.entries(record)) {
     if (key === "cluster" || value === undefined) continue;
-    entity[key] = (JSON_FIELDS as readonly string[]).includes(key) ? JSON.stringify(value) : value;
+    if (key === "recent") Object.assign(entity, textProperties(key, JSON.stringify((value as RecentTransition[]).map((t) => ({ ...t, why: clip(t.why, MAX_MESSAGE_CHARS) })))));
+    else if ((JSON_FIELDS as readonly string[]).includes(key)) Object.assign(entity, textProperties(key, JSON.stringify(value)));
+    else entity[key] = typeof value === "string" ? clip(value, MAX_MESSAGE_CHARS) : value;
   }
+  assertStorable(entity);
   return entity;
 }
 
 export function fromEntity(entity: Record<string, unknown> & { partitionKey?: string }): NodeRecord {
   const record: Record<string, unknown> = { cluster: entity.partitionKey };
   for (const [key, value] of Object.entries(entity)) {
-    if (key === "partitionKey" || key === "rowKey" || key === "etag" || key === "timestamp" || key.startsWith("odata")) continue;
-    record[key] = (JSON_FIELDS as readonly string[]).includes(key) && typeof value === "string" ? JSON.parse(value) : value;
+    if (key === "partitionKey" || key === "rowKey" || key === "etag" || key === "timestamp" || key.startsWith("odata") || isTextPart(key)) continue;
+    record[key] = (JSON_FIELDS as readonly string[]).includes(key) && typeof value === "string" ? JSON.parse(readText(entity, key)!) : value;
   }
   return record as unknown as NodeRecord;
 }
@@ -134,7 +149,7 @@ export class NodeStore {
       const entity = await this.table.getEntity<Record<string, unknown>>(cluster, rowKeys.node(node));
       return { value: fromEntity(entity), etag: entity.etag };
     } catch (error) {
-      if ((error as { statusCode?: number }).statusCode === 404) return undefined;
+      if (isNotFound(error)) return undefined;
       throw error;
     }
   }
@@ -154,7 +169,7 @@ export class NodeStore {
       const response = await this.table.updateEntity(toEntity(record), "Replace", { etag });
       return { value: record, etag: response.etag! };
     } catch (error) {
-      if (isConflict(error) || (error as { statusCode?: number }).statusCode === 404) throw new StaleRecordError(record.cluster, record.node);
+      if (isConflict(error) || isNotFound(error)) throw new StaleRecordError(record.cluster, record.node);
       throw error;
     }
   }

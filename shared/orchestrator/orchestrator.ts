@@ -106,7 +106,7 @@ export class Orchestrator {
 
   private async run(start: Versioned<NodeRecord>, deadline: Date, log: Logger): Promise<Versioned<NodeRecord>> {
     const { cluster, node } = start.value;
-    const policy = await this.deps.policy(cluster);
+    let policy = await this.deps.policy(cluster);
     let current = start;
     let freedSlot = false;
     let yielded = false;
@@ -143,6 +143,7 @@ export class Orchestrator {
         break;
       }
       if (result.kind === "conflict") {
+        if (result.policyVersion !== undefined) policy = await this.deps.policy(cluster, { atLeastVersion: result.policyVersion });
         const reloaded = await this.deps.store.get(cluster, node);
         if (!reloaded) break;
         current = reloaded;

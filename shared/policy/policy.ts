@@ -4,6 +4,8 @@ import type { NodeRecord } from "../node/nodeRecord";
 
 /** The rules one cluster's reboots follow. Defaults come from app settings. */
 export interface Policy {
+  /** The stored policy's version (see `PolicyStore`); absent for the app-setting defaults alone. */
+  version?: number;
   /** Lock slots: how many nodes may be out at once. */
   concurrency: number;
   lockTtlMs: number;
@@ -156,7 +158,11 @@ export function withPolicyDefaults(policy: Policy): Policy {
   };
 }
 
-export type PolicySource = (cluster: string) => Promise<Policy>;
+/**
+ * A cluster's effective policy. With `atLeastVersion` (a version the lock row named), a cached policy
+ * older than that is read again at once instead of after the cache period.
+ */
+export type PolicySource = (cluster: string, options?: { atLeastVersion?: number }) => Promise<Policy>;
 
 export function policyFromConfig(config: Config): Policy {
   return withPolicyDefaults({ ...config.defaults, drain: { ...config.defaults.drain } });

@@ -1,4 +1,6 @@
-import type { TableClient } from "@azure/data-tables";
+import type { TableClient, TransactionAction } from "@azure/data-tables";
+import { TableLock } from "../lock/tableLock";
+import { assertStorable, isNotFound, readText, textProperties } from "../storage/table";
 import type { Policy, PolicySource } from "./policy";
 import { parsePolicyDocument, PolicyValidationError, resolvePolicy, type PolicyDocument } from "./policySchema";
 
@@ -14,6 +16,20 @@ export interface StoredPolicy {
   updatedAt: string;
   updatedBy: string;
   etag: string;
+  version: number;
+}
+
+/**
+ * The row: the document as JSON in up to three string parts (`document`, `document_1`, …: a body of
+ * `MAX_POLICY_BYTES`, 64 KiB, is at most 65,536 characters of JSON), who wrote it and its `version`,
+ * which the same transaction writes into the lock row. A removed policy leaves the row without a
+ * document, so its version still counts up.
+ */
+interface PolicyRow {
+  document?: string;
+  updatedAt?: string;
+  updatedBy?: string;
+  version?: number;
 }
 
 interface CacheEntry {
@@ -32,6 +48,7 @@ interface CacheEntry {
  */
 export class PolicyStore {
   private readonly cache = new Map<string, CacheEntry>();
+  private readonly lock: TableLock;
 
   constructor(
     private readonly table: TableClient,
@@ -39,23 +56,45 @@ export class PolicyStore {
     private readonly defaults: Policy,
     private readonly clock: () => number = Date.now,
     private readonly cacheMs = POLICY_CACHE_MS,
-  ) {}
+  ) {
+    this.lock = new TableLock(table);
+  }
 
-  /** The stored row, or undefined when the cluster runs on the app-setting defaults. */
-  async read(cluster: string): Promise<StoredPolicy | undefined> {
+  private async readRow(cluster: string): Promise<{ stored?: StoredPolicy; version: number }> {
     try {
-      const entity = await this.table.getEntity<{ document: string; updatedAt: string; updatedBy: string }>(cluster, POLICY_ROW_KEY);
-      return { document: JSON.parse(entity.document) as unknown, updatedAt: entity.updatedAt, updatedBy: entity.updatedBy, etag: entity.etag };
+      const entity = await this.table.getEntity<Record<string, unknown>>(cluster, POLICY_ROW_KEY);
+      const row = entity as PolicyRow;
+      const version = Number(row.version ?? 0);
+      const document = readText(entity, "document");
+      if (document === undefined) return { version };
+      return { stored: { document: JSON.parse(document) as unknown, updatedAt: String(row.updatedAt), updatedBy: String(row.updatedBy), etag: entity.etag, version }, version };
     } catch (error) {
-      if ((error as { statusCode?: number }).statusCode === 404) return undefined;
+      if (isNotFound(error)) return { version: 0 };
       throw error;
     }
   }
 
+  /** The stored row, or undefined when the cluster runs on the app-setting defaults. */
+  async read(cluster: string): Promise<StoredPolicy | undefined> {
+    return (await this.readRow(cluster)).stored;
+  }
+
   /** The effective policy, read now (no cache). A stored row that no longer validates falls back to the defaults, loudly. */
   async load(cluster: string): Promise<Policy> {
-    const stored = await this.read(cluster);
-    return stored ? resolvePolicy(this.defaults, parsePolicyDocument(stored.document)) : resolvePolicy(this.defaults, {});
+    const { stored, version } = await this.readRow(cluster);
+    return { ...resolvePolicy(this.defaults, stored ? parsePolicyDocument(stored.document) : {}), version };
+  }
+
+  /**
+   * Commits the policy row with a new version, written into the lock row in the same transaction:
+   * an acquire that read an older version conflicts, so a lower concurrency binds at once.
+   */
+  private async commit(cluster: string, row: (version: number) => PolicyRow): Promise<number> {
+    return this.lock.withPolicyVersion(cluster, (version): TransactionAction[] => {
+      const entity = { partitionKey: cluster, rowKey: POLICY_ROW_KEY, ...row(version) };
+      assertStorable(entity);
+      return [["upsert", entity, "Replace"]];
+    });
   }
 
   /**
@@ -64,12 +103,13 @@ export class PolicyStore {
    * problem is logged on every read until an operator fixes the row (GET …/policy shows it).
    */
   private async loadForCheckins(cluster: string): Promise<Policy> {
+    const { stored, version } = await this.readRow(cluster);
     try {
-      return await this.load(cluster);
+      return { ...resolvePolicy(this.defaults, stored ? parsePolicyDocument(stored.document) : {}), version };
     } catch (error) {
       if (!(error instanceof PolicyValidationError)) throw error;
       console.error(`policy cluster=${cluster} invalid stored policy, using the app-setting defaults: ${error.message}`);
-      return resolvePolicy(this.defaults, {});
+      return { ...resolvePolicy(this.defaults, {}), version };
     }
   }
 
@@ -81,18 +121,15 @@ export class PolicyStore {
     const document = parsePolicyDocument(input);
     const policy = resolvePolicy(this.defaults, document);
     const updatedAt = now.toISOString();
-    await this.table.upsertEntity({ partitionKey: cluster, rowKey: POLICY_ROW_KEY, document: JSON.stringify(input), updatedAt, updatedBy }, "Replace");
-    this.cache.set(cluster, { policy: Promise.resolve(policy), readAt: this.clock() });
-    return { document, policy, updatedAt };
+    const version = await this.commit(cluster, (v) => ({ ...textProperties("document", JSON.stringify(input)), updatedAt, updatedBy, version: v }));
+    const versioned = { ...policy, version };
+    this.cache.set(cluster, { policy: Promise.resolve(versioned), readAt: this.clock() });
+    return { document, policy: versioned, updatedAt };
   }
 
-  /** Removes the cluster's row: it runs on the app-setting defaults again. */
-  async remove(cluster: string): Promise<void> {
-    try {
-      await this.table.deleteEntity(cluster, POLICY_ROW_KEY);
-    } catch (error) {
-      if ((error as { statusCode?: number }).statusCode !== 404) throw error;
-    }
+  /** Removes the cluster's document: it runs on the app-setting defaults again (under a new version). */
+  async remove(cluster: string, now = new Date()): Promise<void> {
+    await this.commit(cluster, (version) => ({ updatedAt: now.toISOString(), version }));
     this.cache.delete(cluster);
   }
 
@@ -100,9 +137,10 @@ export class PolicyStore {
    * The `PolicySource` for `OrchestratorDeps.policy`: the cached effective policy of a cluster. The
    * first call per cluster and process reads storage; later ones are answered from memory.
    */
-  readonly source: PolicySource = (cluster) => {
+  readonly source: PolicySource = (cluster, options) => {
     const entry = this.cache.get(cluster);
     const now = this.clock();
+    if (options?.atLeastVersion !== undefined) return this.atLeast(cluster, options.atLeastVersion, entry);
     if (!entry) {
       const fresh: CacheEntry = { policy: this.loadForCheckins(cluster), readAt: now };
       fresh.policy.catch(() => this.cache.get(cluster) === fresh && this.cache.delete(cluster));
@@ -123,6 +161,15 @@ export class PolicyStore {
     }
     return entry.policy;
   };
+
+  /** The cached policy if it is as new as `version`, else one read now (and cached). */
+  private async atLeast(cluster: string, version: number, entry: CacheEntry | undefined): Promise<Policy> {
+    const cached = entry && (await entry.policy.catch(() => undefined));
+    if (cached && (cached.version ?? 0) >= version) return cached;
+    const fresh = await this.loadForCheckins(cluster);
+    this.cache.set(cluster, { policy: Promise.resolve(fresh), readAt: this.clock() });
+    return fresh;
+  }
 
   /** Forgets cached policies (tests). */
   clearCache(): void {

@@ -1,5 +1,5 @@
 import type { TableClient } from "@azure/data-tables";
-import { isNotFound } from "../storage/table";
+import { assertStorable, clip, isNotFound, readText, textProperties } from "../storage/table";
 import type { ArmFailure } from "./armFacts";
 import type { StepKind, UpgradePlan } from "./planner";
 
@@ -16,10 +16,16 @@ export const upgradeRowKeys = {
   prefix: "upgrade:",
 } as const;
 
-/** Table Storage caps a string property at 64 KiB (32 K UTF-16 characters). */
+/**
+ * The plan row's worst case within the entity's 1 MiB (UTF-16): 16 chunks of 30,000 characters
+ * (960,000 bytes) and a last error whose messages are clipped to `MAX_ARM_MESSAGE_CHARS` (≤ 10 KB).
+ * 30 chunks, as before, were 1.8 MB: a plan over ~17 chunks was refused by storage.
+ */
 const CHUNK = 30_000;
-const MAX_CHUNKS = 30;
+const MAX_CHUNKS = 16;
 const HISTORY_LENGTH = 20;
+/** ARM's error messages are kept to this length in the plan row and the outcomes. */
+const MAX_ARM_MESSAGE_CHARS = 2_000;
 
 export interface PlanError {
   at: string;
@@ -70,15 +76,14 @@ export async function savePlan(table: TableClient, cluster: string, plan: Upgrad
   const count = Math.ceil(text.length / CHUNK);
   if (count > MAX_CHUNKS) throw new Error(`The upgrade plan for ${cluster} is too large to store (${text.length} characters)`);
   for (let i = 0; i < MAX_CHUNKS; i++) chunks[`plan${i}`] = text.slice(i * CHUNK, (i + 1) * CHUNK);
-  await table.upsertEntity(
-    { partitionKey: cluster, rowKey: upgradeRowKeys.plan, computedAt: plan.computedAt, steps: plan.steps.length, chunks: count, lastError: "", ...chunks },
-    "Merge",
-  );
+  const entity = { partitionKey: cluster, rowKey: upgradeRowKeys.plan, computedAt: plan.computedAt, steps: plan.steps.length, chunks: count, lastError: "", ...chunks };
+  await table.upsertEntity(entity, "Merge");
 }
 
 /** Records an ARM failure next to the previous plan, which stays readable. */
 export async function savePlanError(table: TableClient, cluster: string, error: PlanError): Promise<void> {
-  await table.upsertEntity({ partitionKey: cluster, rowKey: upgradeRowKeys.plan, lastError: JSON.stringify(error) }, "Merge");
+  const failure = { ...error.failure, message: clip(error.failure.message, MAX_ARM_MESSAGE_CHARS), explanation: clip(error.failure.explanation, MAX_ARM_MESSAGE_CHARS) };
+  await table.upsertEntity({ partitionKey: cluster, rowKey: upgradeRowKeys.plan, lastError: JSON.stringify({ ...error, failure }) }, "Merge");
 }
 
 export async function loadPlan(table: TableClient, cluster: string): Promise<StoredPlan | undefined> {
@@ -95,13 +100,14 @@ export async function loadPlan(table: TableClient, cluster: string): Promise<Sto
 
 export async function loadActive(table: TableClient, cluster: string): Promise<ActiveOperation | undefined> {
   const row = await read(table, cluster, upgradeRowKeys.active);
-  return row && typeof row.operation === "string" ? (JSON.parse(row.operation) as ActiveOperation) : undefined;
+  const operation = row && readText(row, "operation");
+  return operation ? (JSON.parse(operation) as ActiveOperation) : undefined;
 }
 
 /** Claims the cluster's single operation slot; false when another invocation holds it. */
 export async function claimActive(table: TableClient, cluster: string, operation: ActiveOperation): Promise<boolean> {
   try {
-    await table.createEntity({ partitionKey: cluster, rowKey: upgradeRowKeys.active, operation: JSON.stringify(operation) });
+    await table.createEntity(activeRow(cluster, operation));
     return true;
   } catch (error) {
     if ((error as { statusCode?: number }).statusCode === 409) return false;
@@ -110,7 +116,14 @@ export async function claimActive(table: TableClient, cluster: string, operation
 }
 
 export async function updateActive(table: TableClient, cluster: string, operation: ActiveOperation): Promise<void> {
-  await table.upsertEntity({ partitionKey: cluster, rowKey: upgradeRowKeys.active, operation: JSON.stringify(operation) }, "Replace");
+  await table.upsertEntity(activeRow(cluster, operation), "Replace");
+}
+
+/** The serialized poller may hold ARM's whole answer, so the operation takes as many string parts as it needs, within the entity's 1 MiB. */
+function activeRow(cluster: string, operation: ActiveOperation) {
+  const row = { partitionKey: cluster, rowKey: upgradeRowKeys.active, ...textProperties("operation", JSON.stringify(operation)) };
+  assertStorable(row);
+  return row;
 }
 
 export async function clearActive(table: TableClient, cluster: string): Promise<void> {
@@ -123,10 +136,13 @@ export async function clearActive(table: TableClient, cluster: string): Promise<
 
 export async function loadHistory(table: TableClient, cluster: string): Promise<StepOutcome[]> {
   const row = await read(table, cluster, upgradeRowKeys.history);
-  return row && typeof row.outcomes === "string" ? (JSON.parse(row.outcomes) as StepOutcome[]) : [];
+  const outcomes = row && readText(row, "outcomes");
+  return outcomes ? (JSON.parse(outcomes) as StepOutcome[]) : [];
 }
 
 export async function recordOutcome(table: TableClient, cluster: string, outcome: StepOutcome): Promise<void> {
-  const outcomes = [outcome, ...(await loadHistory(table, cluster))].slice(0, HISTORY_LENGTH);
-  await table.upsertEntity({ partitionKey: cluster, rowKey: upgradeRowKeys.history, outcomes: JSON.stringify(outcomes) }, "Replace");
+  const kept = { ...outcome, ...(outcome.message !== undefined && { message: clip(outcome.message, MAX_ARM_MESSAGE_CHARS) }) };
+  const outcomes = [kept, ...(await loadHistory(table, cluster))].slice(0, HISTORY_LENGTH);
+  // Twenty outcomes with clipped messages are under 60,000 characters: two parts.
+  await table.upsertEntity({ partitionKey: cluster, rowKey: upgradeRowKeys.history, ...textProperties("outcomes", JSON.stringify(outcomes)) }, "Replace");
 }

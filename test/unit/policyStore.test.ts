@@ -11,7 +11,7 @@ const defaults: Policy = withPolicyDefaults({
   ...policyBase,
 });
 
-/** An in-memory stand-in for the three TableClient calls the store makes, counting reads. */
+/** An in-memory stand-in for the TableClient calls the store makes, counting reads (no ETags: one writer). */
 function memoryTable() {
   const rows = new Map<string, Record<string, unknown>>();
   const table = {
@@ -29,6 +29,10 @@ function memoryTable() {
     },
     async deleteEntity(pk: string, rk: string) {
       rows.delete(`${pk}|${rk}`);
+    },
+    async submitTransaction(actions: [string, Record<string, unknown> & { partitionKey: string; rowKey: string }][]) {
+      for (const [, entity] of actions) rows.set(`${entity.partitionKey}|${entity.rowKey}`, entity);
+      return {};
     },
   };
   return table;
