@@ -1,6 +1,6 @@
 import { app, type HttpRequest, type InvocationContext } from "@azure/functions";
-import { armClientFactory, type ArmClientFactory } from "../shared/azure/arm";
-import { nodeOsReport, type NodeOsReport } from "../shared/azure/nodeOsChannel";
+import { armClientFactory } from "../shared/azure/arm";
+import { nodeOsWithin, type NodeOsReport } from "../shared/azure/nodeOsChannel";
 import { type ClusterConnection, ConfigError, getConfig } from "../shared/config/config";
 import { httpHandler, json } from "../shared/http/http";
 import { type ClusterApiFactory, clusterApiFactory } from "../shared/kube/connect";
@@ -61,20 +61,6 @@ export async function probeCluster(connection: ClusterConnection, kube: ClusterA
   }
 }
 
-/** Whether each cluster needs Rollcall; bounded like the probe, and never fails the health check. */
-async function nodeOs(connection: ClusterConnection, arm: ArmClientFactory): Promise<NodeOsReport> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<NodeOsReport>((resolve) => {
-    timer = setTimeout(() => resolve({ note: `Azure did not answer within ${CHECK_TIMEOUT_MS} ms` }), CHECK_TIMEOUT_MS);
-    timer.unref();
-  });
-  try {
-    return await Promise.race([nodeOsReport(connection, arm), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 export const health = httpHandler(async (_request: HttpRequest, context: InvocationContext) => {
   const checkedAt = new Date().toISOString();
   let config;
@@ -92,7 +78,7 @@ export const health = httpHandler(async (_request: HttpRequest, context: Invocat
       await table.listEntities({ queryOptions: { filter: "PartitionKey eq 'health'" } }).byPage({ maxPageSize: 1 }).next();
     }),
     ...config.clusters.map(async (connection): Promise<ClusterCheck> => {
-      const [probe, os] = await Promise.all([probeCluster(connection, kube), nodeOs(connection, arm)]);
+      const [probe, os] = await Promise.all([probeCluster(connection, kube), nodeOsWithin(connection, arm, CHECK_TIMEOUT_MS)]);
       return { ...probe, nodeOs: os };
     }),
   ]);

@@ -46,3 +46,17 @@ export async function nodeOsReport(connection: ClusterConnection, arm: ArmClient
       return { nodeOSUpgradeChannel: channel, rebootsLeftToOperator: false, note: `${channel}: AKS applies no OS updates; nothing will ask for a reboot unless you patch the nodes yourself` };
   }
 }
+
+/** The report within `timeoutMs`: health and status answer even when ARM does not. */
+export async function nodeOsWithin(connection: ClusterConnection, arm: ArmClientFactory, timeoutMs: number): Promise<NodeOsReport> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<NodeOsReport>((resolve) => {
+    timer = setTimeout(() => resolve({ note: `Azure did not answer within ${timeoutMs} ms` }), timeoutMs);
+    timer.unref();
+  });
+  try {
+    return await Promise.race([nodeOsReport(connection, arm), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

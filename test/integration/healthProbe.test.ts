@@ -4,6 +4,7 @@ import { createServer, type Server } from "node:http";
 import { createServer as createTcpServer, type Server as TcpServer, type Socket } from "node:net";
 import type { AddressInfo } from "node:net";
 import type { TokenCredential } from "@azure/core-auth";
+import { clusterStatus } from "../../functions/clusterStatus";
 import { health, probeCluster } from "../../functions/health";
 import { type ArmSim, startArmSim } from "../../local/armSim/armSim";
 import { armClientFactory } from "../../shared/azure/arm";
@@ -146,5 +147,12 @@ describe("does this cluster need Rollcall? (node OS upgrade channel, read throug
     assert.match(missing.note, /managedClusters\/read/);
     const kubeconfigCluster = await nodeOsReport({ name: "k", kubeconfigFile: "/k", aksAuth: "token" }, factory);
     assert.match(kubeconfigCluster.note, /cannot read the node OS upgrade channel/);
+  });
+
+  it("the cluster status route says it too", async () => {
+    world.configure();
+    const answer = await call(clusterStatus, { method: "GET", path: `clusters/${CLUSTER}/status`, params: { cluster: CLUSTER } });
+    assert.equal(answer.status, 200, answer.text);
+    assert.match(answer.body.nodeOs.note, /not configured by aksResourceId/);
   });
 });
