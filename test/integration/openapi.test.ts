@@ -60,6 +60,8 @@ function documented(name: string): { properties: string[]; required: string[]; s
 describe("the OpenAPI document", () => {
   let host: FunctionsHost;
   before(async () => {
+    // Serving the document checks the caller's role, which needs valid settings; nothing here reaches storage.
+    process.env.ROLLCALL_STORAGE_CONNECTION ??= "UseDevelopmentStorage=true";
     host = await startFunctionsHost({ port: 0, key: "openapi-test-key", timers: false, log: () => {} });
   });
   after(() => host?.stop());

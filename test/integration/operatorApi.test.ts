@@ -11,7 +11,8 @@ import { resetAgentAuthForTests } from "../../shared/auth/tokenReview";
 import { historyAction, type HistoryEntry } from "../../shared/history/history";
 import { nodeAnnotations } from "../../shared/kube/clusterApi";
 import { getRollcall } from "../../shared/orchestrator/fromConfig";
-import { type Answer, asEntra, call, clientPrincipal, EASY_AUTH_ON, entraLabel, leaksInternals } from "../support/operatorCalls";
+import { asEntra, clientPrincipal, EASY_AUTH_ON, entraLabel } from "../support/entra";
+import { type Answer, call, leaksInternals } from "../support/operatorCalls";
 import { CLUSTER, invocation, runAgents, sleep, TestAgent, useWorld } from "../support/world";
 
 const world = useWorld({ simOptions: { terminationDelayMs: 20, podStartDelayMs: 40 } });

@@ -7,7 +7,7 @@ import { policyFromConfig } from "../../shared/policy/policy";
 import { POLICY_ROW_KEY, policyStoreFor } from "../../shared/policy/policyStore";
 import { getConfig } from "../../shared/config/config";
 import { useAzurite } from "../support/azurite";
-import { asEntra, EASY_AUTH_ON, entraLabel } from "../support/operatorCalls";
+import { asEntra, EASY_AUTH_ON, entraLabel } from "../support/entra";
 
 const azurite = useAzurite();
 let tableCounter = 0;
