@@ -142,6 +142,18 @@ param webhookHosts string = ''
 @description('ROLLCALL_OPERATOR_AUTH: entra (App Service authentication in front, app roles enforced) or function-key; unset: entra exactly when App Service authentication is on.')
 param operatorAuth string = ''
 
+// ---- Operators through Microsoft Entra ID (docs/security.md): App Service authentication in front
+// ---- of the app, for an app registration made outside the template (`az ad app create`).
+
+@description('Client id of Rollcall\'s Entra app registration (the API operators get tokens for, with app roles Rollcall.Read and Rollcall.Operate); empty: App Service authentication off, operators use function keys.')
+param entraClientId string = ''
+
+@description('Tenant id of that app registration; empty: the deployment\'s tenant.')
+param entraTenantId string = ''
+
+@description('Audiences App Service accepts in operators\' tokens, comma-separated; empty: api://<entraClientId> and <entraClientId>.')
+param entraAllowedAudiences string = ''
+
 var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
 var allTags = union(tags, { 'azd-env-name': environmentName })
 var idClusters = map(filter(split(aksClusterResourceIds, ','), id => !empty(trim(id))), id => {
@@ -151,6 +163,8 @@ var idClusters = map(filter(split(aksClusterResourceIds, ','), id => !empty(trim
 var rollcallClusters = concat(clusters, idClusters)
 var aksClusters = filter(rollcallClusters, c => contains(c, 'aksResourceId'))
 var clusterNames = map(rollcallClusters, c => c.name)
+var entraTenant = empty(entraTenantId) ? tenant().tenantId : entraTenantId
+var entraAudiences = empty(trim(entraAllowedAudiences)) ? ['api://${entraClientId}', entraClientId] : filter(map(split(entraAllowedAudiences, ','), a => trim(a)), a => !empty(a))
 var operatorSettings = {
   ROLLCALL_CONCURRENCY: concurrency
   ROLLCALL_DRAIN_GRACE_PERIOD_SECONDS: drainGracePeriodSeconds
@@ -256,6 +270,9 @@ module functionApp 'modules/functionapp.bicep' = {
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
     operatorSettings: operatorSettings
+    entraClientId: entraClientId
+    entraTenantId: entraTenant
+    entraAllowedAudiences: entraAudiences
     subnetId: ownNetwork ? network!.outputs.subnetId : (networkMode == 'private' ? appSubnetId : '')
   }
 }

@@ -19,6 +19,10 @@ param instanceMemoryMB int
 param operatorSettings object
 @description('Subnet the app integrates into (delegated to Microsoft.App/environments); empty: no virtual network integration.')
 param subnetId string
+@description('Client id of Rollcall\'s Entra app registration; empty: App Service authentication off.')
+param entraClientId string
+param entraTenantId string
+param entraAllowedAudiences array
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: 'plan-rollcall-${resourceToken}'
@@ -75,6 +79,45 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       runtime: {
         name: 'node'
         version: '22'
+      }
+    }
+  }
+}
+
+// Operators through Microsoft Entra ID (docs/security.md). App Service validates a caller's token and
+// hands the app its claims in X-MS-CLIENT-PRINCIPAL, a header it strips from what clients send; that
+// is why Rollcall trusts the header only under it. Requests without a token still reach the app
+// (AllowAnonymous), which decides per route: check-ins prove the agent with its Kubernetes token,
+// health takes the function key alone, and every operator route answers 401 without an Entra caller.
+resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(entraClientId)) {
+  parent: site
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: false
+      unauthenticatedClientAction: 'AllowAnonymous'
+    }
+    httpSettings: {
+      requireHttps: true
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: entraClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${entraTenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: entraAllowedAudiences
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: false
       }
     }
   }
