@@ -309,7 +309,14 @@ describe("azd and Kubernetes files", () => {
   test("azure.yaml declares the api service as a TypeScript function app and infra/main.parameters.json fits main.json", async () => {
     const { loadYaml, loadAllYaml } = await import("@kubernetes/client-node");
     const azd = loadYaml<Json>(read("azure.yaml"));
-    assert.deepEqual(azd.services.api, { project: ".", language: "ts", host: "function" });
+    const { hooks, ...api } = azd.services.api;
+    assert.deepEqual(api, { project: ".", language: "ts", host: "function", remoteBuild: false, dist: ".rollcall/package" });
+    assert.equal(hooks.prepackage.posix.run, "npm run package");
+    assert.match(read("infra/package.mjs"), /path\.join\(root, "\.rollcall\/package"\)/, "the hook builds what dist names");
+    // A local build ships compiled JavaScript and its node_modules: the sources stay out, the output stays in.
+    const ignored = read(".funcignore").split("\n").map((l) => l.trim()).filter(Boolean);
+    for (const out of ["*.ts", "tsconfig.json", "test", "local"]) assert.ok(ignored.includes(out), `.funcignore leaves ${out} out`);
+    for (const kept of ["dist", "node_modules", "host.json", "package.json", "dist/functions", "dist/shared"]) assert.ok(!ignored.includes(kept), `.funcignore keeps ${kept}`);
     assert.deepEqual(azd.infra, { provider: "bicep", path: "infra", module: "main" });
     const params = JSON.parse(read("infra/main.parameters.json")).parameters;
     for (const name of Object.keys(params)) assert.ok(name in template.parameters, name);
