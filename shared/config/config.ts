@@ -63,8 +63,8 @@ export const ClusterConnection = z
         /** patch: latest patch of the current minor; stable: latest patch of minor N-1; rapid: latest patch of the latest minor. */
         channel: z.enum(["patch", "stable", "rapid"]).default("stable"),
         allowPreview: z.boolean().default(false),
-        /** Opt-in: start the plan's steps through ARM in their maintenance windows. */
-        apply: z.boolean().default(false),
+        /** Opt-in: start the plan's steps through ARM in their maintenance windows; `approve`: each step waits for an operator's approval first. */
+        apply: z.union([z.boolean(), z.literal("approve")]).default(false),
       })
       .strict()
       .optional(),

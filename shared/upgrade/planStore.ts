@@ -7,12 +7,16 @@ import type { StepKind, UpgradePlan } from "./planner";
  * Upgrade rows live in the cluster's partition of the one Rollcall table:
  * - `upgrade:plan`    the latest plan (JSON, chunked) and the latest ARM failure, kept apart so a failure never erases the plan;
  * - `upgrade:active`  the step apply mode has started and is following (its poller state), at most one per cluster;
- * - `upgrade:history` the last outcomes of applied steps.
+ * - `upgrade:history` the last outcomes of applied steps;
+ * - `upgrade:apply`   apply mode's state: paused or not, approvals, steps ARM refused, the window occurrence used;
+ * - `upgrade:pauses`  pools whose reboots are paused by ARM's provisioning state or AKS's events (./pauses.ts).
  */
 export const upgradeRowKeys = {
   plan: "upgrade:plan",
   active: "upgrade:active",
   history: "upgrade:history",
+  apply: "upgrade:apply",
+  pauses: "upgrade:pauses",
   prefix: "upgrade:",
 } as const;
 
@@ -37,10 +41,21 @@ export interface StepOutcome {
   kind: StepKind;
   pool?: string;
   to: string;
-  /** started: ARM accepted it; succeeded/failed: the long-running operation ended; deferred: try later (e.g. 409 OperationNotAllowed). */
-  result: "started" | "succeeded" | "failed" | "deferred";
+  /**
+   * started: ARM accepted it; succeeded/failed: the long-running operation ended; deferred: try later
+   * (another operation in progress); refused: ARM will not do this upgrade (not retried until the plan changes).
+   */
+  result: "started" | "succeeded" | "failed" | "deferred" | "refused";
   at: string;
   message?: string;
+  /** When the step started (for its started/succeeded/failed outcomes). */
+  startedAt?: string;
+  /** Who approved it (apply: "approve"). */
+  approvedBy?: string;
+  /** ARM's async operation id. */
+  operationId?: string;
+  /** Consecutive deferrals of one step folded into this one entry. */
+  count?: number;
 }
 
 export interface StoredPlan {
@@ -57,6 +72,20 @@ export interface ActiveOperation {
   startedAt: string;
   /** Serialized `@azure/core-lro` poller state, to follow the operation from a later invocation. */
   pollerState?: string;
+  approvedBy?: string;
+  operationId?: string;
+}
+
+/** Apply mode's own state for one cluster. */
+export interface ApplyState {
+  /** An operator paused apply mode: no new step starts (a running one is still followed). */
+  paused?: { by: string; at: string; reason?: string };
+  /** Approvals (apply: "approve") by step id. */
+  approvals: Record<string, { by: string; at: string }>;
+  /** Steps ARM refused, by `stepId@from`: not started again until the plan changes or an operator resumes. */
+  refused: Record<string, { at: string; message: string }>;
+  /** End of the window occurrence in which the last step started: one step per occurrence. */
+  occupiedUntil?: string;
 }
 
 type Row = Record<string, unknown> & { partitionKey: string; rowKey: string };
@@ -141,8 +170,46 @@ export async function loadHistory(table: TableClient, cluster: string): Promise<
 }
 
 export async function recordOutcome(table: TableClient, cluster: string, outcome: StepOutcome): Promise<void> {
-  const kept = { ...outcome, ...(outcome.message !== undefined && { message: clip(outcome.message, MAX_ARM_MESSAGE_CHARS) }) };
-  const outcomes = [kept, ...(await loadHistory(table, cluster))].slice(0, HISTORY_LENGTH);
+  const kept: StepOutcome = { ...outcome, ...(outcome.message !== undefined && { message: clip(outcome.message, MAX_ARM_MESSAGE_CHARS) }) };
+  const history = await loadHistory(table, cluster);
+  const last = history[0];
+  // A step deferred again and again is one entry with a count, not a history full of deferrals.
+  const repeated = kept.result === "deferred" && last?.result === "deferred" && last.stepId === kept.stepId;
+  const outcomes = repeated ? [{ ...kept, count: (last.count ?? 1) + 1 }, ...history.slice(1)] : [kept, ...history].slice(0, HISTORY_LENGTH);
   // Twenty outcomes with clipped messages are under 60,000 characters: two parts.
   await table.upsertEntity({ partitionKey: cluster, rowKey: upgradeRowKeys.history, ...textProperties("outcomes", JSON.stringify(outcomes)) }, "Replace");
+}
+
+const parseApplyState = (row: Row | undefined): ApplyState => ({
+  approvals: {},
+  refused: {},
+  ...(row && typeof row.state === "string" ? (JSON.parse(row.state) as Partial<ApplyState>) : {}),
+});
+
+export async function loadApplyState(table: TableClient, cluster: string): Promise<ApplyState> {
+  return parseApplyState(await read(table, cluster, upgradeRowKeys.apply));
+}
+
+/** Read-modify-write of the apply state, retried on a concurrent change (ETag). */
+export async function updateApplyState(table: TableClient, cluster: string, change: (state: ApplyState) => void): Promise<ApplyState> {
+  for (let attempt = 0; ; attempt++) {
+    const row = await read(table, cluster, upgradeRowKeys.apply);
+    const state = parseApplyState(row);
+    change(state);
+    // Approvals and refusals of steps long gone would grow the row without bound.
+    for (const map of [state.approvals, state.refused]) {
+      const keys = Object.keys(map);
+      for (const key of keys.slice(0, Math.max(0, keys.length - 50))) delete map[key];
+    }
+    const entity = { partitionKey: cluster, rowKey: upgradeRowKeys.apply, state: JSON.stringify(state) };
+    try {
+      if (row?.etag) await table.updateEntity(entity, "Replace", { etag: String(row.etag) });
+      else await table.createEntity(entity);
+      return state;
+    } catch (error) {
+      const status = (error as { statusCode?: number }).statusCode;
+      if ((status === 412 || status === 409) && attempt < 5) continue;
+      throw error;
+    }
+  }
 }

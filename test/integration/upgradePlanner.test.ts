@@ -116,14 +116,22 @@ describe("upgrade planner against the ARM simulator and Azurite", () => {
     sim.operationPolls = 1;
   });
 
-  it("plans a cluster two minors behind through the real SDK: two control plane steps after the patch, then the pools", async () => {
+  it("plans a cluster two minors behind through the real SDK: two control plane steps after the patch, then the pools one minor at a time", async () => {
     const response = await call(postUpgradePlan, "POST", "prod");
     assert.equal(response.status, 200);
     const plan = response.jsonBody.plan as UpgradePlan;
-    assert.deepEqual(plan.steps.map((s) => s.id), ["controlPlane:1.29.9", "controlPlane:1.30.6", "controlPlane:1.31.3", "poolVersion:system:1.31.3", "poolVersion:user:1.31.3"]);
+    assert.deepEqual(plan.steps.map((s) => s.id), [
+      "controlPlane:1.29.9",
+      "controlPlane:1.30.6",
+      "controlPlane:1.31.3",
+      "poolVersion:system:1.30.6",
+      "poolVersion:system:1.31.3",
+      "poolVersion:user:1.30.6",
+      "poolVersion:user:1.31.3",
+    ]);
     assert.equal(plan.inputs.controlPlane, "1.29.7");
     assert.ok(plan.warnings.some((w) => /oldest minor/.test(w)));
-    assert.match(response.jsonBody.summary[0], /prod: 5 step\(s\) — control plane 1\.29\.7 → 1\.31\.3/);
+    assert.match(response.jsonBody.summary[0], /prod: 7 step\(s\) — control plane 1\.29\.7 → 1\.31\.3/);
     // Every request carried the installed SDK's api-version and a bearer token.
     assert.ok(sim.requests.length > 0);
     assert.ok(sim.requests.every((r) => r.apiVersion === ARM_API_VERSION && /^Bearer /.test(String(r.headers.authorization))));
@@ -132,7 +140,7 @@ describe("upgrade planner against the ARM simulator and Azurite", () => {
   it("serves the stored plan as JSON with its human summary", async () => {
     const response = await call(getUpgradePlan, "GET", "prod");
     assert.equal(response.status, 200);
-    assert.equal(response.jsonBody.plan.steps.length, 5);
+    assert.equal(response.jsonBody.plan.steps.length, 7);
     assert.ok(response.jsonBody.summary.some((l: string) => /^1\. control plane 1\.29\.7 → 1\.29\.9/.test(l)));
     assert.equal(response.jsonBody.lastError, null);
   });
@@ -148,7 +156,7 @@ describe("upgrade planner against the ARM simulator and Azurite", () => {
     const response = await call(postUpgradePlan, "POST", "nullpools");
     assert.equal(response.status, 200);
     const plan = response.jsonBody.plan as UpgradePlan;
-    assert.equal(plan.steps.length, 5);
+    assert.equal(plan.steps.length, 7);
     assert.ok(plan.notes.some((n) => /no agentPoolProfiles/.test(n)));
   });
 
@@ -176,10 +184,10 @@ describe("upgrade planner against the ARM simulator and Azurite", () => {
       assert.equal(response.jsonBody.error.arm.status, status);
       assert.equal(response.jsonBody.error.arm.code, code);
       assert.match(response.jsonBody.error.message, expected);
-      assert.equal(response.jsonBody.previousPlan.steps.length, 5);
+      assert.equal(response.jsonBody.previousPlan.steps.length, 7);
       if (status === 429) assert.equal((response.headers as Record<string, string>)["retry-after"], "1");
       const stored = await call(getUpgradePlan, "GET", "prod");
-      assert.equal(stored.jsonBody.plan.steps.length, 5);
+      assert.equal(stored.jsonBody.plan.steps.length, 7);
       assert.equal(stored.jsonBody.lastError.failure.code, code);
     });
   }
@@ -225,69 +233,7 @@ describe("upgrade planner against the ARM simulator and Azurite", () => {
       assert.equal((await loadPlan(table, "apply"))?.plan?.steps[0]?.id, "controlPlane:1.30.6");
     });
 
-    it("follows a long operation across invocations and pauses reboots on the pool being upgraded", async () => {
-      const cluster = sim.cluster("apply");
-      cluster.currentKubernetesVersion = "1.31.3";
-      cluster.kubernetesVersion = "1.31.3";
-      sim.operationPolls = 1_000;
-      await call(postUpgradePlan, "POST", "apply");
-      const started = await applyCluster(deps, connection, { followBudgetMs: 0, pollIntervalMs: 5 });
-      assert.equal(started.action, "started", started.message);
-      assert.equal(started.stepId, "poolVersion:system:1.31.3");
-      assert.deepEqual(await activePoolUpgrades(table, "apply"), ["system"]);
-      const status = await call(getUpgradePlan, "GET", "apply");
-      assert.deepEqual(status.jsonBody.rebootsPausedOnPools, ["system"]);
-      assert.equal(status.jsonBody.activeOperation.stepId, "poolVersion:system:1.31.3");
-
-      const still = await applyCluster(deps, connection, { followBudgetMs: 0, pollIntervalMs: 5 });
-      assert.equal(still.action, "following");
-      sim.finishOperations();
-      const done = await applyCluster(deps, connection, options);
-      assert.equal(done.action, "succeeded", done.message);
-      assert.equal(sim.cluster("apply").pools[0]!.currentOrchestratorVersion, "1.31.3");
-      assert.deepEqual(await activePoolUpgrades(table, "apply"), []);
-    });
-
-    it("records a failed long-running operation with ARM's error", async () => {
-      sim.failNextOperation = { code: "UpgradeFailed", message: "Drain of node aks-user-1 did not complete: PodDisruptionBudget db/postgres" };
-      const result = await applyCluster(deps, connection, options);
-      // AKS leaves a failed pool in provisioning state Failed; the next steps of this suite need it usable again.
-      sim.cluster("apply").pools.forEach((p) => (p.provisioningState = "Succeeded"));
-      assert.equal(result.action, "failed", result.message);
-      assert.match(result.message, /UpgradeFailed: Drain of node aks-user-1 did not complete/);
-      assert.equal(await loadActive(table, "apply"), undefined);
-      assert.equal((await loadHistory(table, "apply"))[0]!.result, "failed");
-    });
-
-    it("treats 409 OperationNotAllowed as try later, not as a failure", async () => {
-      sim.faults.push({ method: "PUT", path: /agentPools\/user$/, status: 409, code: "OperationNotAllowed", message: "Another operation is in progress" });
-      const result = await applyCluster(deps, connection, options);
-      assert.equal(result.action, "deferred", result.message);
-      assert.match(result.message, /try later/);
-      assert.equal(await loadActive(table, "apply"), undefined);
-      assert.equal((await loadHistory(table, "apply"))[0]!.result, "deferred");
-    });
-
-    it("fails clearly when ARM refuses the start with 403", async () => {
-      sim.faults.push({ method: "PUT", path: /agentPools\/user$/, status: 403, code: "AuthorizationFailed" });
-      const result = await applyCluster(deps, connection, options);
-      assert.equal(result.action, "failed");
-      assert.match(result.message, /access denied \(AuthorizationFailed\)/);
-    });
-
-    it("upgrades only the node image once the versions are current", async () => {
-      const upgraded = await applyCluster(deps, connection, options);
-      assert.equal(upgraded.stepId, "poolVersion:user:1.31.3", upgraded.message);
-      assert.equal(upgraded.action, "succeeded");
-      const cluster = sim.cluster("apply");
-      cluster.pools[1]!.nodeImageVersion = IMAGE_OLD;
-      await call(postUpgradePlan, "POST", "apply");
-      const image = await applyCluster(deps, connection, options);
-      assert.equal(image.stepId, "nodeImage:user", image.message);
-      assert.equal(image.action, "succeeded", image.message);
-      assert.equal(cluster.pools[1]!.nodeImageVersion, IMAGE_NEW);
-      assert.equal((await applyCluster(deps, connection, options)).action, "idle");
-    });
+    // Following, failures, refusals, pauses and approvals: test/integration/upgradeApply.test.ts.
 
     it("does nothing for a cluster whose apply mode is off", async () => {
       const result = await applyCluster(deps, connections[0]!, options);

@@ -29,7 +29,7 @@ describe("reboot pauses while a pool upgrades", () => {
   it("names the pool whose version or node image is being upgraded", async () => {
     assert.deepEqual(await activePoolUpgrades(tableWith(op({})), "prod", now), ["user"]);
     assert.deepEqual(await activePoolUpgrades(tableWith(op({ kind: "nodeImage", stepId: "nodeImage:user" })), "prod", now), ["user"]);
-    assert.match((await rebootPauseReason(tableWith(op({})), "prod", "user", now))!, /pool user is being upgraded \(version → 1\.31\.3/);
+    assert.match((await rebootPauseReason(tableWith(op({})), "prod", "user", now))!, /pool user is being upgraded: Rollcall is upgrading it \(version → 1\.31\.3/);
   });
 
   it("pauses nothing when no upgrade runs or only the control plane upgrades", async () => {
