@@ -214,6 +214,24 @@ export class SimCluster {
     this.controllers.settle();
   }
 
+  /** Deletes a pod at once, as `kubectl delete pod --force --grace-period=0` does (its controller may replace it). */
+  deletePod(namespace: string, name: string): void {
+    this.store.remove(POD, namespace, name);
+    this.controllers.settle();
+    this.startPendingPods();
+  }
+
+  /** `kubectl cordon` / `kubectl uncordon` by an administrator: only `spec.unschedulable` changes; annotations stay. */
+  setUnschedulable(name: string, unschedulable: boolean): void {
+    const node = this.store.require(NODE, undefined, name);
+    const spec = { ...node.spec };
+    if (unschedulable) spec.unschedulable = true;
+    else delete spec.unschedulable;
+    this.store.update(NODE, { ...node, spec });
+    this.controllers.settle();
+    this.startPendingPods();
+  }
+
   /** Sets the Ready condition, as the kubelet (or the node lifecycle controller) would. */
   setNodeReady(name: string, ready: boolean): void {
     const node = this.store.require(NODE, undefined, name);

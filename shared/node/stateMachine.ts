@@ -66,6 +66,26 @@ export const TRANSITIONS: Readonly<Record<NodeState, readonly NodeState[]>> = {
 /** States in which the node owns a lock slot (its `leaseId` is in the lock row). */
 export const LOCK_HOLDING_STATES: ReadonlySet<NodeState> = new Set(["cordoning", "draining", "reboot-ordered", "rebooted", "releasing", "maintenance"]);
 
+/** States whose record accounts for a lease's cordon on the node: stuck and quarantined nodes stay cordoned on purpose. */
+const CORDON_KEEPING_STATES: ReadonlySet<NodeState> = new Set<NodeState>([...LOCK_HOLDING_STATES, "stuck", "quarantined"]);
+
+/**
+ * What the reconcile timer undoes on a node that carries Rollcall's annotations while no record
+ * accounts for them: a lost or late write (a slow instance, a crash) can leave a lease's cordon on a
+ * node whose record has moved on. Only a cordon carrying a lease annotation is Rollcall's to undo;
+ * an administrator's cordon stays, only the state annotation goes.
+ */
+export function leftoverRepair(node: KubeNode, record: NodeRecord | undefined): NodeChange | undefined {
+  const lease = node.annotations[nodeAnnotations.cordonedBy];
+  if (lease === undefined && node.annotations[nodeAnnotations.state] === undefined) return undefined;
+  const accounted = record !== undefined && CORDON_KEEPING_STATES.has(record.state) && (lease === undefined || record.leaseId === lease);
+  if (accounted) return undefined;
+  return {
+    ...(lease !== undefined && node.unschedulable && { unschedulable: false }),
+    annotations: { [nodeAnnotations.cordonedBy]: null, [nodeAnnotations.state]: null },
+  };
+}
+
 export function canTransition(from: NodeState, to: NodeState): boolean {
   return TRANSITIONS[from].includes(to);
 }

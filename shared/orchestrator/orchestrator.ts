@@ -1,10 +1,10 @@
 import { randomUUID } from "node:crypto";
 import type { CheckinRequest, CheckinResponse } from "../protocol/checkin";
-import { NodeChangedError } from "../kube/clusterApi";
+import { NodeChangedError, nodeAnnotations } from "../kube/clusterApi";
 import type { ClusterApiFactory } from "../kube/connect";
 import type { ClusterLock } from "../lock/tableLock";
 import { type NodeRecord, type NodeStore, StaleRecordError, type Versioned } from "../node/nodeRecord";
-import { LOCK_HOLDING_STATES, wantsTurn, nextRecord, type NodeState, onLeaseExpired, STEPS, type StepPorts } from "../node/stateMachine";
+import { leftoverRepair, LOCK_HOLDING_STATES, wantsTurn, nextRecord, type NodeState, onLeaseExpired, STEPS, type StepPorts } from "../node/stateMachine";
 import type { Policy, PolicySource, RebootGate } from "../policy/policy";
 import { telemetryEvents, telemetryMetrics, type Telemetry } from "../telemetry/names";
 import { answerFor } from "./answer";
@@ -30,6 +30,8 @@ export interface ReconcileReport {
   advanced: number;
   expired: string[];
   orphansReleased: string[];
+  /** Nodes whose leftover Rollcall cordon or annotations no record accounted for, undone. */
+  repaired: string[];
   pending: number;
   stuck: number;
 }
@@ -83,7 +85,7 @@ export class Orchestrator {
    */
   async reconcile(cluster: string, log: Logger, budgetMs = 4 * this.deps.stepBudgetMs): Promise<ReconcileReport> {
     const deadline = new Date(this.now().getTime() + budgetMs);
-    const report: ReconcileReport = { cluster, advanced: 0, expired: [], orphansReleased: [], pending: 0, stuck: 0 };
+    const report: ReconcileReport = { cluster, advanced: 0, expired: [], orphansReleased: [], repaired: [], pending: 0, stuck: 0 };
     await this.expireLeases(cluster, report, log);
 
     const records = await this.deps.store.list(cluster);
@@ -92,6 +94,7 @@ export class Orchestrator {
       await this.run(record, deadline, log);
       report.advanced++;
     }
+    await this.repairLeftovers(cluster, report, log);
     const after = await this.deps.store.list(cluster);
     report.pending = after.filter((r) => r.value.state === "pending").length;
     report.stuck = after.filter((r) => r.value.state === "stuck").length;
@@ -175,6 +178,27 @@ export class Orchestrator {
       if (this.now() >= deadline) return;
       if ((await this.deps.lock.view(cluster)).holders.length >= policy.concurrency) return;
       await this.run(candidate, deadline, log);
+    }
+  }
+
+  /** Undoes what lost or late node writes left behind (see `leftoverRepair`), each write conditional on the node as listed. */
+  private async repairLeftovers(cluster: string, report: ReconcileReport, log: Logger): Promise<void> {
+    const kube = await this.deps.kube(cluster);
+    const marked = (await kube.listNodes()).filter((n) => n.annotations[nodeAnnotations.cordonedBy] !== undefined || n.annotations[nodeAnnotations.state] !== undefined);
+    for (const node of marked) {
+      const change = leftoverRepair(node, (await this.deps.store.get(cluster, node.name))?.value);
+      if (!change) continue;
+      try {
+        await kube.updateNode(node, change);
+      } catch (error) {
+        // Changed since it was listed, e.g. a lease just cordoned it: not a leftover, or the next tick's.
+        if (error instanceof NodeChangedError) continue;
+        throw error;
+      }
+      report.repaired.push(node.name);
+      const lease = node.annotations[nodeAnnotations.cordonedBy];
+      const what = change.unschedulable === false ? `uncordoned it (cordon of lease ${lease})` : "removed Rollcall's annotations";
+      log.warn(`repaired node cluster=${cluster} node=${node.name}: ${what}; no node record accounts for it (a lost or late write)`);
     }
   }
 

@@ -63,6 +63,7 @@ async function faultyOrchestrator(faults: Faults, clock: () => Date): Promise<Or
     const real = await rollcall.kube(cluster);
     return {
       getNode: (name) => real.getNode(name),
+      listNodes: () => real.listNodes(),
       listPodsOnNode: (name) => real.listPodsOnNode(name),
       updateNode: (seen, change) => faults.around(`kube.updateNode(unschedulable=${change.unschedulable})`, () => real.updateNode(seen, change)),
       evictPod: (pod, grace) => faults.around("kube.evictPod", () => real.evictPod(pod, grace)),

@@ -4,7 +4,7 @@ import type { TableClient, TransactionAction } from "@azure/data-tables";
 import { nodeAnnotations } from "../../shared/kube/clusterApi";
 import type { AcquireResult, ClusterLock, LockHolder, ReleaseResult } from "../../shared/lock/tableLock";
 import { NodeStore, type NodeRecord } from "../../shared/node/nodeRecord";
-import { canTransition, NODE_STATES, nextRecord, onLeaseExpired, STEPS, type StepPorts, TRANSITIONS } from "../../shared/node/stateMachine";
+import { canTransition, leftoverRepair, NODE_STATES, nextRecord, onLeaseExpired, STEPS, type StepPorts, TRANSITIONS } from "../../shared/node/stateMachine";
 import { answerFor } from "../../shared/orchestrator/answer";
 import { openGate, type Policy } from "../../shared/policy/policy";
 import { FakeClusterApi } from "../support/fakeClusterApi";
@@ -257,6 +257,22 @@ describe("the node state machine", () => {
     const result = await STEPS.cordoning(record({ state: "cordoning", leaseId: "l", wasUnschedulable: false }), "e", ports);
     assert.equal(result.kind === "move" && result.set?.wasUnschedulable, true);
     assert.equal(kube.nodes.get("n1")!.annotations[nodeAnnotations.cordonedBy], undefined);
+  });
+
+  it("undoes on the timer only a lease's cordon that no record accounts for", async () => {
+    const { kube } = setup();
+    const leftover = (await kube.getNode("n1"))!;
+    Object.assign(leftover, { unschedulable: true, annotations: { [nodeAnnotations.cordonedBy]: "l", [nodeAnnotations.state]: "draining" } });
+    const gone = { [nodeAnnotations.cordonedBy]: null, [nodeAnnotations.state]: null };
+    assert.deepEqual(leftoverRepair(leftover, record({ state: "idle" })), { unschedulable: false, annotations: gone });
+    assert.deepEqual(leftoverRepair(leftover, undefined), { unschedulable: false, annotations: gone });
+    assert.deepEqual(leftoverRepair(leftover, record({ state: "cordoning", leaseId: "later" })), { unschedulable: false, annotations: gone });
+    for (const state of ["draining", "reboot-ordered", "stuck", "quarantined", "maintenance"] as const) {
+      assert.equal(leftoverRepair(leftover, record({ state, leaseId: "l" })), undefined, `${state} keeps its cordon`);
+    }
+    const adminCordoned = { ...leftover, annotations: { [nodeAnnotations.state]: "draining" } };
+    assert.deepEqual(leftoverRepair(adminCordoned, record({ state: "idle" })), { annotations: gone }, "an administrator's cordon stays");
+    assert.equal(leftoverRepair({ ...leftover, annotations: {} }, record({ state: "idle" })), undefined);
   });
 
   it("abandons a drain whose lease expired but marks a node that never came back as stuck", () => {
