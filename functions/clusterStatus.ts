@@ -3,6 +3,7 @@ import { authorizeOperator } from "../shared/auth/operator";
 import { httpHandler, json, parseRoute } from "../shared/http/http";
 import type { NodeRecord } from "../shared/node/nodeRecord";
 import { getRollcall } from "../shared/orchestrator/fromConfig";
+import { gateFailure } from "../shared/policy/gates/composite";
 import { pendingOrder } from "../shared/policy/lifecycle";
 import { clusterRoute } from "../shared/protocol/names";
 import { requireConfiguredCluster } from "./checkin";
@@ -51,7 +52,11 @@ export const clusterStatus = httpHandler(async (request: HttpRequest, context: I
       requestedBy: n.request?.requestedBy ?? "sentinel",
       notBefore: n.request?.notBefore,
       holdReason: n.holdReason ?? "waiting for the next check-in or reconcile tick",
+      gateError: gateFailure(n.holdReason),
     })),
+    // A gate that cannot be asked (Prometheus unreachable or refused by the outbound rules) holds every
+    // node it is asked for, for as long as it fails: an error for the operator, not an ordinary hold.
+    gateErrors: gateErrors(nodes),
     kubernetes:
       kubernetes.kind === "answered"
         ? { reachable: true, nodes: kubernetes.names.length, unknownNodes: kubernetes.names.filter((name) => !known.has(name)).sort() }
@@ -66,6 +71,7 @@ export function nodeSummary(n: NodeRecord) {
     since: n.since,
     why: n.why,
     holdReason: n.holdReason,
+    gateError: gateFailure(n.holdReason),
     drainBlocker: n.drainBlocker,
     rebootRequired: n.rebootRequired,
     reasons: n.reasons,
@@ -75,6 +81,19 @@ export function nodeSummary(n: NodeRecord) {
     request: n.request,
     statusUrl: nodeStatusUrl(n.cluster, n.node),
   };
+}
+
+/** Each failing gate with its latest error and the nodes it holds. */
+function gateErrors(nodes: NodeRecord[]): { gate: string; error: string; nodes: string[] }[] {
+  const byGate = new Map<string, { gate: string; error: string; nodes: string[] }>();
+  for (const n of nodes) {
+    const failure = gateFailure(n.holdReason);
+    if (!failure) continue;
+    const entry = byGate.get(failure.gate) ?? { ...failure, nodes: [] };
+    entry.nodes.push(n.node);
+    byGate.set(failure.gate, entry);
+  }
+  return [...byGate.values()];
 }
 
 function countByState(nodes: NodeRecord[]): Record<string, number> {

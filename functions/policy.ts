@@ -4,7 +4,8 @@ import { getConfig } from "../shared/config/config";
 import { HttpError, httpHandler, json, parseRoute } from "../shared/http/http";
 import { getRollcall } from "../shared/orchestrator/fromConfig";
 import { policyFromConfig } from "../shared/policy/policy";
-import { describePolicy, PolicyValidationError } from "../shared/policy/policySchema";
+import { outboundPolicyProblems } from "../shared/policy/outboundPolicy";
+import { describePolicy, parsePolicyDocument, PolicyValidationError, resolvePolicy } from "../shared/policy/policySchema";
 import { policyStoreFor } from "../shared/policy/policyStore";
 import { clusterRoute } from "../shared/protocol/names";
 import { requireConfiguredCluster } from "./checkin";
@@ -15,6 +16,13 @@ export const MAX_POLICY_BYTES = 64 * 1024;
 async function store() {
   const { table } = await getRollcall();
   return policyStoreFor(table, policyFromConfig(getConfig()));
+}
+
+/** What the policy would make the app call, against the app's outbound settings and DNS (shared/policy/outboundPolicy.ts). */
+async function refuseOutboundProblems(input: unknown): Promise<void> {
+  const config = getConfig();
+  const problems = await outboundPolicyProblems(resolvePolicy(policyFromConfig(config), parsePolicyDocument(input)), config.outbound);
+  if (problems.length) throw new PolicyValidationError(problems);
 }
 
 /**
@@ -58,6 +66,7 @@ export const putPolicy = httpHandler(async (request: HttpRequest, context: Invoc
     throw new HttpError(400, "invalid_json", `The body is not valid JSON: ${(error as Error).message}`);
   }
   try {
+    await refuseOutboundProblems(input);
     const result = await (await store()).write(cluster, input, updatedBy);
     context.info(`policy cluster=${cluster} updatedBy=${JSON.stringify(updatedBy)}`);
     return json(200, { cluster, policy: input, updatedAt: result.updatedAt, updatedBy, effective: describePolicy(result.policy) });

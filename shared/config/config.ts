@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { clusterName } from "../protocol/names";
 import { azureHostSignal } from "./hosting";
+import { parseHostPatterns, type OutboundRules } from "../outbound/outbound";
 
 /**
  * Every app setting Rollcall reads, in one place. Read once per process (`getConfig()`), validated
@@ -63,8 +64,8 @@ export const ClusterConnection = z
         /** patch: latest patch of the current minor; stable: latest patch of minor N-1; rapid: latest patch of the latest minor. */
         channel: z.enum(["patch", "stable", "rapid"]).default("stable"),
         allowPreview: z.boolean().default(false),
-        /** Opt-in: start the plan's steps through ARM in their maintenance windows; `approve`: each step waits for an operator's approval first. */
-        apply: z.union([z.boolean(), z.literal("approve")]).default(false),
+        /** Opt-in: start the plan's steps through ARM in their maintenance windows. */
+        apply: z.boolean().default(false),
       })
       .strict()
       .optional(),
@@ -87,6 +88,15 @@ const clusters = z
   })
   .pipe(z.array(ClusterConnection))
   .refine((list) => new Set(list.map((c) => c.name)).size === list.length, { message: "cluster names must be unique" });
+
+const hostPatterns = z.string().transform((text, ctx) => {
+  try {
+    return parseHostPatterns(text);
+  } catch (error) {
+    ctx.addIssue({ code: "custom", message: `${(error as Error).message}; expected host names or *.suffix, comma-separated` });
+    return z.NEVER;
+  }
+});
 
 /** Every app setting Rollcall reads; infra/ writes exactly these (test/unit/infraSettings.test.ts). */
 export const Settings = z.object({
@@ -131,6 +141,12 @@ export const Settings = z.object({
     .max(253)
     .regex(/^[\x21-\x7e]+$/, { message: "must be a token audience without spaces" })
     .default("rollcall"),
+  /** Hosts the Prometheus blocker may call (https): names or `*.suffix`, comma-separated. See shared/outbound/outbound.ts. */
+  ROLLCALL_PROMETHEUS_HOSTS: hostPatterns.default(["*.prometheus.monitor.azure.com"]),
+  /** Hosts notification webhooks may be posted to (https): names or `*.suffix`, comma-separated; none by default. */
+  ROLLCALL_WEBHOOK_HOSTS: hostPatterns.default([]),
+  /** Local runs only: policies may call http(s)://127.0.0.1, [::1] and localhost. Refused on Azure. */
+  ROLLCALL_OUTBOUND_ALLOW_HTTP_LOOPBACK: bool.default(false),
   /**
    * Who operators are: `entra` trusts the caller App Service authentication (Easy Auth) puts in
    * `X-MS-CLIENT-PRINCIPAL` and enforces the app roles; `function-key` trusts no caller header and
@@ -161,6 +177,8 @@ export type Config = {
   agentAuth: { mode: "tokenreview" | "off"; audience: string };
   /** Operator authentication; see shared/auth/operator.ts. */
   operatorAuth: { mode: "entra" | "function-key" };
+  /** What requests a policy may make the app send (Prometheus, webhooks). */
+  outbound: OutboundRules;
 };
 
 export interface DrainSettings {
@@ -192,6 +210,12 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     throw new ConfigError(
       `Invalid app settings: ROLLCALL_AGENT_AUTH=off is for the local simulation only and is refused on Azure (detected by ${azure}): ` +
         "remove the setting so that check-ins are authenticated by TokenReview",
+    );
+  }
+  if (s.ROLLCALL_OUTBOUND_ALLOW_HTTP_LOOPBACK && azure) {
+    throw new ConfigError(
+      `Invalid app settings: ROLLCALL_OUTBOUND_ALLOW_HTTP_LOOPBACK is for local runs only and is refused on Azure (detected by ${azure}): ` +
+        "on Azure, policies call https endpoints listed in ROLLCALL_PROMETHEUS_HOSTS and ROLLCALL_WEBHOOK_HOSTS",
     );
   }
   const drainTimeoutMs = s.ROLLCALL_DRAIN_TIMEOUT_MINUTES * 60_000;
@@ -235,6 +259,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     upgrade: { schedule: s.ROLLCALL_UPGRADE_SCHEDULE, applySchedule: s.ROLLCALL_UPGRADE_APPLY_SCHEDULE, armEndpoint: s.ROLLCALL_ARM_ENDPOINT },
     agentAuth: { mode: s.ROLLCALL_AGENT_AUTH, audience: s.ROLLCALL_AGENT_AUDIENCE },
     operatorAuth: { mode: operatorAuth },
+    outbound: { prometheusHosts: s.ROLLCALL_PROMETHEUS_HOSTS, webhookHosts: s.ROLLCALL_WEBHOOK_HOSTS, allowHttpLoopback: s.ROLLCALL_OUTBOUND_ALLOW_HTTP_LOOPBACK },
   };
 }
 

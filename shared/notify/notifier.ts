@@ -1,6 +1,8 @@
+import { getConfig } from "../config/config";
 import type { NodeRecord } from "../node/nodeRecord";
 import type { Logger } from "../orchestrator/transitionLog";
 import { POLICY_DEFAULTS, type NotificationPolicy, type NotifyEvent, type Policy } from "../policy/policy";
+import { fetchOutbound, readSecretSetting, type OutboundRules } from "../outbound/outbound";
 import { payloadFor, type NotificationMessage } from "./formats";
 
 /**
@@ -66,24 +68,32 @@ export interface NotifierDeps {
   /** Where `webhookUrlSetting` is looked up; defaults to process.env. */
   env?: Record<string, string | undefined>;
   now?: Date;
+  /** What the app's settings allow to be called; defaults to the app's configuration at call time. */
+  rules?: OutboundRules;
 }
 
-/** Posts one message. Resolves true when the webhook answered 2xx; false (logged) on any failure. */
+/**
+ * Posts one message under the app's outbound rules (shared/outbound/outbound.ts: an allowed https
+ * host, no redirect followed). Resolves true when the webhook answered 2xx; false (logged) on any failure.
+ */
 export async function sendNotification(notifications: NotificationPolicy, message: NotificationMessage, log: Logger, deps: NotifierDeps = {}): Promise<boolean> {
-  const url = notifications.webhookUrl ?? (notifications.webhookUrlSetting ? (deps.env ?? process.env)[notifications.webhookUrlSetting] : undefined);
   const context = `notify event=${message.event} cluster=${message.cluster} node=${message.node} format=${notifications.format}`;
-  if (!url) {
-    log.warn(`${context} failed: the app setting ${notifications.webhookUrlSetting ?? "(none)"} holding the webhook URL is not set`);
+  let url: string;
+  try {
+    url = notifications.webhookUrl ?? readSecretSetting(notifications.webhookUrlSetting ?? "", deps.env ?? process.env, "webhookUrlSetting");
+  } catch (error) {
+    log.warn(`${context} failed: ${(error as Error).message}`);
     return false;
   }
   const timeoutMs = notifications.timeoutMs ?? POLICY_DEFAULTS.notifyTimeoutMs;
   try {
-    const response = await (deps.fetch ?? fetch)(url, {
+    const init: RequestInit = {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify(payloadFor(notifications.format, message)),
       signal: AbortSignal.timeout(timeoutMs),
-    });
+    };
+    const response = await fetchOutbound(url, init, { purpose: "webhook", rules: deps.rules ?? getConfig().outbound, fetch: deps.fetch });
     if (!response.ok) {
       const text = (await response.text().catch(() => "")).slice(0, 200);
       log.warn(`${context} failed: the webhook answered ${response.status}${text ? `: ${text}` : ""}`);

@@ -76,8 +76,10 @@ export interface PodBlocker {
 }
 
 export interface PrometheusBlocker {
-  /** Base URL of a Prometheus-compatible API; Rollcall calls `GET {url}/api/v1/alerts`. */
+  /** Base URL of a Prometheus-compatible query API; Rollcall calls `GET {url}/api/v1/query` (gates/prometheus.ts). */
   url: string;
+  /** A PromQL expression that blocks while it returns any series; absent: the built-in `ALERTS` query with the filters below. */
+  query?: string;
   /** Alerts whose name matches are ignored (kured's --alert-filter-regexp)… */
   alertFilterRegex?: string;
   /** …or, when true, only alerts whose name matches block (kured's --alert-filter-match-only). */
@@ -86,9 +88,9 @@ export interface PrometheusBlocker {
   firingOnly: boolean;
   /** `azure-managed-identity`: send an Entra ID bearer token (Azure Monitor managed Prometheus). */
   auth: "none" | "azure-managed-identity";
-  /** Token scope for `azure-managed-identity`. */
+  /** Token scope for `azure-managed-identity`; one of `TOKEN_SCOPES` (shared/outbound/outbound.ts). */
   tokenScope: string;
-  /** Name of an app setting holding a static bearer token (kept out of the policy row). */
+  /** Name of a `ROLLCALL_SECRET_*` app setting holding a static bearer token (kept out of the policy row). */
   bearerTokenSetting?: string;
   timeoutMs: number;
 }
@@ -121,7 +123,7 @@ export const NOTIFY_EVENTS = ["drainStart", "reboot", "complete", "failure", "st
 export type NotifyEvent = (typeof NOTIFY_EVENTS)[number];
 
 export interface NotificationPolicy {
-  /** The webhook to POST to; or `webhookUrlSetting`, the name of an app setting holding it. */
+  /** The webhook to POST to; or `webhookUrlSetting`, the name of a `ROLLCALL_SECRET_*` app setting holding it. */
   webhookUrl?: string;
   webhookUrlSetting?: string;
   format: "teams" | "slack" | "generic";

@@ -1,6 +1,8 @@
 import { IANAZone } from "luxon";
 import { z } from "zod";
+import { MAX_SLOTS } from "../lock/tableLock";
 import { parseLabelSelector, isLabelKey, isLabelValue } from "./labelSelector";
+import { SECRET_SETTING_PREFIX, secretSettingProblem, tokenScopeProblem } from "../outbound/outbound";
 import {
   NOTIFY_EVENTS,
   POLICY_DEFAULTS,
@@ -19,6 +21,9 @@ import {
  * every error naming the option and the values it accepts. What the document leaves out comes from
  * the app settings (`policyFromConfig`); `resolvePolicy` merges the two into a `Policy`.
  */
+
+/** A PromQL expression longer than this is not a blocker someone wrote by hand. */
+export const MAX_PROMQL_CHARS = 4000;
 
 /** Placeholders a notification template may use. */
 export const TEMPLATE_PLACEHOLDERS = ["cluster", "node", "event", "state", "from", "why", "reasons", "time", "lease", "failures"] as const;
@@ -94,7 +99,14 @@ const httpUrl = z
   .string({ error: () => "must be an http:// or https:// URL" })
   .refine((text) => URL.canParse(text) && /^https?:$/.test(new URL(text).protocol), { error: () => "must be an http:// or https:// URL" });
 
-const settingName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: () => "must be the name of an app setting (letters, digits, _)" });
+/** A secret a policy uses comes from an app setting declared for policies (shared/outbound/outbound.ts). */
+const secretSetting = z
+  .string({ error: () => `must be the name of an app setting starting with ${SECRET_SETTING_PREFIX}` })
+  .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: () => "must be the name of an app setting (letters, digits, _)" })
+  .superRefine((name, ctx) => {
+    const problem = secretSettingProblem(name);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  });
 
 const labels = z.record(
   z.string().refine(isLabelKey, { error: (issue) => `"${String(issue.input)}" is not a label key (name or prefix/name, at most 63 characters per name)` }),
@@ -130,8 +142,8 @@ const drainFailurePolicy = z.discriminatedUnion(
 );
 
 export const PolicyDocument = options({
-  /** Nodes rebooting at once (kured's --concurrency). */
-  concurrency: int(1, 1000).optional(),
+  /** Nodes rebooting at once (kured's --concurrency): at most the slots the lock row holds. */
+  concurrency: int(1, MAX_SLOTS).optional(),
   lockTtlMinutes: int(1, 10_080, " of minutes").optional(),
   checkinIdleSeconds: int(10, 86_400, " of seconds").optional(),
   checkinBusySeconds: int(1, 3_600, " of seconds").optional(),
@@ -144,14 +156,28 @@ export const PolicyDocument = options({
     podSelectors: z.array(podBlocker).max(50).default([]),
     prometheus: options({
       url: httpUrl,
+      /** A PromQL expression that blocks while it returns any series; default: the firing (or pending) `ALERTS`. */
+      query: z.string({ error: () => "must be a PromQL expression string" }).trim().min(1, { error: () => "must be a PromQL expression" }).max(MAX_PROMQL_CHARS, { error: () => `must be at most ${MAX_PROMQL_CHARS} characters` }).optional(),
       alertFilterRegex: regex.optional(),
       alertFilterMatchOnly: bool.default(false),
       firingOnly: bool.default(false),
       auth: oneOf(["none", "azure-managed-identity"]).default("none"),
-      tokenScope: z.string().min(1).default(POLICY_DEFAULTS.prometheusTokenScope),
-      bearerTokenSetting: settingName.optional(),
+      tokenScope: z.string({ error: () => tokenScopeProblem("")! }).superRefine((scope, ctx) => {
+        const problem = tokenScopeProblem(scope);
+        if (problem) ctx.addIssue({ code: "custom", message: problem });
+      }).default(POLICY_DEFAULTS.prometheusTokenScope),
+      bearerTokenSetting: secretSetting.optional(),
       timeoutSeconds: int(1, 60, " of seconds").default(POLICY_DEFAULTS.prometheusTimeoutMs / 1000),
-    }).optional(),
+    })
+      .refine((p) => !(p.query && (p.alertFilterRegex !== undefined || p.alertFilterMatchOnly || p.firingOnly)), {
+        error: () => "alertFilterRegex, alertFilterMatchOnly and firingOnly filter the built-in ALERTS query; with your own query, put the filter in the query",
+        path: ["query"],
+      })
+      .refine((p) => !(p.auth === "azure-managed-identity" && p.bearerTokenSetting), {
+        error: () => "set either auth azure-managed-identity or bearerTokenSetting, not both",
+        path: ["bearerTokenSetting"],
+      })
+      .optional(),
     pdbPrecheck: bool.default(true),
   }).optional(),
   health: options({
@@ -178,7 +204,7 @@ export const PolicyDocument = options({
   nodeLabels: options({ preReboot: labels.default({}), postReboot: labels.default({}) }).optional(),
   notifications: options({
     webhookUrl: httpUrl.optional(),
-    webhookUrlSetting: settingName.optional(),
+    webhookUrlSetting: secretSetting.optional(),
     format: oneOf(["teams", "slack", "generic"]).default("generic"),
     templates: options({ drainStart: template, reboot: template, complete: template, failure: template, stuck: template }).partial().default({}),
     events: z.array(oneOf(NOTIFY_EVENTS)).default([...NOTIFY_EVENTS]),
@@ -285,6 +311,7 @@ export function resolvePolicy(defaults: Policy, document: PolicyDocument): Polic
           pdbPrecheck: b.pdbPrecheck,
           prometheus: b.prometheus && {
             url: b.prometheus.url,
+            query: b.prometheus.query,
             alertFilterRegex: b.prometheus.alertFilterRegex,
             alertFilterMatchOnly: b.prometheus.alertFilterMatchOnly,
             firingOnly: b.prometheus.firingOnly,

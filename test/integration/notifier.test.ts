@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import type { NodeRecord } from "../../shared/node/nodeRecord";
 import { notifyTransition } from "../../shared/notify/notifier";
 import { withPolicyDefaults, type NotificationPolicy, type Policy } from "../../shared/policy/policy";
+import type { OutboundRules } from "../../shared/outbound/outbound";
 import { startCaptureServer } from "../support/webhookServer";
 import { policyBase } from "../support/fixtures";
 
@@ -22,6 +23,9 @@ const policyWith = (notifications: NotificationPolicy): Policy =>
     ...policyBase,
     notifications,
   });
+
+/** The rules of a local run: the webhook server listens on the loopback interface. */
+const deps = { rules: { prometheusHosts: [], webhookHosts: [], allowHttpLoopback: true } satisfies OutboundRules };
 
 const log = () => {
   const lines: string[] = [];
@@ -44,7 +48,7 @@ describe("webhook notifications through a local webhook server", () => {
   });
 
   it("posts a Teams Adaptive Card with the rendered template", async () => {
-    await notifyTransition(policyWith(notifications("teams", "/teams", { reboot: "Rebooting {{node}} ({{cluster}}), was {{from}}" })), "draining", record, log());
+    await notifyTransition(policyWith(notifications("teams", "/teams", { reboot: "Rebooting {{node}} ({{cluster}}), was {{from}}" })), "draining", record, log(), deps);
     const request = hook.requests.find((r) => r.path === "/teams");
     assert.equal(request?.method, "POST");
     assert.match(String(request?.headers["content-type"]), /application\/json/);
@@ -55,14 +59,14 @@ describe("webhook notifications through a local webhook server", () => {
   });
 
   it("posts a Slack message with text and blocks", async () => {
-    await notifyTransition(policyWith(notifications("slack", "/slack")), "draining", record, log());
+    await notifyTransition(policyWith(notifications("slack", "/slack")), "draining", record, log(), deps);
     const body = hook.requests.find((r) => r.path === "/slack")?.body as { text: string; blocks: unknown[] };
     assert.equal(body.text, "Rebooting node aks-np-1 in cluster prod");
     assert.equal(body.blocks.length, 2);
   });
 
   it("posts generic JSON with every field", async () => {
-    await notifyTransition(policyWith(notifications("generic", "/generic")), "rebooted", { ...record, state: "releasing", outcome: "completed", why: "reboot confirmed" }, log());
+    await notifyTransition(policyWith(notifications("generic", "/generic")), "rebooted", { ...record, state: "releasing", outcome: "completed", why: "reboot confirmed" }, log(), deps);
     assert.deepEqual(hook.requests.find((r) => r.path === "/generic")?.body, {
       source: "rollcall",
       event: "complete",
@@ -78,7 +82,7 @@ describe("webhook notifications through a local webhook server", () => {
 
   it("logs a webhook that answers 500 and does not throw", async () => {
     const lines = log();
-    await notifyTransition(policyWith(notifications("generic", "/broken")), "draining", record, lines);
+    await notifyTransition(policyWith(notifications("generic", "/broken")), "draining", record, lines, deps);
     assert.match(lines.lines.join("\n"), /notify event=reboot .* failed: the webhook answered 500: boom/);
   });
 
@@ -87,7 +91,7 @@ describe("webhook notifications through a local webhook server", () => {
     const closed = await startCaptureServer();
     const url = `${closed.url}/gone`;
     await closed.close();
-    await notifyTransition(policyWith({ ...notifications("slack", "/x"), webhookUrl: url }), "draining", record, lines);
+    await notifyTransition(policyWith({ ...notifications("slack", "/x"), webhookUrl: url }), "draining", record, lines, deps);
     assert.match(lines.lines.join("\n"), /notify event=reboot .* failed: POST to 127\.0\.0\.1:\d+: fetch failed/);
   });
 });

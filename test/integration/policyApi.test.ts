@@ -1,4 +1,4 @@
-import { beforeEach, describe, it } from "node:test";
+import { after, before, beforeEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { HttpRequest, InvocationContext, type HttpResponseInit } from "@azure/functions";
 import { getPolicy, putPolicy } from "../../functions/policy";
@@ -6,6 +6,7 @@ import { getRollcall, resetForTests } from "../../shared/orchestrator/fromConfig
 import { policyFromConfig } from "../../shared/policy/policy";
 import { POLICY_ROW_KEY, policyStoreFor } from "../../shared/policy/policyStore";
 import { getConfig } from "../../shared/config/config";
+import { setHostResolverForTests } from "../../shared/outbound/outbound";
 import { useAzurite } from "../support/azurite";
 import { asEntra, EASY_AUTH_ON, entraLabel } from "../support/entra";
 
@@ -19,8 +20,13 @@ beforeEach(() => {
   process.env.ROLLCALL_DRAIN_TIMEOUT_MINUTES = "15";
   process.env.ROLLCALL_LOCK_TTL_MINUTES = "60";
   Object.assign(process.env, EASY_AUTH_ON);
+  process.env.ROLLCALL_WEBHOOK_HOSTS = "hooks.slack.example";
   resetForTests();
 });
+
+// These machines have no DNS: the workspace's query endpoint resolves as it does from a Function App.
+before(() => setHostResolverForTests(async (host) => assert.match(host, /\.prometheus\.monitor\.azure\.com$/)));
+after(() => setHostResolverForTests());
 
 type Handler = (request: HttpRequest, context: InvocationContext) => Promise<HttpResponseInit>;
 
@@ -40,7 +46,7 @@ const goodPolicy = {
   concurrency: 2,
   windows: [{ days: ["sat", "sun"], start: "22:00", end: "06:00", timeZone: "Europe/Berlin" }],
   maxPerZone: 1,
-  blockers: { podSelectors: ["app=backup", { selector: "job=etl", scope: "cluster" }], prometheus: { url: "http://prometheus:9090", alertFilterRegex: "^Watchdog$", firingOnly: true } },
+  blockers: { podSelectors: ["app=backup", { selector: "job=etl", scope: "cluster" }], prometheus: { url: "https://rollcall-1a2b.westeurope.prometheus.monitor.azure.com", auth: "azure-managed-identity", alertFilterRegex: "^Watchdog$", firingOnly: true } },
   drain: { timeoutMinutes: 20, podSelector: "app!=critical" },
   notifications: { webhookUrl: "https://hooks.slack.example/T/B/x", format: "slack", templates: { reboot: "Rebooting {{node}}" } },
 };

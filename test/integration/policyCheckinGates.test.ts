@@ -26,6 +26,15 @@ import { clocked, ManualClock, sleep, TestAgent, useWorld } from "../support/wor
 
 const world = useWorld({ simOptions: { terminationDelayMs: 20, podStartDelayMs: 40 } });
 
+/** The Prometheus servers here listen on the loopback interface, which only a local run may call. */
+const LOCAL_OUTBOUND = { ROLLCALL_OUTBOUND_ALLOW_HTTP_LOOPBACK: "true" };
+
+/** An instant-query answer holding these `ALERTS` series. */
+const alertsAnswer = (alerts: Record<string, string>[]) => ({
+  status: "success",
+  data: { resultType: "vector", result: alerts.map((labels) => ({ metric: { __name__: "ALERTS", ...labels }, value: [1764547200, "1"] })) },
+});
+
 describe("reboot windows through the check-in path", () => {
   it("keeps a node pending outside the reboot window, with the window as the reason, and starts it when the window opens", async () => {
     world.configure();
@@ -301,15 +310,17 @@ describe("blockers through the check-in path", () => {
   });
 
   it("holds nodes while a Prometheus alert matching the filter fires, and lets them go when it only is pending", async () => {
-    world.configure();
+    world.configure(LOCAL_OUTBOUND);
     const { sim } = world;
     sim.addNode("pm-a");
-    let alerts: { labels: Record<string, string>; state: string }[] = [
-      { labels: { alertname: "KubeNodeNotReady", severity: "warning" }, state: "firing" },
-      { labels: { alertname: "Watchdog" }, state: "firing" },
+    let alerts: Record<string, string>[] = [
+      { alertname: "KubeNodeNotReady", severity: "warning", alertstate: "firing" },
+      { alertname: "Watchdog", alertstate: "firing" },
     ];
     const prometheus = await startCaptureServer((request) =>
-      request.path === "/api/v1/alerts" ? { status: 200, body: { status: "success", data: { alerts } } } : { status: 404, body: "not found" },
+      request.path === `/api/v1/query?query=${encodeURIComponent('ALERTS{alertstate="firing"}')}`
+        ? { status: 200, body: alertsAnswer(alerts.filter((a) => a.alertstate === "firing")) }
+        : { status: 404, body: "not found" },
     );
     try {
       await setPolicy({ blockers: { prometheus: { url: prometheus.url, alertFilterRegex: "^KubeNode", alertFilterMatchOnly: true, firingOnly: true } } });
@@ -317,12 +328,15 @@ describe("blockers through the check-in path", () => {
       const firing = await agent.tick();
       assert.equal(firing.state, "pending");
       assert.equal(firing.reason, "1 active Prometheus alert: KubeNodeNotReady (firing)");
-      assert.ok(prometheus.requests.some((r) => r.method === "GET" && r.path === "/api/v1/alerts"));
+      assert.ok(prometheus.requests.some((r) => r.method === "GET" && r.path.startsWith("/api/v1/query?")));
+      const held = await getStatus();
+      assert.equal(held.body.queue[0].gateError, undefined, "an alert that fires is an ordinary hold, not a gate error");
+      assert.deepEqual(held.body.gateErrors, []);
       assert.ok(!isCordoned(world, "pm-a"));
 
       alerts = [
-        { labels: { alertname: "KubeNodeNotReady" }, state: "pending" },
-        { labels: { alertname: "Watchdog" }, state: "firing" },
+        { alertname: "KubeNodeNotReady", alertstate: "pending" },
+        { alertname: "Watchdog", alertstate: "firing" },
       ];
       assert.equal((await agent.tick()).action, "reboot", "a pending alert and an alert outside the filter do not block");
       await finish([agent]);
@@ -333,13 +347,13 @@ describe("blockers through the check-in path", () => {
   });
 
   it("checks the Prometheus alerts again before the reboot order: a drained node waits cordoned while an alert fires", async () => {
-    world.configure();
+    world.configure(LOCAL_OUTBOUND);
     const { sim } = world;
     sim.addNode("pr-a");
     sim.addNode("pr-b");
     sim.addDeployment("default", "pr-web", { replicas: 2, nodes: ["pr-a"] });
-    let alerts: { labels: Record<string, string>; state: string }[] = [];
-    const prometheus = await startCaptureServer(() => ({ status: 200, body: { status: "success", data: { alerts } } }));
+    let alerts: Record<string, string>[] = [];
+    const prometheus = await startCaptureServer(() => ({ status: 200, body: alertsAnswer(alerts) }));
     try {
       await setPolicy({ blockers: { prometheus: { url: prometheus.url } } });
       const clock = new ManualClock();
@@ -347,7 +361,7 @@ describe("blockers through the check-in path", () => {
       const agent = await TestAgent.on(sim, "pr-a", true);
       const started = await agent.tick(send);
       assert.equal(started.state, "draining", started.reason);
-      alerts = [{ labels: { alertname: "EtcdHighLatency" }, state: "firing" }];
+      alerts = [{ alertname: "EtcdHighLatency", alertstate: "firing" }];
       await until(
         () => agent.last?.reason?.startsWith("drained; reboot held") === true,
         async () => {
@@ -369,8 +383,8 @@ describe("blockers through the check-in path", () => {
     }
   });
 
-  it("counts an unreachable Prometheus as blocking and says so in the answer and the status", async () => {
-    world.configure();
+  it("counts an unreachable Prometheus as blocking and reports it as a gate error in the answer and the status", async () => {
+    world.configure(LOCAL_OUTBOUND);
     const { sim } = world;
     sim.addNode("pu-a");
     const gone = await startCaptureServer();
@@ -379,11 +393,15 @@ describe("blockers through the check-in path", () => {
     const agent = await TestAgent.on(sim, "pu-a", true);
     const answer = await agent.tick();
     assert.equal(answer.state, "pending");
-    assert.match(answer.reason, new RegExp(`^blocked: prometheus failed: GET ${gone.url}/api/v1/alerts: .*ECONNREFUSED`));
+    assert.match(answer.reason, new RegExp(`^blocked: prometheus failed: GET ${gone.url}/api/v1/query: .*ECONNREFUSED`));
     assert.ok(!isCordoned(world, "pu-a"));
     assert.deepEqual(await lockHolders(), []);
     const status = await getStatus();
     assert.equal(status.body.queue[0].holdReason, answer.reason);
+    const error = answer.reason.replace("blocked: prometheus failed: ", "");
+    assert.deepEqual(status.body.queue[0].gateError, { gate: "prometheus", error });
+    assert.deepEqual(status.body.gateErrors, [{ gate: "prometheus", error, nodes: ["pu-a"] }]);
+    assert.equal(status.body.nodes.find((n: { node: string }) => n.node === "pu-a").gateError.gate, "prometheus");
 
     await setPolicy({});
     assert.equal((await agent.tick()).action, "reboot", "without the Prometheus blocker the node goes");

@@ -315,7 +315,7 @@ describe("notifications through the check-in path", () => {
     requests.filter((r) => JSON.stringify(r.body).includes(node)).map((r) => key(r.body));
 
   it("posts generic JSON for drain start, reboot, completion and a failed drain to the webhook", async () => {
-    world.configure();
+    world.configure({ ROLLCALL_OUTBOUND_ALLOW_HTTP_LOOPBACK: "true" }); // the webhook server listens on loopback
     const { sim } = world;
     sim.addNode("nt-a");
     sim.addNode("nt-f");
@@ -357,7 +357,7 @@ describe("notifications through the check-in path", () => {
   });
 
   it("posts Slack and Teams payloads with the policy's message templates", async () => {
-    world.configure();
+    world.configure({ ROLLCALL_OUTBOUND_ALLOW_HTTP_LOOPBACK: "true" }); // the webhook server listens on loopback
     const { sim } = world;
     sim.addNode("sl-a");
     sim.addNode("tm-a");
@@ -426,7 +426,7 @@ describe("notifications through the check-in path", () => {
   });
 
   it("reboots normally when the webhook fails or cannot be reached", async () => {
-    world.configure();
+    world.configure({ ROLLCALL_OUTBOUND_ALLOW_HTTP_LOOPBACK: "true" }); // the webhook server listens on loopback
     const { sim } = world;
     sim.addNode("wf-a");
     sim.addNode("wf-b");

@@ -10,7 +10,7 @@ export interface CapturedRequest {
 
 /** A local HTTP server that records every request and answers with `respond` (default 200 "ok"). */
 export async function startCaptureServer(
-  respond: (request: CapturedRequest) => { status: number; body?: unknown } = () => ({ status: 200, body: "ok" }),
+  respond: (request: CapturedRequest) => { status: number; body?: unknown; headers?: Record<string, string> } = () => ({ status: 200, body: "ok" }),
 ): Promise<{ url: string; requests: CapturedRequest[]; close(): Promise<void>; server: Server }> {
   const requests: CapturedRequest[] = [];
   const server = createServer((req, res) => {
@@ -27,7 +27,7 @@ export async function startCaptureServer(
       const captured = { method: req.method ?? "", path: req.url ?? "", headers: req.headers, body };
       requests.push(captured);
       const answer = respond(captured);
-      res.writeHead(answer.status, { "content-type": typeof answer.body === "string" ? "text/plain" : "application/json" });
+      res.writeHead(answer.status, { "content-type": typeof answer.body === "string" ? "text/plain" : "application/json", ...answer.headers });
       res.end(typeof answer.body === "string" ? answer.body : JSON.stringify(answer.body ?? {}));
     });
   });

@@ -2,9 +2,12 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { NodeRecord } from "../../shared/node/nodeRecord";
 import { slackPayload, teamsPayload } from "../../shared/notify/formats";
-import { eventFor, notifyTransition, renderTemplate } from "../../shared/notify/notifier";
+import { eventFor, notifyEvent, notifyTransition, renderTemplate } from "../../shared/notify/notifier";
 import { withPolicyDefaults, type Policy } from "../../shared/policy/policy";
+import type { OutboundRules } from "../../shared/outbound/outbound";
 import { policyBase } from "../support/fixtures";
+
+const rules: OutboundRules = { prometheusHosts: [], webhookHosts: ["hooks.example.test", "*.example.test"], allowHttpLoopback: false };
 
 const record = (overrides: Partial<NodeRecord> = {}): NodeRecord => ({
   cluster: "prod",
@@ -63,7 +66,7 @@ describe("the notifier", () => {
       throw Object.assign(new TypeError("fetch failed"), { cause: { code: "ECONNREFUSED" } });
     };
     const p = policy({ webhookUrl: "https://hooks.example.test/secret-key", format: "slack", templates: {}, events: ["drainStart"], timeoutMs: 1000 });
-    await notifyTransition(p, "cordoning", record(), log, { fetch: failing });
+    await notifyTransition(p, "cordoning", record(), log, { fetch: failing, rules });
     assert.equal(log.lines.length, 1);
     assert.match(log.lines[0]!, /notify event=drainStart .* failed: POST to hooks.example.test: fetch failed \(ECONNREFUSED\)/);
     assert.doesNotMatch(log.lines[0]!, /secret-key/, "the webhook URL's key is not logged");
@@ -76,8 +79,8 @@ describe("the notifier", () => {
       return new Response("ok");
     };
     const p = policy({ webhookUrl: "https://hooks.example.test/x", format: "generic", templates: {}, events: ["failure"], timeoutMs: 1000 });
-    await notifyTransition(p, "cordoning", record(), recordingLog(), { fetch: counting });
-    await notifyTransition(policy(), "cordoning", record(), recordingLog(), { fetch: counting });
+    await notifyTransition(p, "cordoning", record(), recordingLog(), { fetch: counting, rules });
+    await notifyTransition(policy(), "cordoning", record(), recordingLog(), { fetch: counting, rules });
     assert.equal(calls, 0);
   });
 
@@ -87,8 +90,36 @@ describe("the notifier", () => {
       urls.push(String(url));
       return new Response("ok");
     };
-    const p = policy({ webhookUrlSetting: "ROLLCALL_TEAMS_WEBHOOK", format: "teams", templates: {}, events: ["reboot"], timeoutMs: 1000 });
-    await notifyTransition(p, "draining", record({ state: "reboot-ordered" }), recordingLog(), { fetch: capture, env: { ROLLCALL_TEAMS_WEBHOOK: "https://teams.example.test/hook" } });
+    const p = policy({ webhookUrlSetting: "ROLLCALL_SECRET_TEAMS_WEBHOOK", format: "teams", templates: {}, events: ["reboot"], timeoutMs: 1000 });
+    await notifyTransition(p, "draining", record({ state: "reboot-ordered" }), recordingLog(), { fetch: capture, rules, env: { ROLLCALL_SECRET_TEAMS_WEBHOOK: "https://teams.example.test/hook" } });
     assert.deepEqual(urls, ["https://teams.example.test/hook"]);
+  });
+
+  it("posts nowhere when the URL's host is not allowed or the setting is not a policy secret, and says why", async () => {
+    let calls = 0;
+    const counting: typeof fetch = async () => {
+      calls++;
+      return new Response("ok");
+    };
+    const log = recordingLog();
+    await notifyTransition(policy({ webhookUrl: "https://elsewhere.test/x", format: "generic", templates: {}, events: ["reboot"], timeoutMs: 1000 }), "draining", record({ state: "reboot-ordered" }), log, { fetch: counting, rules });
+    const named = policy({ webhookUrlSetting: "IDENTITY_ENDPOINT", format: "generic", templates: {}, events: ["reboot"], timeoutMs: 1000 });
+    await notifyTransition(named, "draining", record({ state: "reboot-ordered" }), log, { fetch: counting, rules, env: { IDENTITY_ENDPOINT: "https://hooks.example.test/msi" } });
+    assert.equal(calls, 0);
+    assert.match(log.lines[0]!, /failed: POST to elsewhere\.test: the URL names the host elsewhere\.test, which is not in ROLLCALL_WEBHOOK_HOSTS/);
+    assert.match(log.lines[1]!, /failed: webhookUrlSetting IDENTITY_ENDPOINT must name an app setting declared for policies/);
+  });
+
+  it("passes redirect: manual to fetch, so that a redirect is an answer and not followed", async () => {
+    const inits: RequestInit[] = [];
+    const capture: typeof fetch = async (_url, init) => {
+      inits.push(init ?? {});
+      return new Response("", { status: 308, headers: { location: "https://other.test/x" } });
+    };
+    const log = recordingLog();
+    const sent = await notifyEvent(policy({ webhookUrl: "https://hooks.example.test/x", format: "generic", templates: {}, events: ["reboot"], timeoutMs: 1000 }), "reboot", "draining", record({ state: "reboot-ordered" }), log, { fetch: capture, rules });
+    assert.equal(sent, false);
+    assert.equal(inits[0]?.redirect, "manual");
+    assert.match(log.lines[0]!, /answered 308, a redirect to other\.test; redirects are not followed/);
   });
 });

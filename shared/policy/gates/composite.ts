@@ -7,9 +7,20 @@ import { podBlockerGate } from "./podBlockers";
 import { prometheusGate, type PrometheusGateDeps } from "./prometheus";
 import { windowGate, type AksScheduleLoader } from "./window";
 
+const FAILED = /(?:^|: )blocked: ([^:]+) failed: (.*)$/s;
+
+/**
+ * The gate and error of a hold reason that is a gate failure ("blocked: <gate> failed: <error>",
+ * possibly after "drained; reboot held: "), for the status route to report as an error, not a hold.
+ */
+export function gateFailure(reason: string | undefined): { gate: string; error: string } | undefined {
+  const match = reason ? FAILED.exec(reason) : null;
+  return match ? { gate: match[1]!, error: match[2]! } : undefined;
+}
+
 /**
  * Asks each gate in order and returns the first reason. A gate that throws (an unreachable
- * Prometheus, an API error) holds the node too: "blocked: <gate> failed: <error>".
+ * Prometheus, an API error) holds the node too: "blocked: <gate> failed: <error>" (`gateFailure`).
  */
 export function compositeGate(gates: readonly NamedGate[]): RebootGate {
   return {
