@@ -1,9 +1,11 @@
 import { app, type HttpRequest, type InvocationContext } from "@azure/functions";
-import { announceAgentAuthMode, authenticateCheckin } from "../shared/auth/tokenReview";
-import { getConfig } from "../shared/config/config";
+import { announceAgentAuthMode, checkinVerifier } from "../shared/auth/tokenReview";
+import { ConfigError, getConfig } from "../shared/config/config";
+import { unsafeOnAzure } from "../shared/config/hosting";
 import { HttpError, httpHandler, json, parseJsonBody, parseRoute } from "../shared/http/http";
 import { getRollcall } from "../shared/orchestrator/fromConfig";
 import { CheckinRequest, MAX_CHECKIN_BYTES } from "../shared/protocol/checkin";
+import { getTelemetry } from "../shared/telemetry/telemetry";
 import { nodeRoute } from "../shared/protocol/names";
 
 /** POST /api/clusters/{cluster}/nodes/{node}/checkin — an agent reports its node and learns what to do. */
@@ -11,9 +13,9 @@ export const checkin = httpHandler(async (request: HttpRequest, context: Invocat
   const { cluster, node } = parseRoute(request, nodeRoute);
   const body = await parseJsonBody(request, CheckinRequest, MAX_CHECKIN_BYTES);
   requireConfiguredCluster(cluster);
-  await authenticateCheckin(request, cluster, node, context, async () => (await getRollcall()).kube);
-  const answer = await (await getRollcall()).orchestrator.checkin(cluster, node, body, context);
-  return json(200, answer);
+  const rollcall = await getRollcall();
+  const verify = checkinVerifier(request, cluster, node, context, { kube: rollcall.kube, rejections: rollcall.rejections, telemetry: getTelemetry() });
+  return json(200, await rollcall.orchestrator.checkin(cluster, node, body, context, verify));
 });
 
 export function requireConfiguredCluster(cluster: string): void {
@@ -22,6 +24,10 @@ export function requireConfiguredCluster(cluster: string): void {
   }
 }
 
+// On Azure with check-ins unauthenticated the app refuses to start (the worker logs why) rather than
+// answer every check-in with 500; the health route names the setting too.
+const unsafe = unsafeOnAzure(process.env);
+if (unsafe) throw new ConfigError(unsafe);
 announceAgentAuthMode();
 
 app.http("checkin", {

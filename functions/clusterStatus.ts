@@ -1,5 +1,8 @@
 import { app, type HttpRequest, type InvocationContext } from "@azure/functions";
 import { authorizeOperator } from "../shared/auth/operator";
+import { armClientFactory } from "../shared/azure/arm";
+import { nodeOsWithin } from "../shared/azure/nodeOsChannel";
+import { getConfig } from "../shared/config/config";
 import { httpHandler, json, parseRoute } from "../shared/http/http";
 import type { NodeRecord } from "../shared/node/nodeRecord";
 import { getRollcall } from "../shared/orchestrator/fromConfig";
@@ -22,13 +25,16 @@ export const clusterStatus = httpHandler(async (request: HttpRequest, context: I
   authorizeOperator(request, "Rollcall.Read");
   const { cluster } = parseRoute(request, clusterRoute);
   requireConfiguredCluster(cluster);
-  const { store, lock, policy, kube } = await getRollcall();
+  const { store, lock, policy, kube, rejections } = await getRollcall();
   const now = new Date();
-  const [records, view, rules, kubernetes] = await Promise.all([
+  const [records, view, rules, kubernetes, refused, nodeOs] = await Promise.all([
     store.list(cluster),
     lock.view(cluster),
     policy(cluster),
     kubernetesNodes(() => kube(cluster), context),
+    rejections.list(cluster),
+    // Whether this cluster needs Rollcall at all: AKS's node OS upgrade channel (only Unmanaged leaves reboots to us).
+    nodeOsWithin(getConfig().clusters.find((c) => c.name === cluster)!, armClientFactory(getConfig()), KUBERNETES_TIMEOUT_MS),
   ]);
   const nodes = records.map((r) => r.value).sort((a, b) => a.node.localeCompare(b.node));
   const queue = nodes.filter((n) => n.state === "pending").sort(pendingOrder(rules));
@@ -49,7 +55,7 @@ export const clusterStatus = httpHandler(async (request: HttpRequest, context: I
       pendingSince: n.pendingSince ?? n.since,
       priority: n.request?.priority ?? 0,
       requestId: n.request?.id,
-      requestedBy: n.request?.requestedBy ?? "sentinel",
+      requestedBy: n.request?.requestedBy ?? (n.rebootReportedBy ? `agent ${n.rebootReportedBy}` : "sentinel"),
       notBefore: n.request?.notBefore,
       holdReason: n.holdReason ?? "waiting for the next check-in or reconcile tick",
       gateError: gateFailure(n.holdReason),
@@ -57,6 +63,10 @@ export const clusterStatus = httpHandler(async (request: HttpRequest, context: I
     // A gate that cannot be asked (Prometheus unreachable or refused by the outbound rules) holds every
     // node it is asked for, for as long as it fails: an error for the operator, not an ordinary hold.
     gateErrors: gateErrors(nodes),
+    // Check-ins of known nodes refused by authentication in the last day (a broken token mount, or forgery).
+    checkinRejections: refused,
+    // The warning applies once agents report sentinels here: AKS reimages NodeImage/SecurityPatch nodes itself.
+    nodeOs: nodes.length > 0 ? nodeOs : { ...nodeOs, warning: undefined },
     kubernetes:
       kubernetes.kind === "answered"
         ? { reachable: true, nodes: kubernetes.names.length, unknownNodes: kubernetes.names.filter((name) => !known.has(name)).sort() }

@@ -313,6 +313,9 @@ export class Controllers {
     if (!jsonEqual(object.status, status)) this.store.update(resource, { ...object, status });
   }
 
+  /** Budgets (`ns/name`) whose status the disruption controller has not caught up with yet (`SimCluster.lagPdbStatus`). */
+  readonly stalePdbs = new Set<string>();
+
   private updatePdbs(): void {
     const pdbs = this.store.peek(PDB);
     if (pdbs.length === 0) return;
@@ -332,6 +335,7 @@ export class Controllers {
     const scaleOf = this.scaleLookup();
     for (const pdb of pdbs) {
       const namespace = pdb.metadata.namespace ?? "default";
+      if (this.stalePdbs.has(`${namespace}/${pdb.metadata.name}`)) continue;
       const [pair] = Object.entries((pdb.spec?.selector?.matchLabels ?? {}) as Record<string, string>);
       const candidates = pair ? (byLabel.get(`${namespace}/${pair[0]}=${pair[1]}`) ?? []) : (byNamespace.get(namespace) ?? []);
       const status = computePdbStatus(pdb, candidates, scaleOf);

@@ -2,7 +2,7 @@ import type { Controllers } from "./controllers";
 import { selectedPods } from "./pdbStatus";
 import { isReady, isTerminating } from "./podStatus";
 import { resources } from "./resources";
-import { ApiError, badRequest, internalError, type Status, successStatus, tooManyRequests } from "./status";
+import { ApiError, badRequest, type Status, successStatus, tooManyRequests } from "./status";
 import type { Json, Store } from "./store";
 import { timestamp } from "./store";
 
@@ -35,7 +35,8 @@ export function evict(context: EvictionContext, namespace: string, name: string,
   if (phase === "Succeeded" || phase === "Failed" || phase === "Pending" || isTerminating(pod)) return remove();
 
   const pdbs = store.list(PDB, namespace).filter((pdb) => selectedPods(pdb, [pod]).length > 0);
-  if (pdbs.length > 1) throw internalError("This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.");
+  // kube-apiserver answers this one with a bare 500: no reason, no details (k8s-captured/eviction-500-multiple-pdbs.json).
+  if (pdbs.length > 1) throw new ApiError(500, undefined, "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.");
   const pdb = pdbs[0];
   if (!pdb) return remove();
 
@@ -50,7 +51,12 @@ export function evict(context: EvictionContext, namespace: string, name: string,
     tooManyRequests("Cannot evict pod as it would violate the pod's disruption budget.", context.retryAfterSeconds() ?? 0, [
       { reason: "DisruptionBudget", message: cause },
     ]);
-  if ((status.observedGeneration ?? 0) < (pdb.metadata.generation ?? 0)) throw refuse(`The disruption budget ${pdb.metadata.name} is still being processed by the server.`);
+  // The only eviction 429 that carries Retry-After (10 s): k8s-captured/eviction-429-pdb-still-processing.json.
+  if ((status.observedGeneration ?? 0) < (pdb.metadata.generation ?? 0)) {
+    throw tooManyRequests("Cannot evict pod as it would violate the pod's disruption budget.", 10, [
+      { reason: "DisruptionBudget", message: `The disruption budget ${pdb.metadata.name} is still being processed by the server.` },
+    ]);
+  }
   if ((status.disruptionsAllowed ?? 0) < 0) throw new ApiError(403, "Forbidden", "pdb disruptions allowed is negative");
   if ((status.disruptionsAllowed ?? 0) === 0) {
     throw refuse(`The disruption budget ${pdb.metadata.name} needs ${status.desiredHealthy ?? 0} healthy pods and has ${status.currentHealthy ?? 0} currently`);

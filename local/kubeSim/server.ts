@@ -103,6 +103,11 @@ function route(context: ApiServerContext, method: string, url: URL, contentType:
     if (method !== "POST") throw methodNotAllowed();
     return { code: 201, body: context.tokens.review(parseJson(raw)) };
   }
+  // TokenRequest: the serviceaccounts/token subresource (service accounts themselves are not simulated).
+  if (segments.length === 7 && segments.slice(0, 3).join("/") === "api/v1/namespaces" && segments[4] === "serviceaccounts" && segments[6] === "token") {
+    if (method !== "POST") throw methodNotAllowed();
+    return { code: 201, body: context.tokens.request(segments[3]!, segments[5]!, parseJson(raw)) };
+  }
   const target = parseTarget(segments);
   const { resource, namespace, name, subresource } = target;
   const allow = (verb: Verb) => {

@@ -384,9 +384,33 @@ export class SimCluster {
     return this.store.require(PDB, namespace, name);
   }
 
+  /**
+   * Changes a budget's spec while the disruption controller lags behind (`status.observedGeneration`
+   * below `metadata.generation`), until `catchUp` is called: evictions then get the API server's
+   * "still being processed" 429.
+   */
+  lagPdbStatus(namespace: string, name: string, spec: PdbSpec): { catchUp: () => void } {
+    const key = `${namespace}/${name}`;
+    this.controllers.stalePdbs.add(key);
+    const pdb = this.store.require(PDB, namespace, name);
+    const { minAvailable: _min, maxUnavailable: _max, ...rest } = pdb.spec ?? {};
+    this.store.update(PDB, { ...pdb, spec: { ...rest, ...spec } });
+    return {
+      catchUp: () => {
+        this.controllers.stalePdbs.delete(key);
+        this.controllers.settle();
+      },
+    };
+  }
+
   /** A bound service account token that TokenReview accepts (see `TokenAuthority`). */
   issueServiceAccountToken(options: ServiceAccountTokenOptions): string {
     return this.tokens.issue(options);
+  }
+
+  /** How long the API server keeps accepting a token after its pod is gone (its authentication cache; ~10 s on kube-apiserver). */
+  set tokenAuthenticationCacheMs(ms: number) {
+    this.tokens.authenticationCacheMs = ms;
   }
 
   // --- Observing the cluster ---

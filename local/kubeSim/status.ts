@@ -35,7 +35,8 @@ export interface Status {
 export class ApiError extends Error {
   constructor(
     readonly code: number,
-    readonly reason: string,
+    /** Undefined for the few answers kube-apiserver sends without a reason. */
+    readonly reason: string | undefined,
     message: string,
     readonly details?: StatusDetails,
   ) {
@@ -49,7 +50,7 @@ export class ApiError extends Error {
       metadata: {},
       status: "Failure",
       message: this.message,
-      reason: this.reason,
+      ...(this.reason ? { reason: this.reason } : {}),
       ...(this.details ? { details: this.details } : {}),
       code: this.code,
     };

@@ -1,50 +1,92 @@
 import { createHash } from "node:crypto";
 import type { HttpRequest } from "@azure/functions";
-import { ConfigError, getConfig } from "../config/config";
+import { DEFAULT_AGENT, getConfig } from "../config/config";
 import { HttpError } from "../http/http";
 import type { ClusterApiFactory } from "../kube/connect";
 import type { Logger } from "../orchestrator/transitionLog";
+import { telemetryEvents, type Telemetry } from "../telemetry/names";
+import type { RejectionLog } from "./rejections";
 
 /**
- * Check-in authentication: a check-in must prove it comes from the node it names.
+ * Check-in authentication: a check-in must prove it comes from the Rollcall agent on the node it names.
  *
- * The agent sends its projected service-account token (audience `rollcall`) as a bearer token.
- * Rollcall asks the node's own cluster about it with a TokenReview: the token must be authenticated,
- * valid for Rollcall's audience, belong to a service account, and be bound to a pod that runs on the
- * named node. The node comes from the token's `authentication.kubernetes.io/node-name` extra
- * (Kubernetes ≥ 1.30), else from reading the pod named in `authentication.kubernetes.io/pod-name`.
+ * The agent sends its projected service-account token (audience `rollcall`) as a bearer token, and
+ * Rollcall asks the node's own cluster about it (TokenReview, with Rollcall's audience: without one the
+ * API server checks its own audience). Any pod may mount a token for any audience, so a reviewed token
+ * proves only *whose pod* sent it; Rollcall then requires, in this order:
+ *   1. `user.username` is the agent's ServiceAccount, `system:serviceaccount:<ns>:<name>`
+ *      (per cluster in ROLLCALL_CLUSTERS, default rollcall/rollcall-agent) — `wrong_service_account`;
+ *   2. the token is bound to a pod (`authentication.kubernetes.io/pod-name`/`pod-uid` extras; a token
+ *      bound to a Node alone does not say which workload holds it) — `wrong_pod`;
+ *   3. that pod, read from the API server, has the token's uid (same object, not a namesake), and its
+ *      controller is the agent DaemonSet — `wrong_pod`; it is not terminating — `pod_terminating`;
+ *   4. it runs on the node named in the route — `wrong_node`.
+ * The pod is always read: Kubernetes 1.24 puts no node name in the review (see
+ * ../shared/k8s-captured/tokenreview-bound-pod-token.json), and only the pod says who owns it.
  *
- * Positive answers are cached briefly, keyed by a hash of the token, so that steady check-ins do not
- * each cost a TokenReview. A rejection is never cached: the next check-in asks again.
+ * A review is remembered for a few minutes (never past the token's expiry), but a remembered review
+ * may only let through a check-in that changes nothing (the caller says so with `allowCached`): a
+ * deleted pod's token keeps passing the API server's own cache for ~10 s and would otherwise pass ours
+ * for minutes. Every check-in that could change a node is reviewed afresh, pod read included.
  */
 
-export const NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name";
 export const POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name";
+export const POD_UID_EXTRA = "authentication.kubernetes.io/pod-uid";
 const SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:";
 
 /** A bearer token's alphabet (RFC 6750 b64token); anything else is refused before it reaches the API server. */
 const TOKEN_SHAPE = /^[A-Za-z0-9._~+/-]+=*$/;
 const MAX_TOKEN_LENGTH = 16 * 1024;
 /**
- * How long a positive review is trusted (never past the token's own expiry). Longer than the idle
- * check-in interval, so that an idle check-in makes no Kubernetes call; the price is that a token of
- * a deleted pod stays accepted that long, and only ever for the node it was bound to.
+ * How long a positive review may vouch for a no-op check-in: longer than the idle check-in interval
+ * (so idle check-ins make no Kubernetes call) and never past the token's own expiry.
  */
-const REVIEW_CACHE_MS = 15 * 60_000;
+export const REVIEW_CACHE_MS = 10 * 60_000;
+
+/** Who the agent must be in one cluster (`agent` in ROLLCALL_CLUSTERS). */
+export interface ExpectedAgent {
+  namespace: string;
+  serviceAccount: string;
+  daemonSet: string;
+}
 
 export interface AgentIdentity {
   cluster: string;
   node: string;
   /** `system:serviceaccount:<namespace>:<name>`. */
   username: string;
-  /** `<namespace>/<pod>` the token is bound to. */
-  pod?: string;
+  pod: { namespace: string; name: string; uid: string };
 }
 
-export interface TokenReviewOptions {
+/** `rollcall/rollcall-agent-x7k2p (uid 1956016e-…)`: how history and logs name the agent that asked. */
+export function describeAgent(identity: Pick<AgentIdentity, "pod">): string {
+  return `${identity.pod.namespace}/${identity.pod.name} (uid ${identity.pod.uid})`;
+}
+
+/**
+ * Authenticates one check-in. `allowCached`: the check-in reports exactly what is stored for an idle
+ * node, so a remembered review may vouch for it. `known`: the node has a record (its rejections are
+ * kept for the status route). Resolves to undefined only when authentication is off.
+ */
+export type AgentVerifier = (options: { allowCached: boolean; known: boolean }) => Promise<AgentIdentity | undefined>;
+
+/** The rejection of a check-in's credentials: 401 without a usable one, 403 with the wrong identity. */
+export class AgentAuthError extends HttpError {
+  constructor(
+    status: 401 | 403,
+    code: string,
+    message: string,
+    /** Who the credential claimed to be, for logs (never the token). */
+    readonly claimed = "unknown",
+  ) {
+    super(status, code, message);
+  }
+}
+
+export interface AgentAuthenticatorOptions {
   kube: ClusterApiFactory;
   audience: string;
-  /** Longest a positive review is trusted without asking again. */
+  agent: (cluster: string) => ExpectedAgent;
   cacheMs?: number;
   maxCacheEntries?: number;
   clock?: () => number;
@@ -55,13 +97,6 @@ interface CacheEntry {
   expiresAt: number;
 }
 
-/** The rejection of a check-in's credentials: 401 without any, 403 with wrong ones. */
-export class AgentAuthError extends HttpError {
-  constructor(status: 401 | 403, code: string, message: string) {
-    super(status, code, message);
-  }
-}
-
 export class AgentAuthenticator {
   private readonly cache = new Map<string, CacheEntry>();
   private readonly cacheMs: number;
@@ -70,91 +105,94 @@ export class AgentAuthenticator {
   /** How many TokenReviews this authenticator asked for; tests read it to see the cache work. */
   reviews = 0;
 
-  constructor(private readonly options: TokenReviewOptions) {
+  constructor(private readonly options: AgentAuthenticatorOptions) {
     this.cacheMs = options.cacheMs ?? REVIEW_CACHE_MS;
     this.maxCacheEntries = options.maxCacheEntries ?? 10_000;
     this.clock = options.clock ?? Date.now;
   }
 
-  /** The agent's identity, or an `AgentAuthError` (401/403) saying plainly what is wrong. */
-  async authenticate(authorization: string | null, cluster: string, node: string, log: Logger): Promise<AgentIdentity> {
+  /** The agent's identity, or an `AgentAuthError` (401/403) naming the rule that failed. */
+  async authenticate(authorization: string | null, cluster: string, node: string, options: { allowCached: boolean }): Promise<AgentIdentity> {
     const token = bearerToken(authorization);
     const key = createHash("sha256").update(`${cluster}\n${this.options.audience}\n${token}`).digest("base64url");
-    const now = this.clock();
     const cached = this.cache.get(key);
-    const identity = cached && cached.expiresAt > now ? cached.identity : await this.review(token, cluster, key, log);
-    if (identity.node !== node) {
-      log.warn(`check-in refused cluster=${cluster} node=${node}: token of ${identity.pod ?? identity.username} runs on node ${identity.node}`);
-      throw new AgentAuthError(
-        403,
-        "wrong_node",
-        `The agent's token belongs to ${identity.pod ? `pod ${identity.pod}` : identity.username} on node ${identity.node}, not on node ${node}: an agent may only check in for its own node`,
-      );
-    }
+    if (options.allowCached && cached && cached.expiresAt > this.clock() && cached.identity.node === node) return cached.identity;
+    const identity = await this.review(token, cluster, node);
+    this.remember(key, identity, token);
     return identity;
   }
 
-  private async review(token: string, cluster: string, key: string, log: Logger): Promise<AgentIdentity> {
-    const audience = this.options.audience;
+  private async review(token: string, cluster: string, node: string): Promise<AgentIdentity> {
+    const { audience } = this.options;
+    const expected = this.options.agent(cluster);
     const kube = await this.options.kube(cluster);
     this.reviews++;
     let review;
     try {
       review = await kube.reviewToken(token, [audience]);
     } catch (error) {
-      log.error(`TokenReview failed cluster=${cluster}: ${(error as Error).message}`);
-      throw new HttpError(
-        503,
-        "token_review_unavailable",
-        `Rollcall could not review the agent's token with cluster ${cluster} (may its identity create tokenreviews? see the logs); try again later`,
-      );
+      throw unavailable(cluster, `the TokenReview failed: ${(error as Error).message}`, "may its identity create tokenreviews?");
     }
     if (!review.authenticated) {
       const reason = review.error ?? "the token was not authenticated";
-      log.warn(`check-in refused cluster=${cluster}: token not authenticated: ${reason}`);
-      if (/audience/i.test(reason)) {
-        throw new AgentAuthError(403, "wrong_audience", `The agent's token is not valid for audience "${audience}": ${reason}`);
-      }
-      if (/expired/i.test(reason)) throw new AgentAuthError(403, "token_expired", `The agent's token has expired: ${reason}`);
-      throw new AgentAuthError(403, "invalid_token", `Cluster ${cluster} does not accept the agent's token: ${reason}`);
-    }
-    if (!review.audiences.includes(audience)) {
-      throw new AgentAuthError(403, "wrong_audience", `The agent's token is not valid for audience "${audience}" (valid for: ${review.audiences.join(", ") || "none"})`);
+      if (/audience/i.test(reason)) throw new AgentAuthError(403, "wrong_audience", `The agent's token is not valid for audience "${audience}": ${reason}`);
+      throw new AgentAuthError(401, "invalid_token", `Cluster ${cluster} does not accept the agent's token: ${reason}`);
     }
     const username = review.username ?? "";
-    if (!username.startsWith(SERVICE_ACCOUNT_PREFIX)) {
-      throw new AgentAuthError(403, "not_a_service_account", `The token belongs to ${username || "an unnamed user"}, not to the agent's service account`);
+    if (!review.audiences.includes(audience)) {
+      throw new AgentAuthError(403, "wrong_audience", `The agent's token is not valid for audience "${audience}" (valid for: ${review.audiences.join(", ") || "none"})`, username);
     }
-    const namespace = username.slice(SERVICE_ACCOUNT_PREFIX.length).split(":")[0] ?? "";
-    const podName = review.extra[POD_NAME_EXTRA]?.[0];
-    const pod = podName ? `${namespace}/${podName}` : undefined;
-    let tokenNode = review.extra[NODE_NAME_EXTRA]?.[0];
-    if (!tokenNode && podName) tokenNode = await this.podNode(cluster, namespace, podName, log);
-    if (!tokenNode) {
+    const agentUser = `${SERVICE_ACCOUNT_PREFIX}${expected.namespace}:${expected.serviceAccount}`;
+    if (username !== agentUser) {
       throw new AgentAuthError(
         403,
-        "not_bound_to_a_node",
-        podName
-          ? `The agent's token is bound to pod ${pod}, which no longer exists or is not scheduled on a node`
-          : `The agent's token is not bound to a pod: mount a projected service-account token (audience "${audience}") into the agent`,
+        "wrong_service_account",
+        `The token belongs to ${username || "an unnamed user"}, not to the agent's ServiceAccount ${expected.namespace}/${expected.serviceAccount}: only the Rollcall agent may check in (set agent.namespace/serviceAccount in ROLLCALL_CLUSTERS if yours is named differently)`,
+        username,
       );
     }
-    const identity: AgentIdentity = { cluster, node: tokenNode, username, pod };
-    this.remember(key, identity, token);
-    return identity;
-  }
-
-  private async podNode(cluster: string, namespace: string, pod: string, log: Logger): Promise<string | undefined> {
-    try {
-      return await (await this.options.kube(cluster)).getPodNode(namespace, pod);
-    } catch (error) {
-      log.error(`reading pod ${namespace}/${pod} failed cluster=${cluster}: ${(error as Error).message}`);
-      throw new HttpError(503, "token_review_unavailable", `Rollcall could not read the agent's pod ${namespace}/${pod} in cluster ${cluster}; try again later`);
+    const podName = review.extra[POD_NAME_EXTRA]?.[0];
+    const podUid = review.extra[POD_UID_EXTRA]?.[0];
+    if (!podName || !podUid) {
+      throw new AgentAuthError(
+        403,
+        "wrong_pod",
+        `The agent's token is not bound to a pod: mount a projected service-account token (audience "${audience}") into the agent pod`,
+        username,
+      );
     }
+    const claimed = `${expected.namespace}/${podName} (uid ${podUid})`;
+    let pod;
+    try {
+      pod = await kube.getPodIdentity(expected.namespace, podName);
+    } catch (error) {
+      throw unavailable(cluster, `reading pod ${expected.namespace}/${podName} failed: ${(error as Error).message}`, "may its identity list pods?");
+    }
+    if (!pod || pod.uid !== podUid) {
+      throw new AgentAuthError(403, "wrong_pod", `The agent's token is bound to pod ${claimed}, which no longer exists`, claimed);
+    }
+    if (pod.controller?.kind !== "DaemonSet" || pod.controller.name !== expected.daemonSet) {
+      const owner = pod.controller ? `${pod.controller.kind} ${pod.controller.name}` : "no controller";
+      throw new AgentAuthError(403, "wrong_pod", `Pod ${claimed} is owned by ${owner}, not by the agent DaemonSet ${expected.namespace}/${expected.daemonSet}`, claimed);
+    }
+    if (pod.terminating) throw new AgentAuthError(403, "pod_terminating", `Pod ${claimed} is being deleted: its token no longer speaks for the node`, claimed);
+    if (pod.nodeName !== node) {
+      throw new AgentAuthError(
+        403,
+        "wrong_node",
+        `The agent's token belongs to pod ${claimed} on node ${pod.nodeName ?? "(none)"}, not on node ${node}: an agent may only check in for its own node`,
+        claimed,
+      );
+    }
+    return { cluster, node, username, pod: { namespace: expected.namespace, name: podName, uid: podUid } };
   }
 
   private remember(key: string, identity: AgentIdentity, token: string): void {
     const now = this.clock();
+    // A new agent pod on the node retires whatever the previous one's tokens had earned.
+    for (const [other, entry] of this.cache) {
+      if (entry.identity.cluster === identity.cluster && entry.identity.node === identity.node && entry.identity.pod.uid !== identity.pod.uid) this.cache.delete(other);
+    }
     const expiresAt = Math.min(now + this.cacheMs, jwtExpiry(token) ?? Number.POSITIVE_INFINITY);
     if (expiresAt <= now) return;
     this.cache.delete(key);
@@ -164,6 +202,13 @@ export class AgentAuthenticator {
       this.cache.delete(oldest);
     }
   }
+}
+
+function unavailable(cluster: string, detail: string, hint: string): HttpError {
+  return Object.assign(
+    new HttpError(503, "token_review_unavailable", `Rollcall could not check the agent's identity with cluster ${cluster} (${hint} see the logs); try again later`),
+    { detail },
+  );
 }
 
 function bearerToken(authorization: string | null): string {
@@ -178,7 +223,7 @@ function bearerToken(authorization: string | null): string {
   if (!match) throw new AgentAuthError(401, "missing_token", "The Authorization header must be 'Bearer <projected service-account token>'");
   const token = match[1]!;
   if (token.length > MAX_TOKEN_LENGTH || !TOKEN_SHAPE.test(token)) {
-    throw new AgentAuthError(403, "invalid_token", "The bearer token is malformed: it is not a Kubernetes service-account token");
+    throw new AgentAuthError(401, "invalid_token", "The bearer token is malformed: it is not a Kubernetes service-account token");
   }
   return token;
 }
@@ -196,26 +241,18 @@ function jwtExpiry(token: string): number | undefined {
   }
 }
 
-// --- the process-wide authenticator the check-in function uses -------------------------------------
-
-let authenticator: AgentAuthenticator | undefined;
-/** The "authentication is off" warning went to the console at load / to an invocation's log. */
-let announced = false;
-let warnedInvocation = false;
-
-/** True when running on Azure App Service / Functions rather than locally. */
-function onAzure(): boolean {
-  return Boolean(process.env.WEBSITE_INSTANCE_ID);
-}
+// --- the process-wide check-in authentication the check-in function uses ---------------------------
 
 const OFF_WARNING =
   "ROLLCALL_AGENT_AUTH=off: CHECK-INS ARE NOT AUTHENTICATED. Any caller with the function key can claim to be any node " +
-  "and have it rebooted. This setting is for the local simulation only.";
+  "and have it rebooted. This setting is for the local simulation only (it is refused on Azure).";
+
+let announced = false;
+let warnedInvocation = false;
 
 /**
- * Says loudly, once per process (every cold start), that check-in authentication is off; the first
- * check-in of the process says it again in its own log. Safe to call at module load: a configuration
- * error is left for the first request to report.
+ * Says loudly, once per process (every cold start), that check-in authentication is off. Safe to call
+ * at module load: a configuration error is left for the first request (and the health route) to report.
  */
 export function announceAgentAuthMode(log: Pick<Logger, "warn"> = console): void {
   if (announced) return;
@@ -229,44 +266,58 @@ export function announceAgentAuthMode(log: Pick<Logger, "warn"> = console): void
   }
 }
 
-/**
- * Verifies that a check-in comes from the agent on `node` (see above). With `ROLLCALL_AGENT_AUTH=off`
- * every check-in is let through, with a warning; on Azure that setting is refused outright.
- */
-export async function authenticateCheckin(
-  request: Pick<HttpRequest, "headers">,
-  cluster: string,
-  node: string,
-  log: Logger,
-  kube: () => Promise<ClusterApiFactory>,
-): Promise<AgentIdentity | undefined> {
-  const { mode, audience } = getConfig().agentAuth;
-  if (mode === "off") {
-    if (onAzure()) throw new ConfigError(`Invalid app settings: ROLLCALL_AGENT_AUTH=off is for the local simulation only and is refused on Azure`);
-    if (!warnedInvocation) {
-      warnedInvocation = true;
-      log.warn(`WARNING ${OFF_WARNING}`);
-    }
-    return undefined;
-  }
-  if (!authenticator || authenticatorAudience !== audience) {
-    authenticator = new AgentAuthenticator({ kube: async (name) => (await kube())(name), audience });
-    authenticatorAudience = audience;
-  }
-  return authenticator.authenticate(request.headers.get("authorization"), cluster, node, log);
+export interface CheckinAuthDeps {
+  kube: ClusterApiFactory;
+  rejections: RejectionLog;
+  telemetry: Telemetry;
 }
 
-let authenticatorAudience: string | undefined;
+let authenticator: { audience: string; value: AgentAuthenticator } | undefined;
+
+/**
+ * The verifier for one check-in (see `AgentVerifier`). A rejection is logged as a warning and sent as
+ * telemetry naming the cluster, node, rule and claimed identity, and kept for the status route when the
+ * node is known; with `ROLLCALL_AGENT_AUTH=off` every check-in is let through, with a warning.
+ */
+export function checkinVerifier(request: Pick<HttpRequest, "headers">, cluster: string, node: string, log: Logger, deps: CheckinAuthDeps): AgentVerifier {
+  const config = getConfig();
+  const { mode, audience } = config.agentAuth;
+  return async ({ allowCached, known }) => {
+    if (mode === "off") {
+      if (!warnedInvocation) {
+        warnedInvocation = true;
+        log.warn(`WARNING ${OFF_WARNING}`);
+      }
+      return undefined;
+    }
+    if (authenticator?.audience !== audience) {
+      const agents = new Map(config.clusters.map((c) => [c.name, c.agent ?? DEFAULT_AGENT]));
+      const agent = (name: string): ExpectedAgent => agents.get(name) ?? DEFAULT_AGENT;
+      authenticator = { audience, value: new AgentAuthenticator({ kube: deps.kube, audience, agent }) };
+    }
+    try {
+      return await authenticator.value.authenticate(request.headers.get("authorization"), cluster, node, { allowCached });
+    } catch (error) {
+      if (error instanceof AgentAuthError) {
+        log.warn(`check-in refused cluster=${cluster} node=${node} code=${error.code} claimed=${JSON.stringify(error.claimed)}: ${error.message}`);
+        deps.telemetry.event(telemetryEvents.checkinRejected, { cluster, node, code: error.code, claimed: error.claimed });
+        if (known) await deps.rejections.record(cluster, node, error.code, error.claimed, log);
+      } else if (error instanceof HttpError) {
+        log.error(`check-in authentication unavailable cluster=${cluster} node=${node}: ${(error as HttpError & { detail?: string }).detail ?? error.message}`);
+      }
+      throw error;
+    }
+  };
+}
 
 /** Forget the process-wide authenticator and its cache (tests change settings and clusters between runs). */
 export function resetAgentAuthForTests(): void {
   authenticator = undefined;
-  authenticatorAudience = undefined;
   announced = false;
   warnedInvocation = false;
 }
 
 /** The process-wide authenticator, for tests that count TokenReviews. */
 export function currentAgentAuthenticator(): AgentAuthenticator | undefined {
-  return authenticator;
+  return authenticator?.value;
 }

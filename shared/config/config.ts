@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { clusterName } from "../protocol/names";
-import { azureHostSignal } from "./hosting";
+import { azureHostSignal, unsafeOnAzure } from "./hosting";
 import { parseHostPatterns, type OutboundRules } from "../outbound/outbound";
 
 /**
@@ -41,7 +41,7 @@ export const ClusterConnection = z
       .optional(),
     /**
      * Who may check in for this cluster's nodes: pods of this DaemonSet, running as this ServiceAccount,
-     * in this namespace (the shipped manifests' names by default). See docs/security.md.
+     * in this namespace; unset: the shipped manifests' names (DEFAULT_AGENT). See docs/security.md.
      */
     agent: z
       .object({
@@ -50,7 +50,7 @@ export const ClusterConnection = z
         daemonSet: dnsSubdomain.default(DEFAULT_AGENT.daemonSet),
       })
       .strict()
-      .default(DEFAULT_AGENT),
+      .optional(),
     /** With `aksResourceId`: `token` uses an Entra ID token for the AKS server scope; `credentials` fetches the user kubeconfig. */
     aksAuth: z.enum(["token", "credentials"]).default("token"),
     /** Upgrade planning for an AKS cluster (needs `aksResourceId`); see docs/upgrade-planner.md. */
@@ -64,8 +64,8 @@ export const ClusterConnection = z
         /** patch: latest patch of the current minor; stable: latest patch of minor N-1; rapid: latest patch of the latest minor. */
         channel: z.enum(["patch", "stable", "rapid"]).default("stable"),
         allowPreview: z.boolean().default(false),
-        /** Opt-in: start the plan's steps through ARM in their maintenance windows. */
-        apply: z.boolean().default(false),
+        /** Opt-in: start the plan's steps through ARM in their maintenance windows; `approve`: each step waits for an operator's approval first. */
+        apply: z.union([z.boolean(), z.literal("approve")]).default(false),
       })
       .strict()
       .optional(),
@@ -130,8 +130,10 @@ export const Settings = z.object({
   ROLLCALL_UPGRADE_SCHEDULE: ncrontab.default(DEFAULT_UPGRADE_SCHEDULE),
   /** NCRONTAB schedule of the upgrade apply timer (starts due steps, follows running ones). */
   ROLLCALL_UPGRADE_APPLY_SCHEDULE: ncrontab.default(DEFAULT_UPGRADE_APPLY_SCHEDULE),
-  /** Azure Resource Manager endpoint; other clouds or a local ARM simulator. */
-  ROLLCALL_ARM_ENDPOINT: z.string().url().default("https://management.azure.com"),
+  /** The Azure cloud: sets the ARM endpoint, the ARM token scope and the Entra authority together. */
+  ROLLCALL_AZURE_CLOUD: z.enum(["AzureCloud", "AzureChinaCloud", "AzureUSGovernment"]).default("AzureCloud"),
+  /** Another host for ARM (a local ARM simulator); the token scope stays the cloud's. Default: the cloud's ARM endpoint. */
+  ROLLCALL_ARM_ENDPOINT: z.string().url().optional(),
   /** How check-ins prove their node: `tokenreview` (the agent's projected service-account token) or `off` (local simulation only). */
   ROLLCALL_AGENT_AUTH: z.enum(["tokenreview", "off"]).default("tokenreview"),
   /** The audience the agent's projected service-account token must carry. */
@@ -172,7 +174,9 @@ export type Config = {
     checkinBusySeconds: number;
   };
   stepBudgetMs: number;
-  upgrade: { schedule: string; applySchedule: string; armEndpoint: string };
+  upgrade: { schedule: string; applySchedule: string };
+  /** ROLLCALL_AZURE_CLOUD's endpoints (ROLLCALL_ARM_ENDPOINT may move ARM's host). */
+  azure: { cloud: AzureCloudName; armEndpoint: string; armScope: string; authorityHost: string };
   /** Check-in authentication: the agent's service-account token reviewed by its cluster, for `audience`. */
   agentAuth: { mode: "tokenreview" | "off"; audience: string };
   /** Operator authentication; see shared/auth/operator.ts. */
@@ -188,6 +192,18 @@ export interface DrainSettings {
   forceUnmanaged: boolean;
   skipWaitForDeleteMs: number;
 }
+
+/**
+ * ARM endpoint (whose `/.default` is the token scope) and Entra authority per cloud, as Azure publishes
+ * them (`az cloud show`; https://learn.microsoft.com/azure/china/resources-developer-guide,
+ * https://learn.microsoft.com/azure/azure-government/compare-azure-government-global-azure).
+ */
+export const azureClouds = {
+  AzureCloud: { arm: "https://management.azure.com", authority: "https://login.microsoftonline.com" },
+  AzureChinaCloud: { arm: "https://management.chinacloudapi.cn", authority: "https://login.chinacloudapi.cn" },
+  AzureUSGovernment: { arm: "https://management.usgovcloudapi.net", authority: "https://login.microsoftonline.us" },
+} as const;
+export type AzureCloudName = keyof typeof azureClouds;
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -205,14 +221,10 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
   if (!connectionString && !s.ROLLCALL_STORAGE_TABLE_ENDPOINT) {
     throw new ConfigError("Invalid app settings: set ROLLCALL_STORAGE_CONNECTION, ROLLCALL_STORAGE_TABLE_ENDPOINT or AzureWebJobsStorage");
   }
-  const azure = azureHostSignal(env);
-  if (s.ROLLCALL_AGENT_AUTH === "off" && azure) {
-    throw new ConfigError(
-      `Invalid app settings: ROLLCALL_AGENT_AUTH=off is for the local simulation only and is refused on Azure (detected by ${azure}): ` +
-        "remove the setting so that check-ins are authenticated by TokenReview",
-    );
-  }
-  if (s.ROLLCALL_OUTBOUND_ALLOW_HTTP_LOOPBACK && azure) {
+  const unsafe = unsafeOnAzure(env);
+  if (unsafe) throw new ConfigError(unsafe);
+  const azure = s.ROLLCALL_OUTBOUND_ALLOW_HTTP_LOOPBACK ? azureHostSignal(env) : undefined;
+  if (azure) {
     throw new ConfigError(
       `Invalid app settings: ROLLCALL_OUTBOUND_ALLOW_HTTP_LOOPBACK is for local runs only and is refused on Azure (detected by ${azure}): ` +
         "on Azure, policies call https endpoints listed in ROLLCALL_PROMETHEUS_HOSTS and ROLLCALL_WEBHOOK_HOSTS",
@@ -256,7 +268,13 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       checkinBusySeconds: s.ROLLCALL_CHECKIN_BUSY_SECONDS,
     },
     stepBudgetMs: s.ROLLCALL_STEP_BUDGET_MS,
-    upgrade: { schedule: s.ROLLCALL_UPGRADE_SCHEDULE, applySchedule: s.ROLLCALL_UPGRADE_APPLY_SCHEDULE, armEndpoint: s.ROLLCALL_ARM_ENDPOINT },
+    upgrade: { schedule: s.ROLLCALL_UPGRADE_SCHEDULE, applySchedule: s.ROLLCALL_UPGRADE_APPLY_SCHEDULE },
+    azure: {
+      cloud: s.ROLLCALL_AZURE_CLOUD,
+      armEndpoint: s.ROLLCALL_ARM_ENDPOINT ?? azureClouds[s.ROLLCALL_AZURE_CLOUD].arm,
+      armScope: `${azureClouds[s.ROLLCALL_AZURE_CLOUD].arm}/.default`,
+      authorityHost: azureClouds[s.ROLLCALL_AZURE_CLOUD].authority,
+    },
     agentAuth: { mode: s.ROLLCALL_AGENT_AUTH, audience: s.ROLLCALL_AGENT_AUDIENCE },
     operatorAuth: { mode: operatorAuth },
     outbound: { prometheusHosts: s.ROLLCALL_PROMETHEUS_HOSTS, webhookHosts: s.ROLLCALL_WEBHOOK_HOSTS, allowHttpLoopback: s.ROLLCALL_OUTBOUND_ALLOW_HTTP_LOOPBACK },

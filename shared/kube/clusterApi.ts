@@ -103,8 +103,8 @@ export interface ClusterApi {
   evictPod(pod: Pick<KubePod, "namespace" | "name">, gracePeriodSeconds?: number): Promise<EvictionResult>;
   /** Who a bearer token belongs to, validated for `audiences` by the API server (TokenReview). */
   reviewToken(token: string, audiences: string[]): Promise<TokenReviewResult>;
-  /** The node a pod is scheduled on (`spec.nodeName`), or undefined when the pod does not exist or is not scheduled. */
-  getPodNode(namespace: string, name: string): Promise<string | undefined>;
+  /** What check-in authentication checks of the pod a token is bound to, or undefined when no such pod exists. */
+  getPodIdentity(namespace: string, name: string): Promise<KubePodIdentity | undefined>;
   /** The names of every node in the cluster. */
   listNodeNames(): Promise<string[]>;
 

@@ -1,5 +1,5 @@
 import type * as k8s from "@kubernetes/client-node";
-import { type ClusterApi, type EvictionResult, type KubeNode, type KubePdb, type KubePod, type KubePodOnNode, type KubeTaint, type NodeChange, NodeChangedError, type TaintEffect, type TokenReviewResult } from "./clusterApi";
+import { type ClusterApi, type EvictionResult, type KubeNode, type KubePdb, type KubePod, type KubePodIdentity, type KubePodOnNode, type KubeTaint, type NodeChange, NodeChangedError, type TaintEffect, type TokenReviewResult } from "./clusterApi";
 
 type ClientNode = typeof import("@kubernetes/client-node");
 
@@ -113,9 +113,17 @@ export class KubeClusterApi implements ClusterApi {
   }
 
   /** Lists with a name selector rather than reading the pod: Rollcall's ClusterRole has `list` on pods, not `get`. */
-  async getPodNode(namespace: string, name: string): Promise<string | undefined> {
+  async getPodIdentity(namespace: string, name: string): Promise<KubePodIdentity | undefined> {
     const list = await this.core.listNamespacedPod({ namespace, fieldSelector: `metadata.name=${name}` });
-    return list.items.find((p) => p.metadata?.name === name)?.spec?.nodeName || undefined;
+    const pod = list.items.find((p) => p.metadata?.name === name);
+    if (!pod?.metadata?.uid) return undefined;
+    const controller = pod.metadata.ownerReferences?.find((o) => o.controller === true);
+    return {
+      uid: pod.metadata.uid,
+      nodeName: pod.spec?.nodeName || undefined,
+      terminating: Boolean(pod.metadata.deletionTimestamp),
+      ...(controller ? { controller: { kind: controller.kind, name: controller.name } } : {}),
+    };
   }
 
   async listNodeNames(): Promise<string[]> {

@@ -20,6 +20,8 @@ export interface NodeRecord {
   rebootRequired: boolean;
   reasons: string[];
   lastCheckinAt?: string;
+  /** The agent pod (`namespace/name (uid …)`) that first reported the current reboot requirement. */
+  rebootReportedBy?: string;
 
   /** The lock lease while the node holds a slot. */
   leaseId?: string;

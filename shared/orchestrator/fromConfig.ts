@@ -1,4 +1,5 @@
 import type { TableClient } from "@azure/data-tables";
+import { RejectionLog } from "../auth/rejections";
 import { getConfig, resetConfigForTests } from "../config/config";
 import { clusterApiFactory, type ClusterApiFactory } from "../kube/connect";
 import { TableLock } from "../lock/tableLock";
@@ -26,6 +27,8 @@ export interface Rollcall {
   gate: RebootGate;
   orchestrator: Orchestrator;
   requests: OperatorRequests;
+  /** Refused check-ins of known nodes, for the status route. */
+  rejections: RejectionLog;
 }
 
 let instance: Promise<Rollcall> | undefined;
@@ -53,7 +56,7 @@ async function build(): Promise<Rollcall> {
     telemetry: getTelemetry(),
     stepBudgetMs: config.stepBudgetMs,
   });
-  return { table, store, lock, kube, policy, gate, orchestrator, requests: new OperatorRequests(store, kube, orchestrator) };
+  return { table, store, lock, kube, policy, gate, orchestrator, requests: new OperatorRequests(store, kube, orchestrator), rejections: new RejectionLog(table) };
 }
 
 /** Forget the settings, clients and services, so a test can start over with other settings. */

@@ -7,6 +7,7 @@ import { type NodeRecord, type NodeStore, StaleRecordError, type Versioned } fro
 import { leftoverRepair, LOCK_HOLDING_STATES, wantsTurn, nextRecord, type NodeState, onLeaseExpired, STEPS, type StepPorts } from "../node/stateMachine";
 import type { Policy, PolicySource, RebootGate } from "../policy/policy";
 import { telemetryEvents, telemetryMetrics, type Telemetry } from "../telemetry/names";
+import { type AgentVerifier, describeAgent } from "../auth/tokenReview";
 import { answerFor } from "./answer";
 import { notifyTransition } from "../notify/notifier";
 import { pendingOrder } from "../policy/lifecycle";
@@ -54,10 +55,15 @@ export class Orchestrator {
    * An agent's check-in. An idle node with nothing to do costs one storage read and no Kubernetes
    * call; anything else records the reported facts and advances the node as far as it can go now.
    */
-  async checkin(cluster: string, node: string, request: CheckinRequest, log: Logger): Promise<CheckinResponse> {
-    this.deps.telemetry.metric(telemetryMetrics.checkins, 1, { cluster, node });
+  async checkin(cluster: string, node: string, request: CheckinRequest, log: Logger, verify: AgentVerifier = async () => undefined): Promise<CheckinResponse> {
     let current = await this.deps.store.get(cluster, node);
-    const facts = reportedFacts(request);
+    const reported = reportedFacts(request);
+    // Only a check-in that changes nothing may ride on a remembered review; see shared/auth/tokenReview.ts.
+    const noOp = current !== undefined && current.value.state === "idle" && !wantsTurn(current.value) && !factsChanged(current.value, reported);
+    const agent = await verify({ allowCached: noOp, known: current !== undefined });
+    this.deps.telemetry.metric(telemetryMetrics.checkins, 1, { cluster, node });
+    const reportedBy = agent && request.rebootRequired && !(current?.value.rebootRequired && current.value.rebootReportedBy) ? describeAgent(agent) : undefined;
+    const facts = reportedBy ? { ...reported, rebootReportedBy: reportedBy } : reported;
     if (!current) {
       current = await this.createOrReload(
         { cluster, node, state: "idle", since: this.now().toISOString(), why: "first check-in", ...facts, lastCheckinAt: this.now().toISOString() },

@@ -7,6 +7,8 @@ export const telemetryEvents = {
   transition: "RollcallTransition",
   /** A node whose lock outlived its TTL or whose drain stalled. Dimensions: cluster, node, state, why. */
   stuck: "RollcallStuckNode",
+  /** A check-in refused by authentication. Dimensions: cluster, node, code (the rule), claimed (who the credential claimed to be). */
+  checkinRejected: "RollcallCheckinRejected",
   /** An upgrade plan computed. Dimensions: cluster, steps, summary. */
   upgradePlan: "RollcallUpgradePlan",
 } as const;

@@ -76,8 +76,8 @@ export class FakeClusterApi implements ClusterApi {
     return structuredClone({ ...review, audiences: valid });
   }
 
-  async getPodNode(namespace: string, name: string): Promise<string | undefined> {
-    return this.podNodes.get(`${namespace}/${name}`) ?? this.pods.find((p) => p.namespace === namespace && p.name === name)?.node;
+  async getPodIdentity(namespace: string, name: string): Promise<KubePodIdentity | undefined> {
+    return structuredClone(this.podIdentities.get(`${namespace}/${name}`));
   }
 
   async listNodeNames(): Promise<string[]> {
