@@ -163,8 +163,20 @@ export async function fetchOutbound(url: string, init: RequestInit, call: Outbou
 
 export type HostResolver = (host: string) => Promise<void>;
 
+/** A PUT waits at most this long for the system resolver (getaddrinfo has no timeout of its own). */
+export const RESOLVE_TIMEOUT_MS = 5_000;
+
 const systemResolver: HostResolver = async (host) => {
-  await lookup(host);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${RESOLVE_TIMEOUT_MS / 1000} s`)), RESOLVE_TIMEOUT_MS);
+    timer.unref();
+  });
+  try {
+    await Promise.race([lookup(host), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 };
 let resolver = systemResolver;
 
