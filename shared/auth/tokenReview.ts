@@ -34,6 +34,13 @@ export const POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name";
 export const POD_UID_EXTRA = "authentication.kubernetes.io/pod-uid";
 const SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:";
 
+/**
+ * Where the agent puts its token. `Authorization` is taken by App Service authentication when Entra ID
+ * protects the operator API (it validates any bearer token it sees as an Entra token), so the agent
+ * uses a header of its own; `Authorization: Bearer` is still accepted where Easy Auth is off.
+ */
+export const AGENT_TOKEN_HEADER = "x-rollcall-agent-token";
+
 /** A bearer token's alphabet (RFC 6750 b64token); anything else is refused before it reaches the API server. */
 const TOKEN_SHAPE = /^[A-Za-z0-9._~+/-]+=*$/;
 const MAX_TOKEN_LENGTH = 16 * 1024;
@@ -112,8 +119,8 @@ export class AgentAuthenticator {
   }
 
   /** The agent's identity, or an `AgentAuthError` (401/403) naming the rule that failed. */
-  async authenticate(authorization: string | null, cluster: string, node: string, options: { allowCached: boolean }): Promise<AgentIdentity> {
-    const token = bearerToken(authorization);
+  async authenticate(headers: AgentCredentials, cluster: string, node: string, options: { allowCached: boolean }): Promise<AgentIdentity> {
+    const token = agentToken(headers);
     const key = createHash("sha256").update(`${cluster}\n${this.options.audience}\n${token}`).digest("base64url");
     const cached = this.cache.get(key);
     if (options.allowCached && cached && cached.expiresAt > this.clock() && cached.identity.node === node) return cached.identity;
@@ -211,17 +218,25 @@ function unavailable(cluster: string, detail: string, hint: string): HttpError {
   );
 }
 
-function bearerToken(authorization: string | null): string {
-  if (!authorization?.trim()) {
-    throw new AgentAuthError(
-      401,
-      "missing_token",
-      "The check-in has no Authorization header: the agent must send its projected service-account token as 'Authorization: Bearer <token>'",
-    );
+/** The headers a check-in's credential may come in: a `Headers`, or a plain lookup in tests. */
+export type AgentCredentials = Pick<Headers, "get"> | string | null;
+
+function agentToken(headers: AgentCredentials): string {
+  const own = typeof headers === "object" && headers !== null ? headers.get(AGENT_TOKEN_HEADER)?.trim() : undefined;
+  const authorization = typeof headers === "object" && headers !== null ? headers.get("authorization") : headers;
+  let token = own;
+  if (!token) {
+    if (!authorization?.trim()) {
+      throw new AgentAuthError(
+        401,
+        "missing_token",
+        `The check-in carries no agent token: the agent must send its projected service-account token in ${AGENT_TOKEN_HEADER} (or 'Authorization: Bearer <token>')`,
+      );
+    }
+    const match = authorization.trim().match(/^Bearer\s+(\S+)$/i);
+    if (!match) throw new AgentAuthError(401, "missing_token", "The Authorization header must be 'Bearer <projected service-account token>'");
+    token = match[1]!;
   }
-  const match = authorization.trim().match(/^Bearer\s+(\S+)$/i);
-  if (!match) throw new AgentAuthError(401, "missing_token", "The Authorization header must be 'Bearer <projected service-account token>'");
-  const token = match[1]!;
   if (token.length > MAX_TOKEN_LENGTH || !TOKEN_SHAPE.test(token)) {
     throw new AgentAuthError(401, "invalid_token", "The bearer token is malformed: it is not a Kubernetes service-account token");
   }
@@ -296,7 +311,7 @@ export function checkinVerifier(request: Pick<HttpRequest, "headers">, cluster: 
       authenticator = { audience, value: new AgentAuthenticator({ kube: deps.kube, audience, agent }) };
     }
     try {
-      return await authenticator.value.authenticate(request.headers.get("authorization"), cluster, node, { allowCached });
+      return await authenticator.value.authenticate(request.headers, cluster, node, { allowCached });
     } catch (error) {
       if (error instanceof AgentAuthError) {
         log.warn(`check-in refused cluster=${cluster} node=${node} code=${error.code} claimed=${JSON.stringify(error.claimed)}: ${error.message}`);

@@ -88,6 +88,21 @@ describe("check-in authentication", () => {
     assert.equal((await record("auth-ok"))?.rebootReportedBy, `${AGENT_NS}/${pod.metadata.name} (uid ${pod.metadata.uid})`);
   });
 
+  it("takes the agent's token from its own header, which App Service authentication leaves alone", async () => {
+    configure();
+    nodesWithAgents("auth-header");
+    const request = new HttpRequest({
+      method: "POST",
+      url: `http://localhost/api/clusters/${CLUSTER}/nodes/auth-header/checkin`,
+      params: { cluster: CLUSTER, node: "auth-header" },
+      headers: { "content-type": "application/json", "x-rollcall-agent-token": agentToken("auth-header"), authorization: "Bearer an-entra-token-for-someone-else" },
+      body: { string: JSON.stringify(report(true)) },
+    });
+    const response = await checkin(request, invocation());
+    assert.equal(response.status ?? 200, 200, JSON.stringify(response.jsonBody));
+    assert.equal((await record("auth-header"))?.rebootRequired, true);
+  });
+
   it("refuses a pod of another ServiceAccount on the node, even with a projected rollcall token, and writes nothing", async () => {
     configure();
     const before = await registeredIdle("auth-sa");
