@@ -127,7 +127,10 @@ param upgradeSchedule string = ''
 @description('ROLLCALL_UPGRADE_APPLY_SCHEDULE: six-field NCRONTAB of the upgrade apply timer.')
 param upgradeApplySchedule string = ''
 
-@description('ROLLCALL_ARM_ENDPOINT: Azure Resource Manager endpoint (other clouds).')
+@description('ROLLCALL_AZURE_CLOUD: AzureCloud, AzureChinaCloud or AzureUSGovernment (ARM endpoint, token scope and Entra authority); default: the cloud this template deploys to.')
+param azureCloud string = environment().name
+
+@description('ROLLCALL_ARM_ENDPOINT: another host for Azure Resource Manager (a local simulator); empty: the cloud\'s.')
 param armEndpoint string = ''
 
 @description('ROLLCALL_AGENT_AUDIENCE: the audience the agents\' projected service-account tokens carry.')
@@ -177,6 +180,7 @@ var operatorSettings = {
   ROLLCALL_STEP_BUDGET_MS: stepBudgetMs
   ROLLCALL_UPGRADE_SCHEDULE: upgradeSchedule
   ROLLCALL_UPGRADE_APPLY_SCHEDULE: upgradeApplySchedule
+  ROLLCALL_AZURE_CLOUD: azureCloud
   ROLLCALL_ARM_ENDPOINT: armEndpoint
   ROLLCALL_AGENT_AUDIENCE: agentAudience
   ROLLCALL_PROMETHEUS_HOSTS: prometheusHosts

@@ -35,7 +35,8 @@ export interface ArmClientOverrides {
 
 /**
  * One client per subscription. Production: DefaultAzureCredential (the app's managed identity; the
- * user-assigned one when AZURE_CLIENT_ID is set), endpoint ROLLCALL_ARM_ENDPOINT.
+ * user-assigned one when AZURE_CLIENT_ID is set), the ARM endpoint and token scope of ROLLCALL_AZURE_CLOUD
+ * (the SDK would otherwise ask for a https://management.azure.com token whatever the endpoint).
  */
 export function armClientFactory(config: Config, overrides: ArmClientOverrides = {}): ArmClientFactory {
   const clients = new Map<string, Promise<ContainerServiceClient>>();
@@ -53,7 +54,7 @@ export function armClientFactory(config: Config, overrides: ArmClientOverrides =
 async function createClient(config: Config, overrides: ArmClientOverrides, subscriptionId: string): Promise<ContainerServiceClient> {
   const { ContainerServiceClient } = await import("@azure/arm-containerservice");
   const credential = await azureCredential(config, overrides);
-  const options: ContainerServiceClientOptionalParams = { endpoint: overrides.endpoint ?? config.upgrade.armEndpoint };
+  const options: ContainerServiceClientOptionalParams = { endpoint: overrides.endpoint ?? config.azure.armEndpoint, credentials: { scopes: [config.azure.armScope] } };
   if (overrides.ca) options.tlsOptions = { ca: overrides.ca };
   if (overrides.retryOptions) options.retryOptions = overrides.retryOptions;
   return new ContainerServiceClient(credential, subscriptionId, options);
@@ -64,8 +65,11 @@ let defaultCredential: Promise<TokenCredential> | undefined;
 /** The overriding credential of a test, else DefaultAzureCredential: the app's managed identity in Azure (the user-assigned one when AZURE_CLIENT_ID is set). */
 export function azureCredential(config: Config, overrides: ArmClientOverrides = {}): Promise<TokenCredential> {
   if (overrides.credential) return Promise.resolve(overrides.credential);
-  defaultCredential ??= import("@azure/identity").then(
-    ({ DefaultAzureCredential }) => new DefaultAzureCredential({ managedIdentityClientId: config.storage.managedIdentityClientId }),
-  );
+  defaultCredential ??= import("@azure/identity").then(({ DefaultAzureCredential }) => new DefaultAzureCredential(credentialOptions(config)));
   return defaultCredential;
+}
+
+/** The app identity's options: which managed identity, and the cloud's Entra authority. */
+export function credentialOptions(config: Config): { managedIdentityClientId?: string; authorityHost: string } {
+  return { managedIdentityClientId: config.storage.managedIdentityClientId, authorityHost: config.azure.authorityHost };
 }

@@ -9,6 +9,7 @@ import { compositeGate, policyGates } from "../policy/gates/composite";
 import { upgradePauseGate } from "../policy/gates/upgradePause";
 import { policyFromConfig, type PolicySource, type RebootGate } from "../policy/policy";
 import { policyStoreFor } from "../policy/policyStore";
+import { serverClock } from "../storage/serverClock";
 import { openTable } from "../storage/table";
 import { getTelemetry } from "../telemetry/telemetry";
 import { OperatorRequests } from "./operatorRequests";
@@ -55,6 +56,8 @@ async function build(): Promise<Rollcall> {
     gate,
     telemetry: getTelemetry(),
     stepBudgetMs: config.stepBudgetMs,
+    // Decisions measure time on the storage service's clock, so instances with skewed clocks agree.
+    clock: serverClock.now,
   });
   return { table, store, lock, kube, policy, gate, orchestrator, requests: new OperatorRequests(store, kube, orchestrator), rejections: new RejectionLog(table) };
 }

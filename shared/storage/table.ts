@@ -1,6 +1,7 @@
 import { TableClient, type TableServiceClientOptions } from "@azure/data-tables";
 import type { Config } from "../config/config";
 import { getTelemetry } from "../telemetry/telemetry";
+import { serverClock } from "./serverClock";
 
 /**
  * Everything Rollcall keeps lives in one table, partitioned by cluster, so that a node's state and
@@ -115,12 +116,12 @@ export function openTable(storage: Config["storage"]): Promise<TableClient> {
 async function createClient(storage: Config["storage"]): Promise<TableClient> {
   let client: TableClient;
   if (storage.connectionString) {
-    const options: TableServiceClientOptions = { allowInsecureConnection: isLoopback(storage.connectionString) };
+    const options: TableServiceClientOptions = { allowInsecureConnection: isLoopback(storage.connectionString), additionalPolicies: [serverClock.tablePolicy()] };
     client = TableClient.fromConnectionString(storage.connectionString, storage.table, options);
   } else {
     const { DefaultAzureCredential } = await import("@azure/identity");
     const credential = new DefaultAzureCredential({ managedIdentityClientId: storage.managedIdentityClientId });
-    client = new TableClient(storage.tableEndpoint!, storage.table, credential);
+    client = new TableClient(storage.tableEndpoint!, storage.table, credential, { additionalPolicies: [serverClock.tablePolicy()] });
   }
   await client.createTable();
   return recovering(client, storage.table);

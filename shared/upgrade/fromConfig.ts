@@ -18,7 +18,7 @@ export function setArmOverridesForTests(value: ArmClientOverrides | undefined): 
 
 export async function getUpgradeDeps(context: InvocationContext): Promise<UpgradeDeps> {
   const config = getConfig();
-  const key = config.upgrade.armEndpoint;
+  const key = `${config.azure.armEndpoint} ${config.azure.armScope}`;
   if (!factory || factory.key !== key) factory = { key, arm: armClientFactory(config, overrides) };
   const { kube, table } = await getRollcall();
   return {
