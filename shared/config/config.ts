@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { clusterName } from "../protocol/names";
-import { azureHostSignal, unsafeOnAzure } from "./hosting";
+import { unsafeOnAzure } from "./hosting";
 import { parseHostPatterns, type OutboundRules } from "../outbound/outbound";
 
 /**
@@ -223,13 +223,6 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
   }
   const unsafe = unsafeOnAzure(env);
   if (unsafe) throw new ConfigError(unsafe);
-  const azure = s.ROLLCALL_OUTBOUND_ALLOW_HTTP_LOOPBACK ? azureHostSignal(env) : undefined;
-  if (azure) {
-    throw new ConfigError(
-      `Invalid app settings: ROLLCALL_OUTBOUND_ALLOW_HTTP_LOOPBACK is for local runs only and is refused on Azure (detected by ${azure}): ` +
-        "on Azure, policies call https endpoints listed in ROLLCALL_PROMETHEUS_HOSTS and ROLLCALL_WEBHOOK_HOSTS",
-    );
-  }
   const drainTimeoutMs = s.ROLLCALL_DRAIN_TIMEOUT_MINUTES * 60_000;
   const lockTtlMs = s.ROLLCALL_LOCK_TTL_MINUTES * 60_000;
   if (drainTimeoutMs >= lockTtlMs) {

@@ -25,13 +25,24 @@ export function azureHostSignal(env: Record<string, string | undefined>): string
 
 /**
  * Why these settings must not start on Azure, or undefined: check-ins without authentication
- * (`ROLLCALL_AGENT_AUTH=off`) let anyone with the function key reboot any node.
+ * (`ROLLCALL_AGENT_AUTH=off`) let anyone with the function key reboot any node, and policy calls to
+ * the loopback interface (`ROLLCALL_OUTBOUND_ALLOW_HTTP_LOOPBACK`) would reach the host's own local
+ * endpoints, such as its managed-identity endpoint.
  */
 export function unsafeOnAzure(env: Record<string, string | undefined>): string | undefined {
   const azure = azureHostSignal(env);
-  if (!azure || env.ROLLCALL_AGENT_AUTH?.trim() !== "off") return undefined;
-  return (
-    `Invalid app settings: ROLLCALL_AGENT_AUTH=off is for the local simulation only and is refused on Azure (detected by ${azure}): ` +
-    "remove the setting so that check-ins are authenticated by TokenReview"
-  );
+  if (!azure) return undefined;
+  if (env.ROLLCALL_AGENT_AUTH?.trim() === "off") {
+    return (
+      `Invalid app settings: ROLLCALL_AGENT_AUTH=off is for the local simulation only and is refused on Azure (detected by ${azure}): ` +
+      "remove the setting so that check-ins are authenticated by TokenReview"
+    );
+  }
+  if (["true", "1"].includes(env.ROLLCALL_OUTBOUND_ALLOW_HTTP_LOOPBACK?.trim() ?? "")) {
+    return (
+      `Invalid app settings: ROLLCALL_OUTBOUND_ALLOW_HTTP_LOOPBACK is for local runs only and is refused on Azure (detected by ${azure}): ` +
+      "remove it; on Azure, policies call https endpoints listed in ROLLCALL_PROMETHEUS_HOSTS and ROLLCALL_WEBHOOK_HOSTS"
+    );
+  }
+  return undefined;
 }

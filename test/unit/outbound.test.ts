@@ -1,6 +1,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { ConfigError, parseConfig } from "../../shared/config/config";
+import { unsafeOnAzure } from "../../shared/config/hosting";
 import {
   hostAllowed,
   inClusterHostProblem,
@@ -91,5 +92,8 @@ describe("the outbound settings", () => {
       () => parseConfig({ ...STORAGE, ROLLCALL_OUTBOUND_ALLOW_HTTP_LOOPBACK: "true", WEBSITE_SKU: "FlexConsumption" }),
       (e: Error) => e instanceof ConfigError && /ROLLCALL_OUTBOUND_ALLOW_HTTP_LOOPBACK is for local runs only and is refused on Azure \(detected by WEBSITE_SKU=FlexConsumption\)/.test(e.message),
     );
+    // The same answer at startup (the check-in module refuses to load), not only at the first request.
+    assert.match(unsafeOnAzure({ ROLLCALL_OUTBOUND_ALLOW_HTTP_LOOPBACK: "1", WEBSITE_INSTANCE_ID: "0f3d" }) ?? "", /ROLLCALL_OUTBOUND_ALLOW_HTTP_LOOPBACK is for local runs only/);
+    assert.equal(unsafeOnAzure({ ROLLCALL_OUTBOUND_ALLOW_HTTP_LOOPBACK: "false", WEBSITE_INSTANCE_ID: "0f3d" }), undefined);
   });
 });
