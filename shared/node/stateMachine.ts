@@ -17,6 +17,7 @@ import {
   sentinelSurvivedReason,
 } from "../policy/lifecycle";
 import type { GateContext, Policy, RebootGate } from "../policy/policy";
+import { listShort } from "../policy/gates/gate";
 import type { NodeRecord, NodeStore } from "./nodeRecord";
 
 /**
@@ -514,8 +515,9 @@ async function waitInQueue(record: NodeRecord, ports: StepPorts, why: string): P
   return { kind: "wait", why };
 }
 
+/** Names a few holders only: with 1,000 slots the full list would be ~250,000 characters in every answer. */
 function slotsTaken(holders: { node: string }[]): string {
-  return `waiting for a free lock slot (held by ${holders.map((h) => h.node).join(", ")})`;
+  return `waiting for a free lock slot (held by ${listShort(holders.map((h) => h.node))})`;
 }
 
 function orderReboot(record: NodeRecord, node: KubeNode, ports: StepPorts, why: string, extra: Partial<NodeRecord> = {}): StepResult {
