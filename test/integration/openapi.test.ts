@@ -127,7 +127,10 @@ describe("the OpenAPI document", () => {
   it("documents the check-in's agent token beside the function key", () => {
     const checkin = doc.paths["/clusters/{cluster}/nodes/{node}/checkin"].post;
     assert.ok(checkin.security.every((requirement: Json) => "agentToken" in requirement));
-    assert.equal(doc.components.securitySchemes.agentToken.scheme, "bearer");
+    assert.deepEqual(
+      { in: doc.components.securitySchemes.agentToken.in, name: doc.components.securitySchemes.agentToken.name },
+      { in: "header", name: "X-Rollcall-Agent-Token" },
+    );
     for (const status of ["200", "400", "401", "403", "404", "413", "503"]) assert.ok(checkin.responses[status], `check-in documents ${status}`);
   });
 
