@@ -87,6 +87,9 @@ param appSubnetId string = ''
 @description('private: comma-separated resource ids of the clusters\' private DNS zones (privatelink.<region>.azmk8s.io or your own) to link to appSubnetId\'s virtual network; empty when that network is the cluster\'s own or with privateDNSZone none.')
 param privateDnsZoneIds string = ''
 
+@description('ROLLCALL_SECRET_<NAME> app settings that policies may name (bearerTokenSetting, webhookUrlSetting), as { name: value }; values may be Key Vault references (@Microsoft.KeyVault(SecretUri=…)). Other names are ignored.')
+param secretSettings object = {}
+
 @description('Resource id of a Key Vault (Azure RBAC mode) whose secrets app settings may reference as @Microsoft.KeyVault(...); the identity gets Key Vault Secrets User on it. Empty: none.')
 param keyVaultResourceId string = ''
 
@@ -187,6 +190,7 @@ var operatorSettings = {
   ROLLCALL_WEBHOOK_HOSTS: webhookHosts
   ROLLCALL_OPERATOR_AUTH: operatorAuth
 }
+var secrets = toObject(filter(items(secretSettings), s => startsWith(s.key, 'ROLLCALL_SECRET_')), s => s.key, s => s.value)
 var ownNetwork = networkMode == 'authorizedIps'
 // …/providers/Microsoft.Network/virtualNetworks/<vnet>/subnets/<subnet> → the virtual network's id.
 var appVnetId = networkMode == 'private' ? join(take(split(appSubnetId, '/'), 9), '/') : ''
@@ -274,6 +278,7 @@ module functionApp 'modules/functionapp.bicep' = {
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
     operatorSettings: operatorSettings
+    secretSettings: secrets
     entraClientId: entraClientId
     entraTenantId: entraTenant
     entraAllowedAudiences: entraAudiences

@@ -17,6 +17,8 @@ param maximumInstanceCount int
 param instanceMemoryMB int
 @description('Rollcall settings the operator chose (name -> value, \'\' = unset); see main.bicep.')
 param operatorSettings object
+@description('ROLLCALL_SECRET_* settings (name -> value), already filtered to that prefix.')
+param secretSettings object
 @description('Subnet the app integrates into (delegated to Microsoft.App/environments); empty: no virtual network integration.')
 param subnetId string
 @description('Client id of Rollcall\'s Entra app registration; empty: App Service authentication off.')
@@ -128,7 +130,7 @@ resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(entra
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: site
   name: 'appsettings'
-  properties: union(operatorSettings, {
+  properties: union(secretSettings, operatorSettings, {
     // The host's own storage, identity-based.
     AzureWebJobsStorage__accountName: storageAccountName
     AzureWebJobsStorage__credential: 'managedidentity'

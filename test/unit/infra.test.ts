@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { parseConfig } from "../../shared/config/config";
+import { appSettingsOf } from "../support/armTemplate";
 
 /**
  * No Bicep compiler can be installed on the development machines (none is published on the npm
@@ -45,7 +46,7 @@ function strings(value: unknown, out: string[] = []): string[] {
 const resources = allResources(template);
 const byType = (type: string) => resources.filter((r) => r.resource.type === type).map((r) => r.resource);
 const site = byType("Microsoft.Web/sites")[0]!;
-const appSettings = byType("Microsoft.Web/sites/config").find((r) => r.name.includes("appsettings"))!.properties as Record<string, string>;
+const appSettings = appSettingsOf(template);
 
 const roleIds = {
   storageTableDataContributor: "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
@@ -268,10 +269,14 @@ describe("infra/main.bicep and infra/main.json stay in sync", () => {
   test("same app settings", () => {
     const block = bicep["infra/modules/functionapp.bicep"]!.split("name: 'appsettings'")[1]!;
     const fixed = [...block.matchAll(/^\s{4}(\w+):/gm)].map((m) => m[1]!);
-    assert.match(block, /properties: union\(operatorSettings, \{/);
-    const operator = [...main.split("var operatorSettings = {")[1]!.split("\n}")[0]!.matchAll(/^\s{2}(\w+): (\w+)$/gm)];
+    assert.match(block, /properties: union\(secretSettings, operatorSettings, \{/);
+    const operator = [...main.split("var operatorSettings = {")[1]!.split("\n}")[0]!.matchAll(/^\s{2}(\w+): (.+)$/gm)];
     assert.ok(operator.length > 0);
-    for (const [, name, param] of operator) assert.equal(appSettings[name!], `[parameters('${param}')]`, name);
+    for (const [, name, value] of operator) {
+      const params = [...value!.matchAll(/\b([a-z]\w*)\b(?!\()/g)].map((m) => m[1]!).filter((p) => p in template.parameters);
+      assert.ok(params.length > 0, `${name}: ${value}`);
+      for (const p of params) assert.ok(appSettings[name!]?.includes(`parameters('${p}')`), `${name} is written from ${p} in both`);
+    }
     assert.deepEqual([...fixed, ...operator.map((m) => m[1]!)].sort(), Object.keys(appSettings).sort());
   });
 

@@ -3,6 +3,8 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { parseConfig, Settings } from "../../shared/config/config";
+import { SECRET_SETTING_PREFIX } from "../../shared/outbound/outbound";
+import { appSettingsOf } from "../support/armTemplate";
 
 /**
  * `Microsoft.Web/sites/config/appsettings` replaces the whole collection on every deployment, so a
@@ -18,7 +20,7 @@ type Json = Record<string, any>;
 const template: Json = JSON.parse(read("infra/main.json"));
 const azdParameters: Json = JSON.parse(read("infra/main.parameters.json")).parameters;
 const mainBicep = read("infra/main.bicep");
-const appSettings = template.resources.find((r: Json) => r.type === "Microsoft.Web/sites/config" && r.name.includes("appsettings")).properties as Record<string, string>;
+const appSettings = appSettingsOf(template);
 const site = template.resources.find((r: Json) => r.type === "Microsoft.Web/sites");
 
 /** Settings config.ts reads that the template must not write, and why. */
@@ -37,6 +39,9 @@ const hostSetting = (name: string) => name.startsWith("AzureWebJobsStorage__") |
 
 const settingNames = Object.keys(Settings.shape);
 const operatorSettings = settingNames.filter((n) => !(n in notWritten) && !platformInjected(n) && !derived.has(n));
+
+/** What ARM makes of the deployment-time defaults the template uses, in public Azure. */
+const deployedValue: Record<string, string> = { "[environment().name]": "AzureCloud" };
 
 /** The parameters an expression depends on, following variables to their own expressions. */
 function parametersOf(expression: unknown, seen = new Set<string>()): Set<string> {
@@ -106,7 +111,9 @@ describe("app settings survive a redeploy: the template writes exactly what conf
       else {
         const param = /^\[(?:string\()?parameters\('([^']+)'\)\)?\]$/.exec(value)?.[1];
         assert.ok(param, `${name}: written from one parameter (${value})`);
-        env[name] = String(template.parameters[param].defaultValue);
+        const given = String(template.parameters[param].defaultValue);
+        // A default ARM computes at deployment: the one it gets in public Azure.
+        env[name] = deployedValue[given] ?? given;
       }
     }
     const emptied = Object.keys(env).filter((k) => env[k] === "");
@@ -115,6 +122,18 @@ describe("app settings survive a redeploy: the template writes exactly what conf
     const unset = parseConfig(Object.fromEntries(Object.entries(env).filter(([, v]) => v !== "")));
     assert.deepEqual(written, unset);
     assert.equal(written.defaults.drain.gracePeriodSeconds, undefined, "an empty grace period is the pod's own, not 0");
+  });
+
+  test("the ROLLCALL_SECRET_* settings policies name are a parameter too, merged first so they cannot replace a Rollcall setting", () => {
+    const settings = template.resources.find((r: Json) => r.type === "Microsoft.Web/sites/config").properties as string;
+    assert.ok(settings.startsWith("[union(variables('secrets'), "), settings.slice(0, 60));
+    assert.equal(
+      template.variables.secrets,
+      `[toObject(filter(items(parameters('secretSettings')), lambda('s', startsWith(lambdaVariables('s').key, '${SECRET_SETTING_PREFIX}'))), lambda('s', lambdaVariables('s').key), lambda('s', lambdaVariables('s').value))]`,
+    );
+    assert.deepEqual(template.parameters.secretSettings.defaultValue, {});
+    assert.ok(mainBicep.includes(`var secrets = toObject(filter(items(secretSettings), s => startsWith(s.key, '${SECRET_SETTING_PREFIX}')), s => s.key, s => s.value)`));
+    assert.ok(mainBicep.includes("secretSettings: secrets"));
   });
 
   test("Key Vault references resolve with the app's identity: keyVaultReferenceIdentity on the site, Key Vault Secrets User on the optional vault", () => {
