@@ -1,7 +1,8 @@
 import { app, type HttpRequest, type InvocationContext } from "@azure/functions";
 import { authorizeOperator, operatorLabel } from "../shared/auth/operator";
 import { getConfig } from "../shared/config/config";
-import { HttpError, httpHandler, json, parseRoute } from "../shared/http/http";
+import { z } from "zod";
+import { HttpError, httpHandler, json, parseJsonBody, parseRoute } from "../shared/http/http";
 import { clusterRoute } from "../shared/protocol/names";
 import { getUpgradeDeps } from "../shared/upgrade/fromConfig";
 import { activePoolUpgrades } from "../shared/upgrade/pauses";
@@ -10,8 +11,13 @@ import { NotAnAksClusterError, planCluster } from "../shared/upgrade/service";
 
 /**
  * GET  /api/clusters/{cluster}/upgrade-plan — the stored plan (JSON and a human summary), the last ARM error, the running step.
- * POST /api/clusters/{cluster}/upgrade-plan — re-plan now from ARM's facts and return the new plan.
+ * POST /api/clusters/{cluster}/upgrade-plan — re-plan now from ARM's facts and return the new plan. No
+ *      body or `{}`; at most one re-plan per cluster per ROLLCALL_UPGRADE_REPLAN_SECONDS (each reads ARM).
  */
+
+/** A re-plan takes no options: the plan follows the cluster's configured policy. */
+const ReplanBody = z.object({}).strict();
+const MAX_REPLAN_BODY_BYTES = 1024;
 
 function configuredCluster(cluster: string) {
   const connection = getConfig().clusters.find((c) => c.name === cluster);
@@ -49,8 +55,27 @@ export const postUpgradePlan = httpHandler(async (request: HttpRequest, context:
   const plannedBy = operatorLabel(authorizeOperator(request, "Rollcall.Operate"));
   const { cluster } = parseRoute(request, clusterRoute);
   const connection = configuredCluster(cluster);
-  context.info(`upgrade plan requested cluster=${cluster} by=${JSON.stringify(plannedBy)}`);
+  if (request.body) await parseJsonBody(request, ReplanBody, MAX_REPLAN_BODY_BYTES);
   const deps = await getUpgradeDeps(context);
+  const stored = await loadPlan(deps.table, cluster);
+  const last = Math.max(Date.parse(stored?.plan?.computedAt ?? "") || 0, Date.parse(stored?.lastError?.at ?? "") || 0);
+  const wait = last + getConfig().upgrade.replanIntervalMs - Date.now();
+  if (wait > 0) {
+    const seconds = Math.ceil(wait / 1000);
+    return json(
+      429,
+      {
+        error: {
+          code: "replan_too_soon",
+          message: `${cluster} was planned at ${new Date(last).toISOString()}; re-plan again in ${seconds} s (ROLLCALL_UPGRADE_REPLAN_SECONDS), or GET this route for the stored plan`,
+        },
+        summary: stored?.plan?.summary ?? [],
+        plan: stored?.plan ?? null,
+      },
+      { "retry-after": String(seconds) },
+    );
+  }
+  context.info(`upgrade plan requested cluster=${cluster} by=${JSON.stringify(plannedBy)}`);
   let result;
   try {
     result = await planCluster(deps, connection);

@@ -130,6 +130,9 @@ param upgradeSchedule string = ''
 @description('ROLLCALL_UPGRADE_APPLY_SCHEDULE: six-field NCRONTAB of the upgrade apply timer.')
 param upgradeApplySchedule string = ''
 
+@description('ROLLCALL_UPGRADE_REPLAN_SECONDS: least seconds between two re-plans of one cluster through POST upgrade-plan; 0: no limit.')
+param upgradeReplanSeconds string = ''
+
 @description('ROLLCALL_AZURE_CLOUD: AzureCloud, AzureChinaCloud or AzureUSGovernment (ARM endpoint, token scope and Entra authority); default: the cloud this template deploys to.')
 param azureCloud string = environment().name
 
@@ -183,6 +186,7 @@ var operatorSettings = {
   ROLLCALL_STEP_BUDGET_MS: stepBudgetMs
   ROLLCALL_UPGRADE_SCHEDULE: upgradeSchedule
   ROLLCALL_UPGRADE_APPLY_SCHEDULE: upgradeApplySchedule
+  ROLLCALL_UPGRADE_REPLAN_SECONDS: upgradeReplanSeconds
   ROLLCALL_AZURE_CLOUD: azureCloud
   ROLLCALL_ARM_ENDPOINT: armEndpoint
   ROLLCALL_AGENT_AUDIENCE: agentAudience

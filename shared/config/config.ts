@@ -130,6 +130,8 @@ export const Settings = z.object({
   ROLLCALL_UPGRADE_SCHEDULE: ncrontab.default(DEFAULT_UPGRADE_SCHEDULE),
   /** NCRONTAB schedule of the upgrade apply timer (starts due steps, follows running ones). */
   ROLLCALL_UPGRADE_APPLY_SCHEDULE: ncrontab.default(DEFAULT_UPGRADE_APPLY_SCHEDULE),
+  /** Least time between two re-plans of one cluster through POST …/upgrade-plan (each reads ARM); 0: no limit. */
+  ROLLCALL_UPGRADE_REPLAN_SECONDS: nonNegativeInt.default(60),
   /** The Azure cloud: sets the ARM endpoint, the ARM token scope and the Entra authority together. */
   ROLLCALL_AZURE_CLOUD: z.enum(["AzureCloud", "AzureChinaCloud", "AzureUSGovernment"]).default("AzureCloud"),
   /** Another host for ARM (a local ARM simulator); the token scope stays the cloud's. Default: the cloud's ARM endpoint. */
@@ -174,7 +176,7 @@ export type Config = {
     checkinBusySeconds: number;
   };
   stepBudgetMs: number;
-  upgrade: { schedule: string; applySchedule: string };
+  upgrade: { schedule: string; applySchedule: string; replanIntervalMs: number };
   /** ROLLCALL_AZURE_CLOUD's endpoints (ROLLCALL_ARM_ENDPOINT may move ARM's host). */
   azure: { cloud: AzureCloudName; armEndpoint: string; armScope: string; authorityHost: string };
   /** Check-in authentication: the agent's service-account token reviewed by its cluster, for `audience`. */
@@ -261,7 +263,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       checkinBusySeconds: s.ROLLCALL_CHECKIN_BUSY_SECONDS,
     },
     stepBudgetMs: s.ROLLCALL_STEP_BUDGET_MS,
-    upgrade: { schedule: s.ROLLCALL_UPGRADE_SCHEDULE, applySchedule: s.ROLLCALL_UPGRADE_APPLY_SCHEDULE },
+    upgrade: { schedule: s.ROLLCALL_UPGRADE_SCHEDULE, applySchedule: s.ROLLCALL_UPGRADE_APPLY_SCHEDULE, replanIntervalMs: s.ROLLCALL_UPGRADE_REPLAN_SECONDS * 1000 },
     azure: {
       cloud: s.ROLLCALL_AZURE_CLOUD,
       armEndpoint: s.ROLLCALL_ARM_ENDPOINT ?? azureClouds[s.ROLLCALL_AZURE_CLOUD].arm,

@@ -3,6 +3,7 @@ import { getConfig } from "../config/config";
 import { getRollcall } from "../orchestrator/fromConfig";
 import { blockingPdbs } from "./clusterPdbs";
 import { armClientFactory, type ArmClientFactory, type ArmClientOverrides } from "../azure/arm";
+import { getTelemetry } from "../telemetry/telemetry";
 import type { UpgradeDeps } from "./service";
 
 /** The production wiring of the upgrade planner: the configured table and ARM with the app's identity. */
@@ -25,6 +26,8 @@ export async function getUpgradeDeps(context: InvocationContext): Promise<Upgrad
     table,
     arm: factory.arm,
     log: (line) => context.info(line),
+    // The RollcallUpgradePlan event is what the workbook's upgrade tiles query.
+    telemetry: getTelemetry(),
     pdbReader: async (cluster) => blockingPdbs(await kube(cluster)),
   };
 }

@@ -7,6 +7,7 @@ import { upgradePlanTimer } from "../../functions/upgradePlanTimer";
 import { startArmSim, ARM_API_VERSION, type ArmSim, type SimCluster, type SimState } from "../../local/armSim/armSim";
 import { startAzurite, type RunningAzurite } from "../../local/azurite/startAzurite";
 import { getConfig, resetConfigForTests, type ClusterConnection } from "../../shared/config/config";
+import { resetTelemetry, useMemoryTelemetry } from "../../shared/telemetry/telemetry";
 import { openTable } from "../../shared/storage/table";
 import { applyCluster } from "../../shared/upgrade/applier";
 import { armClientFactory, type ArmClientOverrides } from "../../shared/azure/arm";
@@ -87,8 +88,13 @@ let table: TableClient;
 let overrides: ArmClientOverrides;
 
 const context = () => new InvocationContext({ functionName: "upgradePlan" });
-const call = async (handler: typeof getUpgradePlan, method: "GET" | "POST", cluster: string) => {
-  const request = new HttpRequest({ method, url: `http://localhost/api/clusters/${cluster}/upgrade-plan`, params: { cluster } });
+const call = async (handler: typeof getUpgradePlan, method: "GET" | "POST", cluster: string, body?: string) => {
+  const request = new HttpRequest({
+    method,
+    url: `http://localhost/api/clusters/${cluster}/upgrade-plan`,
+    params: { cluster },
+    ...(body === undefined ? {} : { body: { string: body }, headers: { "content-type": "application/json" } }),
+  });
   return (await handler(request, context())) as HttpResponseInit & { jsonBody: any };
 };
 
@@ -98,6 +104,8 @@ describe("upgrade planner against the ARM simulator and Azurite", () => {
     process.env.ROLLCALL_STORAGE_CONNECTION = azurite.connectionString;
     process.env.ROLLCALL_TABLE = "upgradetest";
     process.env.ROLLCALL_ARM_ENDPOINT = sim.endpoint;
+    // Re-plans are rate-limited per cluster; this suite re-plans on purpose (the limit has its own test).
+    process.env.ROLLCALL_UPGRADE_REPLAN_SECONDS = "0";
     process.env.ROLLCALL_CLUSTERS = JSON.stringify(connections.map(({ aksAuth: _, ...c }) => c));
     resetConfigForTests();
     overrides = { credential: fakeCredential, ca: sim.ca, retryOptions: { maxRetries: 1, retryDelayInMs: 10, maxRetryDelayInMs: 20 } };
@@ -191,6 +199,57 @@ describe("upgrade planner against the ARM simulator and Azurite", () => {
       assert.equal(stored.jsonBody.lastError.failure.code, code);
     });
   }
+
+  it("emits RollcallUpgradePlan, the event the workbook queries, through the production wiring", async () => {
+    const telemetry = useMemoryTelemetry();
+    try {
+      assert.equal((await call(postUpgradePlan, "POST", "windowed")).status, 200);
+      const events = telemetry.eventsNamed("RollcallUpgradePlan");
+      assert.equal(events.length, 1);
+      assert.equal(events[0]!.dimensions.cluster, "windowed");
+      assert.equal(typeof events[0]!.dimensions.steps, "number");
+      assert.match(String(events[0]!.dimensions.summary), /^windowed: /);
+    } finally {
+      resetTelemetry();
+    }
+  });
+
+  for (const [what, body, status, code] of [
+    ["bad JSON", "{not json", 400, "invalid_json"],
+    ["an unknown field", JSON.stringify({ force: true }), 400, "invalid_request"],
+    ["a 20 MB body", JSON.stringify({ pad: "x".repeat(20 * 1024 * 1024) }), 413, "body_too_large"],
+  ] as const) {
+    it(`refuses a re-plan with ${what} (${status} ${code}) without reading ARM`, async () => {
+      const before = sim.requests.length;
+      const response = await call(postUpgradePlan, "POST", "windowed", body);
+      assert.equal(response.status, status);
+      assert.equal(response.jsonBody.error.code, code);
+      assert.equal(sim.requests.length, before, "no ARM request");
+    });
+  }
+
+  it("accepts an empty object as the re-plan body", async () => {
+    assert.equal((await call(postUpgradePlan, "POST", "windowed", "{}")).status, 200);
+  });
+
+  it("rate-limits re-plans per cluster: a second one within ROLLCALL_UPGRADE_REPLAN_SECONDS answers 429 with Retry-After and reads nothing from ARM", async () => {
+    process.env.ROLLCALL_UPGRADE_REPLAN_SECONDS = "300";
+    resetConfigForTests();
+    try {
+      const first = await call(postUpgradePlan, "POST", "nullpools");
+      assert.ok(first.status === 200 || first.status === 429, String(first.status));
+      const before = sim.requests.length;
+      const second = await call(postUpgradePlan, "POST", "nullpools");
+      assert.equal(second.status, 429);
+      assert.equal(second.jsonBody.error.code, "replan_too_soon");
+      assert.ok(Number((second.headers as Record<string, string>)["retry-after"]) > 0);
+      assert.equal(sim.requests.length, before);
+      assert.ok(second.jsonBody.plan, "the stored plan comes with the answer");
+    } finally {
+      process.env.ROLLCALL_UPGRADE_REPLAN_SECONDS = "0";
+      resetConfigForTests();
+    }
+  });
 
   it("plans every configured AKS cluster from the timer even when one of them fails", async () => {
     sim.faults.push({ method: "GET", path: /managedClusters\/nullpools$/, status: 403, code: "AuthorizationFailed" });
