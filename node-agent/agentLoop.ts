@@ -2,10 +2,11 @@ import { watch, type FSWatcher } from "node:fs";
 import { basename, dirname } from "node:path";
 import type { CheckinRequest, CheckinResponse } from "../shared/protocol/checkin";
 import { backoffDelay, withJitter } from "./backoff";
+import { boundAnswer } from "./bounds";
 import type { BootIdReader } from "./bootId";
 import type { Checker } from "./checker";
 import { RejectedError, UnavailableError, type OrchestratorClient } from "./client";
-import type { LeaseStore } from "./leaseFile";
+import { type ActedLease, DamagedLeaseError, type LeaseStore } from "./leaseFile";
 import type { AgentLog } from "./log";
 import type { Rebooter } from "./rebooter";
 
@@ -128,9 +129,10 @@ export class AgentLoop {
       return this.failed(`cannot read the node's facts: ${(error as Error).message}`, false);
     }
     let answer: CheckinResponse;
+    let askedSeconds: number | undefined;
     try {
       this.checkins++;
-      answer = await this.parts.client.checkin(request);
+      ({ answer, askedSeconds } = boundAnswer(await this.parts.client.checkin(request)));
     } catch (error) {
       const unavailable = error instanceof UnavailableError;
       const status = error instanceof RejectedError && error.status ? ` (HTTP ${error.status})` : "";
@@ -147,6 +149,7 @@ export class AgentLoop {
       next: `${(nextMs / 1000).toFixed(1)}s`,
       reason: answer.reason,
     };
+    if (askedSeconds !== undefined) log("warn", "the orchestrator asked for an interval longer than the agent allows: waiting the longest allowed", { asked: `${askedSeconds}s`, next: fields.next });
     if (answer.action !== "reboot") {
       log("info", answer.action === "none" ? "checked in: nothing to do" : "checked in: waiting for the orchestrator", fields);
       return { kind: "answered", answer, request, rebooted: false, nextMs };
@@ -156,11 +159,44 @@ export class AgentLoop {
   }
 
   private async facts(): Promise<CheckinRequest> {
-    const [bootId, status, acted] = await Promise.all([this.parts.bootId.read(), this.parts.checker.check(), this.parts.leases.read()]);
+    const [bootId, status] = await Promise.all([this.parts.bootId.read(), this.parts.checker.check()]);
     this.lastRequired = status.required;
     const request: CheckinRequest = { bootId, rebootRequired: status.required, reasons: status.reasons, agentVersion: this.settings.agentVersion };
-    if (acted) request.leaseId = acted.leaseId;
+    let acted: ActedLease | undefined;
+    try {
+      acted = await this.actedLease(bootId);
+    } catch (error) {
+      // Checking in anyway is what lets the orchestrator confirm a reboot (it compares boot ids);
+      // only the reboot itself needs the record, and rebootFor() refuses without it.
+      this.parts.log("error", "cannot read the lease state: checking in without it", { error: (error as Error).message });
+    }
+    if (acted?.leaseId) request.leaseId = acted.leaseId;
     return request;
+  }
+
+  /**
+   * The lease record, replacing a damaged one so that the agent never goes silent over it, while
+   * keeping "at most one reboot per lease". The orchestrator orders a reboot only to an agent still
+   * on the boot it had when the order was given (shared/orchestrator/answer.ts), so a record written
+   * before this boot cannot stand for an order still open: it is put aside. One written during this
+   * boot may be the lease the node is already rebooting for: it is replaced by a record bound to this
+   * boot whose lease is unknown, and rebootFor() takes the next lease ordered during this boot to be it.
+   */
+  private async actedLease(bootId: string): Promise<ActedLease | undefined> {
+    const { leases, log } = this.parts;
+    try {
+      return await leases.read();
+    } catch (error) {
+      if (!(error instanceof DamagedLeaseError)) throw error;
+      const duringThisBoot = error.writtenAt.getTime() >= this.parts.bootId.bootedAt().getTime();
+      await leases.putAside();
+      const guard: ActedLease | undefined = duringThisBoot ? { bootId, rebootedAt: error.writtenAt.toISOString() } : undefined;
+      if (guard) await leases.write(guard);
+      log("error", `the lease record ${error.message}, so it is damaged: put aside and ${guard ? "replaced by one that refuses the next lease ordered during this boot (it may be the one already rebooted for)" : "dropped (written before this boot, it holds no order still open)"}`, {
+        writtenAt: error.writtenAt.toISOString(),
+      });
+      return guard;
+    }
   }
 
   private async rebootFor(answer: CheckinResponse, request: CheckinRequest, fields: Record<string, string | number | boolean | undefined>): Promise<boolean> {
@@ -171,13 +207,23 @@ export class AgentLoop {
     }
     let acted;
     try {
-      acted = await leases.read();
+      acted = await this.actedLease(request.bootId);
     } catch (error) {
       log("error", `cannot read the lease state, so a reboot could repeat: not rebooting (${(error as Error).message})`, fields);
       return false;
     }
     if (acted?.leaseId === answer.leaseId) {
       log("info", "already rebooted for this lease: not rebooting again", { ...fields, rebootedAt: acted.rebootedAt, previousBootId: acted.bootId });
+      return false;
+    }
+    if (acted && acted.leaseId === undefined && acted.bootId === request.bootId) {
+      try {
+        await leases.write({ ...acted, leaseId: answer.leaseId });
+      } catch (error) {
+        log("error", `cannot record the lease: not rebooting (${(error as Error).message})`, fields);
+        return false;
+      }
+      log("error", "the lease record was damaged during this boot, so this lease may be the one already rebooted for: recording it without rebooting (if the node did not reboot, the orchestrator marks it stuck when the lease expires; the next lease reboots)", fields);
       return false;
     }
     try {

@@ -1,7 +1,13 @@
 import { readFile } from "node:fs/promises";
+import { uptime } from "node:os";
+
+/** `/proc/sys/kernel/random/boot_id` is a UUID; the protocol accepts any hex-and-dash id of sane length. */
+export const BOOT_ID_PATTERN = /^[0-9a-fA-F-]{8,64}$/;
 
 export interface BootIdReader {
   read(): Promise<string>;
+  /** When the node booted: what tells a record written during this boot from one of an earlier boot. */
+  bootedAt(): Date;
 }
 
 /** The kernel's random boot id, a UUID that changes on every boot: how a reboot is proven. */
@@ -10,7 +16,12 @@ export class FileBootIdReader implements BootIdReader {
 
   async read(): Promise<string> {
     const id = (await readFile(this.path, "utf8")).trim();
-    if (!/^[0-9a-fA-F-]{8,64}$/.test(id)) throw new Error(`${this.path} does not hold a boot id (got ${JSON.stringify(id.slice(0, 80))})`);
+    if (!BOOT_ID_PATTERN.test(id)) throw new Error(`${this.path} does not hold a boot id (got ${JSON.stringify(id.slice(0, 80))})`);
     return id;
+  }
+
+  /** The host's uptime (`/proc/uptime` is not namespaced: a container sees the node's). */
+  bootedAt(): Date {
+    return new Date(Date.now() - uptime() * 1000);
   }
 }

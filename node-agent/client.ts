@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { checkinPath, type CheckinRequest, CheckinResponse } from "../shared/protocol/checkin";
+import { MAX_ANSWER_BYTES } from "./bounds";
 
 export interface OrchestratorClient {
   checkin(request: CheckinRequest): Promise<CheckinResponse>;
@@ -60,12 +61,15 @@ export class HttpOrchestratorClient implements OrchestratorClient {
         throw new RejectedError(0, `cannot read the service-account token ${this.options.tokenFile}: ${(error as Error).message}`);
       }
       if (!token) throw new RejectedError(0, `the service-account token file ${this.options.tokenFile} is empty`);
-      headers.authorization = `Bearer ${token}`;
+      // Its own header, not Authorization: App Service authentication (Entra ID on the operator API)
+      // would take a bearer token for an Entra token and refuse the check-in before Rollcall sees it.
+      headers["x-rollcall-agent-token"] = token;
     }
     let response: { status: number; text: string };
     try {
       response = await postJson(this.endpoint, headers, JSON.stringify(request), this.options.timeoutMs);
     } catch (error) {
+      if (error instanceof AnswerTooLarge) throw new RejectedError(error.status, `the orchestrator's answer is larger than ${MAX_ANSWER_BYTES} bytes: not read`);
       throw new UnavailableError(describeRequestError(error));
     }
     const { text } = response;
@@ -87,8 +91,8 @@ export class HttpOrchestratorClient implements OrchestratorClient {
 
 function errorMessage(text: string): string {
   try {
-    const message = (JSON.parse(text) as { error?: { message?: string } }).error?.message;
-    return message ? `: ${message}` : "";
+    const message = (JSON.parse(text) as { error?: { message?: unknown } }).error?.message;
+    return typeof message === "string" && message ? `: ${message.slice(0, 500)}` : "";
   } catch {
     return text ? `: ${text.slice(0, 200)}` : "";
   }
@@ -96,17 +100,43 @@ function errorMessage(text: string): string {
 
 class RequestTimeout extends Error {}
 
+class AnswerTooLarge extends Error {
+  constructor(readonly status: number) {
+    super("answer too large");
+  }
+}
+
+/**
+ * One POST, bounded: `timeoutMs` for the whole exchange (a socket idle timeout alone lets an answer
+ * trickled a byte at a time hold the agent for ever), and at most MAX_ANSWER_BYTES of answer, the
+ * request aborted as soon as it is exceeded (a 50 MB answer once cost 256 MB of RSS).
+ */
 function postJson(url: string, headers: Record<string, string>, body: string, timeoutMs: number): Promise<{ status: number; text: string }> {
   const send = url.startsWith("https:") ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
+    const fail = (error: Error) => {
+      clearTimeout(deadline);
+      reject(error);
+      request.destroy();
+    };
     const request = send(url, { method: "POST", headers: { ...headers, "content-length": Buffer.byteLength(body) } }, (response) => {
+      const status = response.statusCode ?? 0;
+      if (Number(response.headers["content-length"] ?? 0) > MAX_ANSWER_BYTES) return fail(new AnswerTooLarge(status));
       const chunks: Buffer[] = [];
-      response.on("data", (chunk: Buffer) => chunks.push(chunk));
-      response.on("end", () => resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }));
-      response.on("error", reject);
+      let size = 0;
+      response.on("data", (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > MAX_ANSWER_BYTES) fail(new AnswerTooLarge(status));
+        else chunks.push(chunk);
+      });
+      response.on("end", () => {
+        clearTimeout(deadline);
+        resolve({ status, text: Buffer.concat(chunks).toString("utf8") });
+      });
+      response.on("error", fail);
     });
-    request.setTimeout(timeoutMs, () => request.destroy(new RequestTimeout()));
-    request.on("error", reject);
+    const deadline = setTimeout(() => fail(new RequestTimeout()), timeoutMs);
+    request.on("error", fail);
     request.end(body);
   });
 }

@@ -64,13 +64,13 @@ export function parseAgentConfig(env: Env): AgentConfig {
   if (!nodeName.safeParse(node).success) throw new AgentConfigError("NODE_NAME", `must be a Kubernetes node name (got ${JSON.stringify(node)}); set it from spec.nodeName with the downward API`);
 
   const tokenFile = env.ROLLCALL_TOKEN_FILE === undefined ? "/var/run/secrets/rollcall/token" : env.ROLLCALL_TOKEN_FILE.trim() || undefined;
-  const backoffBaseMs = seconds(env, "ROLLCALL_BACKOFF_BASE_SECONDS", 5);
-  const backoffMaxMs = seconds(env, "ROLLCALL_BACKOFF_MAX_SECONDS", 300);
+  const backoffBaseMs = seconds(env, "ROLLCALL_BACKOFF_BASE_SECONDS", 5, 0.1, 3_600);
+  const backoffMaxMs = seconds(env, "ROLLCALL_BACKOFF_MAX_SECONDS", 300, 0.1, 86_400);
   if (backoffMaxMs < backoffBaseMs) throw new AgentConfigError("ROLLCALL_BACKOFF_MAX_SECONDS", "must not be smaller than ROLLCALL_BACKOFF_BASE_SECONDS");
 
   return {
     url: parsed.toString().replace(/\/+$/, ""),
-    functionKey: required(env, "ROLLCALL_FUNCTION_KEY"),
+    functionKey: functionKey(env),
     cluster,
     node,
     tokenFile,
@@ -79,11 +79,11 @@ export function parseAgentConfig(env: Env): AgentConfig {
     rebootCommand: env.ROLLCALL_REBOOT_COMMAND ? command(env, "ROLLCALL_REBOOT_COMMAND") : DEFAULT_REBOOT_COMMAND,
     bootIdFile: env.ROLLCALL_BOOT_ID_FILE || "/proc/sys/kernel/random/boot_id",
     stateDir: env.ROLLCALL_STATE_DIR || "/var/lib/rollcall-agent",
-    jitter: fraction(env, "ROLLCALL_JITTER", 0.1),
+    jitter: number(env, "ROLLCALL_JITTER", 0.1, (n) => n >= 0 && n <= 0.5, "must be a fraction between 0 and 0.5"),
     backoffBaseMs,
     backoffMaxMs,
-    requestTimeoutMs: seconds(env, "ROLLCALL_REQUEST_TIMEOUT_SECONDS", 30),
-    intervalScale: number(env, "ROLLCALL_INTERVAL_SCALE", 1, (n) => n > 0 && n <= 1, "must be a number in (0, 1]"),
+    requestTimeoutMs: seconds(env, "ROLLCALL_REQUEST_TIMEOUT_SECONDS", 30, 1, 300),
+    intervalScale: number(env, "ROLLCALL_INTERVAL_SCALE", 1, (n) => n >= 0.01 && n <= 1, "must be a number between 0.01 and 1"),
     watch: (env.ROLLCALL_WATCH ?? "true") !== "false",
   };
 }
@@ -94,6 +94,13 @@ function required(env: Env, name: string): string {
   return value;
 }
 
+/** Sent as a header on every check-in: a value no header can carry would fail every one of them. */
+function functionKey(env: Env): string {
+  const key = required(env, "ROLLCALL_FUNCTION_KEY");
+  if (key.length > 1024 || !/^[\x21-\x7e]+$/.test(key)) throw new AgentConfigError("ROLLCALL_FUNCTION_KEY", "must be the checkin function's key: printable characters without spaces, at most 1024");
+  return key;
+}
+
 function number(env: Env, name: string, fallback: number, ok: (n: number) => boolean, problem: string): number {
   const raw = env[name];
   if (raw === undefined || raw.trim() === "") return fallback;
@@ -102,12 +109,12 @@ function number(env: Env, name: string, fallback: number, ok: (n: number) => boo
   return value;
 }
 
-function seconds(env: Env, name: string, fallback: number): number {
-  return number(env, name, fallback, (n) => n > 0 && n <= 86_400, "must be a number of seconds between 0 and 86400") * 1000;
-}
-
-function fraction(env: Env, name: string, fallback: number): number {
-  return number(env, name, fallback, (n) => n >= 0 && n < 1, "must be a fraction in [0, 1)");
+/**
+ * Every interval is bounded: a day at most keeps each far inside Node's timer range (a `setTimeout`
+ * of more than 2^31−1 ms fires after 1 ms), and the lower bounds keep a fleet from hammering the app.
+ */
+function seconds(env: Env, name: string, fallback: number, min: number, max: number): number {
+  return number(env, name, fallback, (n) => n >= min && n <= max, `must be a number of seconds between ${min} and ${max}`) * 1000;
 }
 
 /** A command as a JSON array (`["nsenter","-m/proc/1/ns/mnt","--","test","-f","/x"]`) or words separated by spaces. */

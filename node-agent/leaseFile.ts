@@ -1,20 +1,49 @@
-import { mkdir, open, readFile, rename } from "node:fs/promises";
+import { mkdir, open, rename } from "node:fs/promises";
 import { join } from "node:path";
+import { z } from "zod";
+import { leaseId } from "../shared/protocol/checkin";
+import { BOOT_ID_PATTERN } from "./bootId";
 import { isMissing } from "./checker";
 
 /** The lease this node last rebooted for, kept on a host path so that it outlives the container. */
 export interface ActedLease {
-  leaseId: string;
+  /**
+   * Absent only in the record that replaced a damaged one written during boot `bootId`: the lease
+   * acted on then is unknown, so the next lease ordered during that boot is taken to be it.
+   */
+  leaseId?: string;
   /** The boot id the node had when it rebooted for this lease. */
   bootId: string;
   rebootedAt: string;
 }
 
+const ActedLeaseRecord = z.object({ leaseId: leaseId.optional(), bootId: z.string().regex(BOOT_ID_PATTERN), rebootedAt: z.string().max(64) });
+
+/** A record is a few hundred bytes; anything larger is not one, and is not read whole. */
+const MAX_RECORD_BYTES = 4096;
+
+/** The lease file exists but holds no lease record (empty, cut short, `null`, edited by hand...). */
+export class DamagedLeaseError extends Error {
+  override name = "DamagedLeaseError";
+  constructor(
+    problem: string,
+    /** The file's modification time: whether it was written during this boot decides what is safe. */
+    readonly writtenAt: Date,
+  ) {
+    super(problem);
+  }
+}
+
 export interface LeaseStore {
-  /** The last lease acted on; undefined when there is none. Throws when the state cannot be read. */
+  /**
+   * The last lease acted on; undefined when there is none. Throws DamagedLeaseError when the file
+   * holds no lease record, and other errors when the state cannot be read at all.
+   */
   read(): Promise<ActedLease | undefined>;
   /** Written durably before the reboot command runs: the agent reboots at most once per lease. */
   write(lease: ActedLease): Promise<void>;
+  /** Moves a damaged record out of the way, kept beside it for inspection. */
+  putAside(): Promise<void>;
 }
 
 export class LeaseFile implements LeaseStore {
@@ -25,16 +54,36 @@ export class LeaseFile implements LeaseStore {
   }
 
   async read(): Promise<ActedLease | undefined> {
-    let text: string;
+    let handle;
     try {
-      text = await readFile(this.path, "utf8");
+      handle = await open(this.path, "r");
     } catch (error) {
       if (isMissing(error)) return undefined;
       throw error;
     }
-    const value = JSON.parse(text) as Partial<ActedLease>;
-    if (typeof value.leaseId !== "string" || typeof value.bootId !== "string") throw new Error(`${this.path} is not a lease record`);
-    return { leaseId: value.leaseId, bootId: value.bootId, rebootedAt: String(value.rebootedAt ?? "") };
+    let text: string;
+    let writtenAt: Date;
+    try {
+      writtenAt = (await handle.stat()).mtime;
+      const buffer = Buffer.alloc(MAX_RECORD_BYTES + 1);
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+      if (bytesRead > MAX_RECORD_BYTES) throw new DamagedLeaseError(`${this.path} is larger than ${MAX_RECORD_BYTES} bytes`, writtenAt);
+      text = buffer.subarray(0, bytesRead).toString("utf8");
+    } finally {
+      await handle.close();
+    }
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      throw new DamagedLeaseError(`${this.path} is not JSON (${text.trim() ? `${text.length} bytes` : "empty"})`, writtenAt);
+    }
+    const parsed = ActedLeaseRecord.safeParse(value);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new DamagedLeaseError(`${this.path} is not a lease record (${issue?.path.join(".") || "the record"}: ${issue?.message})`, writtenAt);
+    }
+    return parsed.data;
   }
 
   /** Write to a temporary file, fsync, rename over: the file is either the old record or the new one. */
@@ -49,6 +98,15 @@ export class LeaseFile implements LeaseStore {
       await handle.close();
     }
     await rename(temp, this.path);
+    await this.syncDir();
+  }
+
+  async putAside(): Promise<void> {
+    await rename(this.path, `${this.path}.damaged`);
+    await this.syncDir();
+  }
+
+  private async syncDir(): Promise<void> {
     try {
       const dir = await open(this.dir, "r");
       await dir.sync().finally(() => dir.close());
@@ -66,5 +124,8 @@ export class MemoryLeaseStore implements LeaseStore {
   }
   async write(lease: ActedLease): Promise<void> {
     this.lease = { ...lease };
+  }
+  async putAside(): Promise<void> {
+    this.lease = undefined;
   }
 }

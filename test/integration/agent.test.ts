@@ -25,7 +25,7 @@ const saved = { ...process.env };
 before(async () => {
   azurite = await startAzurite();
   sim = await SimCluster.start({ terminationDelayMs: 100, podStartDelayMs: 100, evictionRetryAfterSeconds: 1 });
-  nodes = buildDemoCluster(sim, { nodes: 4, podsPerNode: 1 });
+  nodes = buildDemoCluster(sim, { nodes: 5, podsPerNode: 1 });
   Object.assign(process.env, {
     ROLLCALL_STORAGE_CONNECTION: azurite.connectionString,
     // Two configured clusters over the same simulated API server: each has its own lock.
@@ -123,6 +123,55 @@ describe("the node agent with a real local orchestrator", () => {
     const secondCordoned = changes.indexOf(`${second} cordoned`);
     assert.ok(firstBack >= 0 && secondCordoned > firstBack, `the second node was cordoned only after the first was back: ${changes.join(", ")}`);
     assert.deepEqual(agents.agents.map((a) => a.reboots), [1, 1]);
+  });
+
+  it("confirms the reboot of a node whose lease file was damaged while it was down, and keeps checking in", async () => {
+    const node = nodes[4]!;
+    const dir = join(root, "damaged", node);
+    await mkdir(join(dir, "state"), { recursive: true });
+    const bootIdFile = join(dir, "boot_id");
+    const sentinel = join(dir, "reboot-required");
+    await writeFile(bootIdFile, bootIdOf(sim, node));
+    await writeFile(join(dir, "token"), agentToken(sim, node, "rollcall"));
+    const config = parseAgentConfig({
+      ROLLCALL_URL: host.url,
+      ROLLCALL_FUNCTION_KEY: host.key,
+      ROLLCALL_CLUSTER: "sim",
+      NODE_NAME: node,
+      ROLLCALL_TOKEN_FILE: join(dir, "token"),
+      ROLLCALL_SENTINEL_FILE: sentinel,
+      ROLLCALL_BOOT_ID_FILE: bootIdFile,
+      ROLLCALL_STATE_DIR: join(dir, "state"),
+      ROLLCALL_BACKOFF_BASE_SECONDS: "0.1",
+      ROLLCALL_BACKOFF_MAX_SECONDS: "0.5",
+    });
+    const leaseFile = join(dir, "state", "lease.json");
+    const lines: { level: string; msg: string }[] = [];
+    let reboots = 0;
+    // The node goes down and comes back with its lease record lost (an unclean shutdown, a full disk).
+    const rebooter = new CallbackRebooter(async () => {
+      reboots++;
+      const bootId = await sim.rebootNode(node, { downMs: 300 });
+      await writeFile(leaseFile, "null");
+      await writeFile(bootIdFile, `${bootId}\n`);
+      await rm(sentinel, { force: true });
+    });
+    const agent = createAgent(config, { rebooter, log: (level, msg) => lines.push({ level, msg }) });
+    const outcomes: CycleOutcome[] = [];
+    agent.onCycle((o) => outcomes.push(o));
+    await writeFile(sentinel, "");
+    agent.start();
+    try {
+      await eventually("the node back in service", isIdleAgain(node));
+    } finally {
+      await agent.stop();
+    }
+    assert.equal(reboots, 1);
+    assert.ok(lines.some((l) => l.level === "error" && /lease record .* is damaged/.test(l.msg)), "the damage is logged");
+    assert.equal(await readFile(`${leaseFile}.damaged`, "utf8"), "null", "and the damaged record kept aside");
+    const afterBoot = outcomes.filter((o) => o.kind === "answered" && o.request.bootId === bootIdOf(sim, node));
+    assert.ok(afterBoot.length > 0, "checked in with the new boot id");
+    assert.ok(outcomes.every((o) => o.kind === "answered"), "no check-in failed over the damaged file");
   });
 
   it("does not reboot twice for one lease, even after a restart, when the node does not come back with a new boot id", async () => {

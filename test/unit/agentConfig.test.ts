@@ -46,6 +46,20 @@ describe("the agent's configuration", () => {
     assert.equal(problemWith({ ...base, ROLLCALL_REBOOT_COMMAND: "[1,2]" }), "ROLLCALL_REBOOT_COMMAND");
   });
 
+  it("bounds every setting, so that no interval can overflow a timer or hammer the orchestrator", () => {
+    const refused: Record<string, string[]> = {
+      ROLLCALL_BACKOFF_BASE_SECONDS: ["0.01", "3601", "NaN", "Infinity"],
+      ROLLCALL_BACKOFF_MAX_SECONDS: ["86401", "1e12"],
+      ROLLCALL_REQUEST_TIMEOUT_SECONDS: ["0.5", "301"],
+      ROLLCALL_JITTER: ["-0.1", "0.6"],
+      ROLLCALL_INTERVAL_SCALE: ["0.001", "1.5", "0"],
+      ROLLCALL_FUNCTION_KEY: ["key\nx-injected: 1", "k".repeat(1025)],
+    };
+    for (const [name, values] of Object.entries(refused)) for (const value of values) assert.equal(problemWith({ ...base, [name]: value }), name, `${name}=${value}`);
+    const widest = parseAgentConfig({ ...base, ROLLCALL_BACKOFF_BASE_SECONDS: "3600", ROLLCALL_BACKOFF_MAX_SECONDS: "86400", ROLLCALL_REQUEST_TIMEOUT_SECONDS: "300", ROLLCALL_JITTER: "0.5", ROLLCALL_INTERVAL_SCALE: "0.01" });
+    assert.ok(widest.backoffMaxMs <= 2 ** 31 - 1 && widest.requestTimeoutMs <= 2 ** 31 - 1);
+  });
+
   it("refuses plain http outside loopback, where the key and token would travel in clear", () => {
     assert.equal(problemWith({ ...base, ROLLCALL_URL: "http://rollcall.example.net" }), "ROLLCALL_URL");
     assert.equal(parseAgentConfig({ ...base, ROLLCALL_URL: "http://127.0.0.1:7071/" }).url, "http://127.0.0.1:7071");

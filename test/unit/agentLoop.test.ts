@@ -1,13 +1,13 @@
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile, unlink } from "node:fs/promises";
+import { mkdtemp, readFile, rm, utimes, writeFile, unlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AgentLoop, type AgentParts, type CycleOutcome } from "../../node-agent/agentLoop";
 import { SentinelFileChecker } from "../../node-agent/checker";
 import { UnavailableError } from "../../node-agent/client";
-import { MemoryLeaseStore } from "../../node-agent/leaseFile";
-import type { Level } from "../../node-agent/log";
+import { LeaseFile, type LeaseStore, MemoryLeaseStore } from "../../node-agent/leaseFile";
+import type { Fields, Level } from "../../node-agent/log";
 import type { CheckinRequest, CheckinResponse } from "../../shared/protocol/checkin";
 
 const LEASE = "7a1c1f64-5b0e-4a55-9d1c-0e6f1c2b3a4d";
@@ -17,14 +17,15 @@ interface Harness {
   loop: AgentLoop;
   requests: CheckinRequest[];
   answers: (CheckinResponse | Error)[];
-  lines: { level: Level; msg: string }[];
-  leases: MemoryLeaseStore;
+  lines: { level: Level; msg: string; fields?: Fields }[];
+  leases: LeaseStore;
   rebootCalls: string[];
   setBootId(id: string): void;
   setRequired(required: boolean): void;
 }
 
-function harness(options: { answers?: (CheckinResponse | Error)[]; failReboot?: boolean; leases?: MemoryLeaseStore } = {}): Harness {
+/** The fake node booted an hour ago unless a test says otherwise. */
+function harness(options: { answers?: (CheckinResponse | Error)[]; failReboot?: boolean; leases?: LeaseStore; bootedAt?: Date } = {}): Harness {
   const requests: CheckinRequest[] = [];
   const answers = options.answers ?? [];
   const lines: Harness["lines"] = [];
@@ -41,7 +42,7 @@ function harness(options: { answers?: (CheckinResponse | Error)[]; failReboot?: 
         if (options.failReboot) throw new Error("systemctl: not found");
       },
     },
-    bootId: { read: async () => bootId },
+    bootId: { read: async () => bootId, bootedAt: () => options.bootedAt ?? new Date(Date.now() - 3_600_000) },
     client: {
       checkin: async (request) => {
         requests.push(structuredClone(request));
@@ -52,7 +53,7 @@ function harness(options: { answers?: (CheckinResponse | Error)[]; failReboot?: 
       },
     },
     leases,
-    log: (level, msg) => lines.push({ level, msg }),
+    log: (level, msg, fields) => lines.push({ level, msg, fields }),
     random: () => 0.5,
   };
   const loop = new AgentLoop({ agentVersion: "0.1.0", jitter: 0.1, backoffBaseMs: 1000, backoffMaxMs: 8000, intervalScale: 1 }, parts);
@@ -78,8 +79,8 @@ describe("the agent loop", () => {
     const outcome = await h.loop.cycle();
     assert.equal(outcome.kind === "answered" && outcome.rebooted, true);
     assert.deepEqual(h.rebootCalls, [LEASE]);
-    assert.equal(h.leases.lease?.leaseId, LEASE);
-    assert.equal(h.leases.lease?.bootId, "b0000001");
+    assert.equal((await h.leases.read())?.leaseId, LEASE);
+    assert.equal((await h.leases.read())?.bootId, "b0000001");
   });
 
   it("reboots at most once per lease, even when told again", async () => {
@@ -153,6 +154,117 @@ describe("the agent loop", () => {
   });
 });
 
+describe("the agent's bounds on the orchestrator's answers", () => {
+  it("waits at most a day, however long an interval the orchestrator answers", async () => {
+    const h = harness({ answers: [{ ...wait, nextCheckinSeconds: 2 ** 31 }] });
+    const outcome = await h.loop.cycle();
+    assert.equal(outcome.nextMs, 86_400_000);
+    assert.ok(h.lines.some((l) => l.level === "warn" && /longer than the agent allows/.test(l.msg)), "the clamp is logged");
+  });
+
+  it("logs at most the first 1,000 characters of the answer's reason and 100 of its state", async () => {
+    const h = harness({ answers: [{ ...wait, state: "s".repeat(5000), reason: "r".repeat(60_000) }] });
+    const outcome = await h.loop.cycle();
+    assert.equal(outcome.kind, "answered");
+    const fields = h.lines.at(-1)!.fields!;
+    assert.equal(String(fields.reason).length, 1000);
+    assert.equal(String(fields.state).length, 100);
+  });
+});
+
+describe("a damaged lease file", () => {
+  const dirs: string[] = [];
+  after(async () => {
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  });
+  async function leaseFileWith(content: string, writtenAt: Date): Promise<LeaseFile> {
+    const dir = await mkdtemp(join(tmpdir(), "rollcall-lease-"));
+    dirs.push(dir);
+    const file = new LeaseFile(dir);
+    await writeFile(file.path, content);
+    await utimes(file.path, writtenAt, writtenAt);
+    return file;
+  }
+  const lastBoot = new Date(Date.now() - 3_600_000);
+  const beforeLastBoot = new Date(lastBoot.getTime() - 86_400_000);
+  const damaged = ["", "{", "null", "[]", "42", '{"bootId":"b0000001"}', `{"leaseId":"not-a-uuid","bootId":"b0000001","rebootedAt":""}`, `{"leaseId":"${LEASE}","bootId":"../etc","rebootedAt":""}`, `{"leaseId":"${LEASE}","bootId":"b0000001","rebootedAt":"${"x".repeat(10_000)}"}`];
+
+  for (const content of damaged) {
+    it(`keeps checking in when the lease file holds ${JSON.stringify(content.slice(0, 40))}, logging it and putting it aside`, async () => {
+      const leases = await leaseFileWith(content, beforeLastBoot);
+      const h = harness({ answers: [wait], leases, bootedAt: lastBoot });
+      const first = await h.loop.cycle();
+      assert.equal(first.kind, "answered", "the check-in went through");
+      assert.equal(h.requests[0]!.leaseId, undefined, "no lease echoed from a damaged record");
+      assert.ok(h.lines.some((l) => l.level === "error" && /lease record .* is damaged/.test(l.msg)), JSON.stringify(h.lines));
+      assert.equal(await readFile(`${leases.path}.damaged`, "utf8"), content, "the damaged record is kept for inspection");
+      assert.equal(await leases.read(), undefined, "replaced: written before this boot, it cannot hold an order still standing");
+      assert.equal((await h.loop.cycle()).kind, "answered");
+      assert.equal(h.lines.filter((l) => l.level === "error").length, 1, "logged once, not at every check-in");
+    });
+  }
+
+  it("keeps checking in when the lease file is larger than any lease record, without reading it whole", async () => {
+    const leases = await leaseFileWith("{".repeat(5 * 2 ** 20), beforeLastBoot);
+    const h = harness({ answers: [wait], leases, bootedAt: lastBoot });
+    assert.equal((await h.loop.cycle()).kind, "answered");
+    assert.ok(h.lines.some((l) => l.level === "error" && /larger than/.test(l.msg)));
+  });
+
+  it("still reboots for a lease when the damaged record was written before this boot", async () => {
+    const leases = await leaseFileWith("null", beforeLastBoot);
+    const h = harness({ answers: [reboot], leases, bootedAt: lastBoot });
+    await h.loop.cycle();
+    assert.deepEqual(h.rebootCalls, [LEASE]);
+    assert.equal((await leases.read())?.leaseId, LEASE);
+  });
+
+  it("does not reboot twice for one lease when the record of it is damaged before the node goes down", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "rollcall-lease-"));
+    dirs.push(dir);
+    const leases = new LeaseFile(dir);
+    const h = harness({ answers: [reboot, reboot, { ...reboot, leaseId: OTHER_LEASE }], leases, bootedAt: lastBoot });
+    await h.loop.cycle();
+    assert.deepEqual(h.rebootCalls, [LEASE]);
+    // The reboot has not happened yet (same boot id) and the record is lost.
+    await writeFile(leases.path, "null");
+    await h.loop.cycle();
+    assert.deepEqual(h.rebootCalls, [LEASE], "the lease ordered during the boot the record was damaged in may be the one acted on");
+    assert.ok(h.lines.some((l) => l.level === "error" && /recording it without rebooting/.test(l.msg)));
+    assert.equal((await leases.read())?.leaseId, LEASE, "adopted as the lease acted on");
+    await h.loop.cycle();
+    assert.deepEqual(h.rebootCalls, [LEASE, OTHER_LEASE], "a later lease reboots as usual");
+  });
+
+  it("reboots as usual once the node booted again after a record damaged during the previous boot", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "rollcall-lease-"));
+    dirs.push(dir);
+    const leases = new LeaseFile(dir);
+    await writeFile(leases.path, "");
+    const h = harness({ answers: [wait, { ...reboot, leaseId: OTHER_LEASE }], leases, bootedAt: lastBoot });
+    await h.loop.cycle();
+    h.setBootId("b0000002");
+    await h.loop.cycle();
+    assert.deepEqual(h.rebootCalls, [OTHER_LEASE]);
+  });
+
+  it("checks in without the lease echo when the lease file cannot be read at all, and then refuses to reboot", async () => {
+    const unreadable: LeaseStore = {
+      read: async () => {
+        throw Object.assign(new Error("EIO: i/o error, read"), { code: "EIO" });
+      },
+      write: async () => {},
+      putAside: async () => {},
+    };
+    const h = harness({ answers: [reboot], leases: unreadable });
+    const outcome = await h.loop.cycle();
+    assert.equal(outcome.kind, "answered");
+    assert.equal(h.requests[0]!.leaseId, undefined);
+    assert.deepEqual(h.rebootCalls, []);
+    assert.ok(h.lines.some((l) => l.level === "error" && /not rebooting/.test(l.msg)));
+  });
+});
+
 describe("the running agent", () => {
   const dirs: string[] = [];
   after(async () => {
@@ -167,7 +279,7 @@ describe("the running agent", () => {
     const checker = new SentinelFileChecker(sentinel);
     const loop = new AgentLoop(
       { agentVersion: "0.1.0", jitter: 0, backoffBaseMs: 1000, backoffMaxMs: 8000, intervalScale: 1, watchFile: sentinel },
-      { checker, rebooter: { describe: "x", reboot: async () => {} }, bootId: { read: async () => "b0000001" }, client: { checkin: async (r) => (h.requests.push(r), h.answers[0] as CheckinResponse) }, leases: new MemoryLeaseStore(), log: () => {} },
+      { checker, rebooter: { describe: "x", reboot: async () => {} }, bootId: { read: async () => "b0000001", bootedAt: () => new Date(0) }, client: { checkin: async (r) => (h.requests.push(r), h.answers[0] as CheckinResponse) }, leases: new MemoryLeaseStore(), log: () => {} },
     );
     const outcomes: CycleOutcome[] = [];
     const next = () => new Promise<void>((resolve) => {
@@ -190,5 +302,14 @@ describe("the running agent", () => {
     await seen;
     assert.equal(h.requests.at(-1)!.rebootRequired, false);
     await loop.stop();
+  });
+
+  it("does not hot-loop when the orchestrator answers an interval beyond Node's timer range", async () => {
+    // Node fires a setTimeout of more than 2^31-1 ms after 1 ms.
+    const h = harness({ answers: [{ ...wait, nextCheckinSeconds: 3_000_000 }] });
+    h.loop.start();
+    await new Promise((r) => setTimeout(r, 300));
+    await h.loop.stop();
+    assert.equal(h.requests.length, 1);
   });
 });

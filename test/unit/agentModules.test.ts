@@ -1,6 +1,6 @@
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,8 +8,9 @@ import { backoffDelay, withJitter } from "../../node-agent/backoff";
 import { FileBootIdReader } from "../../node-agent/bootId";
 import { SentinelCommandChecker, SentinelFileChecker, parseReasons } from "../../node-agent/checker";
 import { HttpOrchestratorClient, RejectedError, UnavailableError } from "../../node-agent/client";
-import { LeaseFile } from "../../node-agent/leaseFile";
+import { DamagedLeaseError, LeaseFile } from "../../node-agent/leaseFile";
 import { formatLine } from "../../node-agent/log";
+import { MAX_REASON_LENGTH, MAX_REASONS, MAX_REASONS_JSON_BYTES, reasonsJsonBytes } from "../../shared/protocol/checkin";
 import { CommandRebooter } from "../../node-agent/rebooter";
 
 const dirs: string[] = [];
@@ -39,8 +40,10 @@ describe("the sentinel file checker", () => {
 
   it("keeps reasons within the protocol's limits", () => {
     const reasons = parseReasons(Array.from({ length: 600 }, (_, i) => `pkg${i}-${"x".repeat(300)}`).join("\n"));
-    assert.equal(reasons.length, 500);
-    assert.ok(reasons.every((r) => r.length <= 200));
+    assert.ok(reasons.length > 0 && reasons.length <= MAX_REASONS);
+    assert.ok(reasons.every((r) => r.length <= MAX_REASON_LENGTH));
+    assert.ok(reasonsJsonBytes(reasons) <= MAX_REASONS_JSON_BYTES, "the list as a whole fits the protocol's byte budget");
+    assert.equal(parseReasons(Array.from({ length: 600 }, (_, i) => `p${i}`).join("\n")).length, MAX_REASONS);
   });
 });
 
@@ -77,15 +80,24 @@ describe("the lease file", () => {
   it("has no lease before the first reboot and remembers the last one across instances", async () => {
     const dir = join(await tempDir(), "state");
     assert.equal(await new LeaseFile(dir).read(), undefined);
-    const lease = { leaseId: "7a1c1f64-5b0e-4a55-9d1c-0e6f1c2b3a4d", bootId: "b00710", rebootedAt: "2026-01-01T00:00:00.000Z" };
+    const lease = { leaseId: "7a1c1f64-5b0e-4a55-9d1c-0e6f1c2b3a4d", bootId: "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", rebootedAt: "2026-01-01T00:00:00.000Z" };
     await new LeaseFile(dir).write(lease);
     assert.deepEqual(await new LeaseFile(dir).read(), lease);
   });
 
-  it("refuses a damaged file instead of guessing", async () => {
+  it("reports a damaged file as damaged, with when it was written, instead of guessing", async () => {
     const dir = await tempDir();
     await writeFile(join(dir, "lease.json"), "{");
-    await assert.rejects(new LeaseFile(dir).read());
+    await assert.rejects(new LeaseFile(dir).read(), (e) => e instanceof DamagedLeaseError && Math.abs(e.writtenAt.getTime() - Date.now()) < 60_000);
+  });
+
+  it("puts a damaged file aside, keeping it for inspection", async () => {
+    const dir = await tempDir();
+    const file = new LeaseFile(dir);
+    await writeFile(file.path, "null");
+    await file.putAside();
+    assert.equal(await file.read(), undefined);
+    assert.equal(await readFile(`${file.path}.damaged`, "utf8"), "null");
   });
 });
 
@@ -152,8 +164,9 @@ describe("the orchestrator client", () => {
     const [first, second] = seen.slice(-2);
     assert.equal(first!.url, "/api/clusters/dev/nodes/node-1/checkin");
     assert.equal(first!.headers["x-functions-key"], "k3y");
-    assert.equal(first!.headers.authorization, "Bearer token-one");
-    assert.equal(second!.headers.authorization, "Bearer token-two");
+    assert.equal(first!.headers["x-rollcall-agent-token"], "token-one");
+    assert.equal(second!.headers["x-rollcall-agent-token"], "token-two");
+    assert.equal(first!.headers.authorization, undefined, "Authorization stays free for App Service authentication");
     assert.deepEqual(JSON.parse(first!.body), request);
   });
 
@@ -171,6 +184,65 @@ describe("the orchestrator client", () => {
     const c = await client();
     handler = () => ({ status: 200, body: { action: "reboot-now" } });
     await assert.rejects(c.checkin(request), RejectedError);
+  });
+
+  it("aborts an answer larger than 64 KiB while reading it, and fails the check-in", async () => {
+    let sent = 0;
+    let closed!: () => void;
+    const gone = new Promise<void>((resolve) => (closed = resolve));
+    const flood = await new Promise<Server>((resolve) => {
+      const s = createServer((req, res) => {
+        req.resume();
+        res.writeHead(200, { "content-type": "application/json" });
+        res.on("close", closed);
+        const chunk = Buffer.alloc(64 * 1024, 0x20);
+        const pump = () => {
+          while (!res.destroyed && sent < 50 * 2 ** 20) {
+            sent += chunk.length;
+            if (!res.write(chunk)) return void res.once("drain", pump);
+          }
+          res.end();
+        };
+        pump();
+      });
+      s.listen(0, "127.0.0.1", () => resolve(s));
+    });
+    try {
+      const port = (flood.address() as { port: number }).port;
+      const c = new HttpOrchestratorClient({ url: `http://127.0.0.1:${port}`, cluster: "dev", node: "n", functionKey: "k", timeoutMs: 5000, userAgent: "t" });
+      await assert.rejects(c.checkin(request), (e) => e instanceof RejectedError && /larger than 65536 bytes/.test(e.message));
+      await gone;
+      assert.ok(sent < 8 * 2 ** 20, `the agent stopped reading long before 50 MB (the server got ${sent} bytes out)`);
+    } finally {
+      flood.closeAllConnections();
+      flood.close();
+    }
+  });
+
+  it("refuses at once an answer that announces more than 64 KiB", async () => {
+    const c = await client();
+    handler = () => ({ status: 200, body: { ...answer, reason: "r".repeat(70_000) } });
+    await assert.rejects(c.checkin(request), (e) => e instanceof RejectedError && /larger than 65536 bytes/.test(e.message));
+  });
+
+  it("gives up on an answer that trickles in past the request timeout", async () => {
+    const drip = await new Promise<Server>((resolve) => {
+      const s = createServer((req, res) => {
+        req.resume();
+        res.writeHead(200, { "content-type": "application/json" });
+        const timer = setInterval(() => res.write(" "), 50);
+        res.on("close", () => clearInterval(timer));
+      });
+      s.listen(0, "127.0.0.1", () => resolve(s));
+    });
+    try {
+      const port = (drip.address() as { port: number }).port;
+      const c = new HttpOrchestratorClient({ url: `http://127.0.0.1:${port}`, cluster: "dev", node: "n", functionKey: "k", timeoutMs: 300, userAgent: "t" });
+      await assert.rejects(c.checkin(request), (e) => e instanceof UnavailableError && /timed out/.test(e.message));
+    } finally {
+      drip.closeAllConnections();
+      drip.close();
+    }
   });
 
   it("fails without calling when the token file is missing", async () => {
