@@ -1,6 +1,6 @@
 import type { TableClient } from "@azure/data-tables";
 import type { Logger } from "../orchestrator/transitionLog";
-import { isConflict, isNotFound } from "../storage/table";
+import { isConflict, isNotFound, readText, textProperties } from "../storage/table";
 
 /**
  * Refused check-ins of known nodes, per cluster, for the status route: a node whose agent keeps
@@ -81,7 +81,8 @@ export class RejectionLog {
         lastAt: update.lastAt,
       };
       const kept = fresh([entry, ...entries.filter((e) => e.node !== node)], now).slice(0, MAX_NODES);
-      const entity = { partitionKey: cluster, rowKey: REJECTIONS_ROW_KEY, entries: JSON.stringify(kept) };
+      // 50 entries of a 253-character node and a 300-character claim are over one string property's 32K characters.
+      const entity = { partitionKey: cluster, rowKey: REJECTIONS_ROW_KEY, ...textProperties("entries", JSON.stringify(kept)) };
       try {
         if (etag) await this.table.updateEntity(entity, "Replace", { etag });
         else await this.table.createEntity(entity);
@@ -94,8 +95,8 @@ export class RejectionLog {
 
   private async read(cluster: string): Promise<{ entries: CheckinRejection[]; etag?: string }> {
     try {
-      const entity = await this.table.getEntity<{ entries?: string }>(cluster, REJECTIONS_ROW_KEY);
-      const parsed: unknown = JSON.parse(entity.entries ?? "[]");
+      const entity = await this.table.getEntity<Record<string, unknown>>(cluster, REJECTIONS_ROW_KEY);
+      const parsed: unknown = JSON.parse(readText(entity, "entries") ?? "[]");
       return { entries: Array.isArray(parsed) ? (parsed as CheckinRejection[]) : [], etag: entity.etag };
     } catch (error) {
       if (isNotFound(error)) return { entries: [] };

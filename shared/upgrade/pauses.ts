@@ -1,5 +1,5 @@
 import type { TableClient } from "@azure/data-tables";
-import { isNotFound } from "../storage/table";
+import { isNotFound, readText, textProperties } from "../storage/table";
 import { loadActive, upgradeRowKeys } from "./planStore";
 
 /**
@@ -35,8 +35,9 @@ type Pauses = Record<string, PoolPause>;
 
 async function readPauses(table: TableClient, cluster: string): Promise<{ pauses: Pauses; etag?: string }> {
   try {
-    const row = await table.getEntity<{ pauses?: string }>(cluster, upgradeRowKeys.pauses);
-    return { pauses: row.pauses ? (JSON.parse(row.pauses) as Pauses) : {}, etag: row.etag };
+    const row = await table.getEntity<Record<string, unknown>>(cluster, upgradeRowKeys.pauses);
+    const text = readText(row, "pauses");
+    return { pauses: text ? (JSON.parse(text) as Pauses) : {}, etag: row.etag };
   } catch (error) {
     if (isNotFound(error)) return { pauses: {} };
     throw error;
@@ -49,7 +50,8 @@ async function updatePauses(table: TableClient, cluster: string, change: (pauses
     const { pauses, etag } = await readPauses(table, cluster);
     change(pauses);
     for (const [pool, p] of Object.entries(pauses)) if (!p.arm && !p.event) delete pauses[pool];
-    const entity = { partitionKey: cluster, rowKey: upgradeRowKeys.pauses, pauses: JSON.stringify(pauses) };
+    // Pools named by events as well as by ARM: as many string parts as the pauses need.
+    const entity = { partitionKey: cluster, rowKey: upgradeRowKeys.pauses, ...textProperties("pauses", JSON.stringify(pauses)) };
     try {
       if (etag) await table.updateEntity(entity, "Replace", { etag });
       else await table.createEntity(entity);

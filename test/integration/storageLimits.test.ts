@@ -10,6 +10,8 @@ import { POLICY_ROW_KEY } from "../../shared/policy/policyStore";
 import { MAX_CHECKIN_BYTES, MAX_REASON_LENGTH, MAX_REASONS, MAX_REASONS_JSON_BYTES, reasonsJsonBytes } from "../../shared/protocol/checkin";
 import { entityBytes, rowKeys, TABLE_LIMITS, textProperties } from "../../shared/storage/table";
 import { claimActive, loadActive, loadHistory, loadPlan, recordOutcome, savePlan, savePlanError, upgradeRowKeys } from "../../shared/upgrade/planStore";
+import { RejectionLog, REJECTIONS_ROW_KEY } from "../../shared/auth/rejections";
+import { pausedPools, recordPoolEvent } from "../../shared/upgrade/pauses";
 import type { UpgradePlan } from "../../shared/upgrade/planner";
 import { call } from "../support/operatorCalls";
 import { getClusterPolicy, putClusterPolicy, setPolicy } from "../support/policyWorld";
@@ -271,5 +273,22 @@ describe("limits that storage holds", () => {
     assert.equal(outcomes.length, 20);
     assert.equal(outcomes[0]!.stepId, "s20");
     await assertWithinLimits(table, CLUSTER, upgradeRowKeys.history);
+  });
+
+  it("keeps the refused check-ins of 50 nodes of the longest names and claims, and the upgrade pauses of 300 pools", async () => {
+    world.configure();
+    const { table } = await getRollcall();
+    const rejections = new RejectionLog(table);
+    const quiet = { warn: (message: string) => assert.fail(`a refusal was not recorded: ${message}`) };
+    for (let i = 0; i < 50; i++) await rejections.record(CLUSTER, longName(`rej${i}`), "wrong_service_account", controls(300), quiet);
+    assert.equal((await rejections.list(CLUSTER)).length, 50);
+    await assertWithinLimits(table, CLUSTER, REJECTIONS_ROW_KEY);
+
+    const at = new Date();
+    for (let i = 0; i < 300; i++) {
+      await recordPoolEvent(table, CLUSTER, `pool${String(i).padStart(8, "0")}`, { type: "Microsoft.ContainerService.NodePoolRollingStarted", at: at.toISOString(), id: uuid(i), started: true });
+    }
+    assert.equal((await pausedPools(table, CLUSTER, at)).length, 300);
+    await assertWithinLimits(table, CLUSTER, upgradeRowKeys.pauses);
   });
 });
