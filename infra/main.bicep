@@ -130,6 +130,13 @@ param upgradeSchedule string = ''
 @description('ROLLCALL_UPGRADE_APPLY_SCHEDULE: six-field NCRONTAB of the upgrade apply timer.')
 param upgradeApplySchedule string = ''
 
+@description('on: subscribe each AKS cluster\'s Event Grid system topic to the aksEvents function (the function must be deployed first: azd deploy, then azd provision again); off: the topics only, Rollcall polls ARM.')
+@allowed([
+  'off'
+  'on'
+])
+param aksEventSubscriptions string = 'off'
+
 @description('ROLLCALL_UPGRADE_REPLAN_SECONDS: least seconds between two re-plans of one cluster through POST upgrade-plan; 0: no limit.')
 param upgradeReplanSeconds string = ''
 
@@ -316,6 +323,21 @@ module aksAccess 'modules/aks-access.bicep' = [
       principalId: identity.properties.principalId
       upgradeMode: upgradeMode
       resourceToken: resourceToken
+    }
+  }
+]
+
+// On each AKS cluster: its Event Grid system topic, subscribed to the aksEvents function.
+module aksEvents 'modules/aks-events.bicep' = [
+  for (cluster, i) in aksClusters: {
+    name: 'rollcall-aks-events-${i}-${resourceToken}'
+    scope: resourceGroup(split(cluster.aksResourceId, '/')[2], split(cluster.aksResourceId, '/')[4])
+    dependsOn: [functionApp]
+    params: {
+      clusterName: split(cluster.aksResourceId, '/')[8]
+      functionAppId: resourceId('Microsoft.Web/sites', 'func-rollcall-${resourceToken}')
+      resourceToken: resourceToken
+      subscribe: aksEventSubscriptions == 'on'
     }
   }
 ]

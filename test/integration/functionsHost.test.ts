@@ -22,11 +22,19 @@ describe("the local Functions host with Rollcall's function app", () => {
     for (const r of host.registrations) {
       if (r.trigger === "httpTrigger") {
         assert.ok(r.route && r.methods?.length && r.authLevel, `${r.name} has a route, methods and an auth level`);
+      } else if (r.trigger === "eventGridTrigger") {
+        assert.equal(r.name, "aksEvents", `${r.name}: the one Event Grid function`);
       } else {
-        assert.equal(r.trigger, "timerTrigger", `${r.name} is an HTTP or timer function`);
+        assert.equal(r.trigger, "timerTrigger", `${r.name} is an HTTP, timer or Event Grid function`);
         assert.match(r.schedule ?? "", /^\S+( \S+){5}$/, `${r.name} has a six-field NCRONTAB schedule`);
       }
     }
+  });
+
+  it("registers AKS's Event Grid events as an Event Grid trigger", () => {
+    const events = host.registrations.find((r) => r.name === "aksEvents");
+    assert.equal(events?.trigger, "eventGridTrigger");
+    assert.equal(events?.file, join(ROOT, "functions", "aksEvents.ts"));
   });
 
   it("registers the check-in as a function-key POST on the agent's route", () => {
