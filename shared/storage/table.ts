@@ -34,14 +34,12 @@ export const PART_CHARS = 32_000;
 
 /**
  * A text that may be longer than one string property, as `name`, `name_1`, `name_2`, … A row written
- * before a text needed parts reads the same. Writers that Merge rather than Replace must give
- * `parts` (the most the text may take), so that a shorter text blanks the parts of a longer one.
+ * before a text needed parts reads the same. Only for rows written whole (create, Replace): a Merge
+ * would leave the parts of a longer text behind.
  */
-export function textProperties(name: string, text: string, parts?: number): Record<string, string> {
-  const needed = Math.max(1, Math.ceil(text.length / PART_CHARS));
-  if (parts !== undefined && needed > parts) throw new Error(`${name} is ${text.length} characters, more than its ${parts} parts hold`);
+export function textProperties(name: string, text: string): Record<string, string> {
   const properties: Record<string, string> = {};
-  for (let i = 0; i < (parts ?? needed); i++) properties[partName(name, i)] = text.slice(i * PART_CHARS, (i + 1) * PART_CHARS);
+  for (let i = 0; i < Math.max(1, Math.ceil(text.length / PART_CHARS)); i++) properties[partName(name, i)] = text.slice(i * PART_CHARS, (i + 1) * PART_CHARS);
   return properties;
 }
 
@@ -136,7 +134,7 @@ const TABLE_CALLS = new Set<PropertyKey>(["getEntity", "createEntity", "updateEn
  * "no row" — a free lock and nodes never seen — and was never re-created until the process restarted.
  * The rows it held are gone; what Rollcall rebuilds from check-ins afterwards is logged as usual.
  */
-export function recovering(client: TableClient, name: string): TableClient {
+function recovering(client: TableClient, name: string): TableClient {
   let creating: Promise<void> | undefined;
   const recreate = async (error: unknown, cluster = "*"): Promise<void> => {
     console.error(

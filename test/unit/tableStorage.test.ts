@@ -26,13 +26,6 @@ describe("texts split across string properties", () => {
     assert.equal(readText({}, "reasons"), undefined);
   });
 
-  it("blanks the parts a longer text left behind when given the most parts, for rows written by Merge", () => {
-    const long = { ...textProperties("plan", "x".repeat(2 * PART_CHARS + 1), 4) };
-    const merged = { ...long, ...textProperties("plan", "short", 4) };
-    assert.equal(readText(merged, "plan"), "short");
-    assert.throws(() => textProperties("plan", "x".repeat(4 * PART_CHARS + 1), 4), /more than its 4 parts hold/);
-  });
-
   it("tells the parts after the first from the fields records keep", () => {
     assert.deepEqual(Object.keys(textProperties("recent", "x".repeat(PART_CHARS * 2 + 1))).map(isTextPart), [false, true, true]);
     for (const field of ["reasons", "holdReason", "drainAttempts", "orderBootId"]) assert.equal(isTextPart(field), false);
