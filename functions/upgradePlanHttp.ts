@@ -4,9 +4,9 @@ import { getConfig } from "../shared/config/config";
 import { z } from "zod";
 import { HttpError, httpHandler, json, parseJsonBody, parseRoute } from "../shared/http/http";
 import { clusterRoute } from "../shared/protocol/names";
-import { getUpgradeDeps } from "../shared/upgrade/fromConfig";
-import { activePoolUpgrades } from "../shared/upgrade/pauses";
-import { loadActive, loadHistory, loadPlan } from "../shared/upgrade/planStore";
+import { configuredAksCluster, getUpgradeDeps } from "../shared/upgrade/fromConfig";
+import { pausedPools } from "../shared/upgrade/pauses";
+import { loadActive, loadApplyState, loadHistory, loadPlan } from "../shared/upgrade/planStore";
 import { NotAnAksClusterError, planCluster } from "../shared/upgrade/service";
 
 /**
@@ -19,23 +19,17 @@ import { NotAnAksClusterError, planCluster } from "../shared/upgrade/service";
 const ReplanBody = z.object({}).strict();
 const MAX_REPLAN_BODY_BYTES = 1024;
 
-function configuredCluster(cluster: string) {
-  const connection = getConfig().clusters.find((c) => c.name === cluster);
-  if (!connection) throw new HttpError(404, "unknown_cluster", `Cluster ${cluster} is not configured in ROLLCALL_CLUSTERS`);
-  if (!connection.aksResourceId) throw new HttpError(409, "not_aks", `Cluster ${cluster} has no aksResourceId; upgrade planning needs an AKS cluster`);
-  return connection;
-}
-
 export const getUpgradePlan = httpHandler(async (request: HttpRequest, context: InvocationContext) => {
   authorizeOperator(request, "Rollcall.Read");
   const { cluster } = parseRoute(request, clusterRoute);
-  configuredCluster(cluster);
+  const connection = configuredAksCluster(cluster);
   const { table } = await getUpgradeDeps(context);
-  const [stored, active, history, pausedPools] = await Promise.all([
+  const [stored, active, history, paused, applyState] = await Promise.all([
     loadPlan(table, cluster),
     loadActive(table, cluster),
     loadHistory(table, cluster),
-    activePoolUpgrades(table, cluster),
+    pausedPools(table, cluster),
+    loadApplyState(table, cluster),
   ]);
   if (!stored?.plan && !stored?.lastError) {
     throw new HttpError(404, "no_plan", `No upgrade plan for ${cluster} yet; POST to this route to compute one`);
@@ -45,8 +39,12 @@ export const getUpgradePlan = httpHandler(async (request: HttpRequest, context: 
     summary: stored.plan?.summary ?? [],
     plan: stored.plan ?? null,
     lastError: stored.lastError ?? null,
-    activeOperation: active ? { stepId: active.stepId, kind: active.kind, pool: active.pool, from: active.from, to: active.to, startedAt: active.startedAt } : null,
-    rebootsPausedOnPools: pausedPools,
+    activeOperation: active
+      ? { stepId: active.stepId, kind: active.kind, pool: active.pool, from: active.from, to: active.to, startedAt: active.startedAt, approvedBy: active.approvedBy, operationId: active.operationId }
+      : null,
+    rebootsPausedOnPools: paused.map((p) => p.pool),
+    rebootPauses: paused,
+    apply: { mode: connection.upgrade?.apply ?? false, paused: applyState.paused ?? null, approvals: applyState.approvals, refused: applyState.refused, occupiedUntil: applyState.occupiedUntil ?? null },
     history,
   });
 });
@@ -54,7 +52,7 @@ export const getUpgradePlan = httpHandler(async (request: HttpRequest, context: 
 export const postUpgradePlan = httpHandler(async (request: HttpRequest, context: InvocationContext) => {
   const plannedBy = operatorLabel(authorizeOperator(request, "Rollcall.Operate"));
   const { cluster } = parseRoute(request, clusterRoute);
-  const connection = configuredCluster(cluster);
+  const connection = configuredAksCluster(cluster);
   if (request.body) await parseJsonBody(request, ReplanBody, MAX_REPLAN_BODY_BYTES);
   const deps = await getUpgradeDeps(context);
   const stored = await loadPlan(deps.table, cluster);

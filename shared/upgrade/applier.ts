@@ -330,9 +330,10 @@ export async function pauseApply(table: TableClient, cluster: string, by: string
 }
 
 /** Lifts a pause, and forgets ARM's refusals: the operator says the cause is dealt with. */
-export async function resumeApply(table: TableClient, cluster: string, _by: string): Promise<ApplyState> {
+export async function resumeApply(table: TableClient, cluster: string, by: string, now = new Date()): Promise<ApplyState> {
   return updateApplyState(table, cluster, (s) => {
     delete s.paused;
     s.refused = {};
+    s.resumed = { by, at: now.toISOString() };
   });
 }

@@ -1,5 +1,6 @@
 import type { InvocationContext } from "@azure/functions";
-import { getConfig } from "../config/config";
+import { getConfig, type ClusterConnection } from "../config/config";
+import { HttpError } from "../http/http";
 import { getRollcall } from "../orchestrator/fromConfig";
 import { blockingPdbs } from "./clusterPdbs";
 import { armClientFactory, type ArmClientFactory, type ArmClientOverrides } from "../azure/arm";
@@ -30,4 +31,12 @@ export async function getUpgradeDeps(context: InvocationContext): Promise<Upgrad
     telemetry: getTelemetry(),
     pdbReader: async (cluster) => blockingPdbs(await kube(cluster)),
   };
+}
+
+/** The configured AKS cluster a route names: 404 when it is not configured, 409 `not_aks` when it has no aksResourceId. */
+export function configuredAksCluster(cluster: string): ClusterConnection & { aksResourceId: string } {
+  const connection = getConfig().clusters.find((c) => c.name === cluster);
+  if (!connection) throw new HttpError(404, "unknown_cluster", `Cluster ${cluster} is not configured in ROLLCALL_CLUSTERS`);
+  if (!connection.aksResourceId) throw new HttpError(409, "not_aks", `Cluster ${cluster} has no aksResourceId; upgrade planning needs an AKS cluster`);
+  return connection as ClusterConnection & { aksResourceId: string };
 }

@@ -86,6 +86,8 @@ export interface ApplyState {
   refused: Record<string, { at: string; message: string }>;
   /** End of the window occurrence in which the last step started: one step per occurrence. */
   occupiedUntil?: string;
+  /** Who last resumed apply mode, and when. */
+  resumed?: { by: string; at: string };
 }
 
 type Row = Record<string, unknown> & { partitionKey: string; rowKey: string };
