@@ -134,7 +134,7 @@ const TABLE_CALLS = new Set<PropertyKey>(["getEntity", "createEntity", "updateEn
  * "no row" — a free lock and nodes never seen — and was never re-created until the process restarted.
  * The rows it held are gone; what Rollcall rebuilds from check-ins afterwards is logged as usual.
  */
-function recovering(client: TableClient, name: string): TableClient {
+export function recovering(client: TableClient, name: string): TableClient {
   let creating: Promise<void> | undefined;
   const recreate = async (error: unknown, cluster = "*"): Promise<void> => {
     console.error(
@@ -142,7 +142,14 @@ function recovering(client: TableClient, name: string): TableClient {
     );
     getTelemetry().exception(error, { cluster, table: name, recovery: "table re-created" });
     creating ??= client.createTable().finally(() => (creating = undefined));
-    await creating;
+    try {
+      await creating;
+    } catch (cause) {
+      // Azure refuses to re-create a table while it is being deleted, at least 40 s (Microsoft, "Delete
+      // Table": 409 TableBeingDeleted). A 409 passed on as it is would read as an ETag conflict to the
+      // callers, so it becomes a plain error; the next call tries again.
+      throw new Error(`Table ${name} is missing and could not be re-created yet: ${(cause as Error).message}`, { cause });
+    }
   };
   return new Proxy(client, {
     get(target, property, receiver) {

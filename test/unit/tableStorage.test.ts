@@ -1,18 +1,22 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { isWellFormed } from "../../shared/protocol/checkin";
+import type { TableClient } from "@azure/data-tables";
 import {
   assertStorable,
   clip,
   entityBytes,
+  isConflict,
   isNotFound,
   isTableMissing,
   isTextPart,
   PART_CHARS,
   readText,
+  recovering,
   TABLE_LIMITS,
   textProperties,
 } from "../../shared/storage/table";
+import { MemoryTelemetry, setTelemetry } from "../../shared/telemetry/telemetry";
 
 describe("texts split across string properties", () => {
   it("reads back what it wrote at every length around a part boundary, and an old single-property row the same", () => {
@@ -73,5 +77,36 @@ describe("well-formed text", () => {
   it("refuses a lone surrogate and accepts pairs and plain text", () => {
     assert.equal(isWellFormed("linux-image-azure 😀"), true);
     for (const bad of ["\ud800", "a\udc00", "\ud83d", "x\ud800y"]) assert.equal(isWellFormed(bad), false, JSON.stringify(bad));
+  });
+});
+
+describe("a table that cannot be re-created yet", () => {
+  it("fails the call with an error that no caller mistakes for an ETag conflict (Azure answers 409 TableBeingDeleted for a while)", async () => {
+    const telemetry = new MemoryTelemetry();
+    const previous = setTelemetry(telemetry);
+    const original = console.error;
+    console.error = () => {};
+    try {
+      const client = {
+        async getEntity() {
+          throw Object.assign(new Error("The table specified does not exist."), { statusCode: 404, details: { errorCode: "TableNotFound" } });
+        },
+        async createTable() {
+          throw Object.assign(new Error("The specified table is being deleted."), { statusCode: 409, details: { errorCode: "TableBeingDeleted" } });
+        },
+      };
+      const table = recovering(client as unknown as TableClient, "rollcall");
+      const error = await table.getEntity("prod", "lock").then(
+        () => assert.fail("a missing table read as a row"),
+        (e: unknown) => e,
+      );
+      assert.equal(isConflict(error), false);
+      assert.equal(isNotFound(error), false);
+      assert.match((error as Error).message, /Table rollcall is missing and could not be re-created yet: The specified table is being deleted/);
+      assert.equal(telemetry.exceptions.length, 1);
+    } finally {
+      console.error = original;
+      setTelemetry(previous);
+    }
   });
 });
