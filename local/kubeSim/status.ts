@@ -91,7 +91,11 @@ export function badRequest(message: string): ApiError {
   return new ApiError(400, "BadRequest", message);
 }
 
-/** What the patch handler answers when a JSON Patch cannot be applied (a failed `test` included). */
+/**
+ * What the patch handler answers when a JSON Patch cannot be applied (a failed `test` included):
+ * k8s.io/apiserver/pkg/endpoints/handlers/patch.go wraps the json-patch error in
+ * NewGenericServerResponse(422, …), hence reason Invalid and this generic message, the error as the cause.
+ */
 export function patchNotApplicable(message: string): ApiError {
   return new ApiError(422, "Invalid", "the server rejected our request due to an error in our request", {
     causes: [{ reason: "UnexpectedServerResponse", message }],

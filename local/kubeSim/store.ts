@@ -139,7 +139,9 @@ export class Store {
 
   /**
    * Stores a new version of an existing object. A non-empty `metadata.resourceVersion` on `next` is a
-   * precondition (409 when stale), as for PUT and for patches that carry one.
+   * precondition (409 when stale), as for PUT and for patches that carry one: the apiserver applies a
+   * patch to the stored object and a resourceVersion the patch sets is then checked like an update's
+   * (kubernetes/kubernetes#63104). Rollcall's node writes rely on it.
    */
   update(resource: Resource, next: KubeObject): KubeObject {
     const { name, namespace } = next.metadata;

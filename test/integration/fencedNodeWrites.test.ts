@@ -1,6 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { nodeAnnotations } from "../../shared/kube/clusterApi";
+import { NodeChangedError, nodeAnnotations } from "../../shared/kube/clusterApi";
 import type { ClusterApiFactory } from "../../shared/kube/connect";
 import { kubeRequestTimeoutMs } from "../../shared/kube/connect";
 import { KubeClusterApi } from "../../shared/kube/kubeClusterApi";
@@ -76,6 +76,24 @@ function rollcallAnnotations(node: string): string[] {
 }
 
 describe("fenced node writes", () => {
+  it("has a node write refused when the node changed since it was read, or was re-created under its name", async () => {
+    world.configure();
+    const { sim } = world;
+    sim.addNode("p-a");
+    const api = await (await getRollcall()).kube(CLUSTER);
+    const seen = (await api.getNode("p-a"))!;
+    sim.setUnschedulable("p-a", true);
+    await assert.rejects(api.updateNode(seen, { unschedulable: false }), (e) => e instanceof NodeChangedError && !e.gone);
+    assert.equal(sim.getNode("p-a")!.spec?.unschedulable, true, "nothing was written");
+    const before = (await api.getNode("p-a"))!;
+    sim.deleteNode("p-a");
+    sim.addNode("p-a");
+    await assert.rejects(api.updateNode(before, { labels: { x: "y" } }), NodeChangedError);
+    assert.equal(sim.getNode("p-a")!.metadata.labels?.x, undefined);
+    const written = await api.updateNode((await api.getNode("p-a"))!, { labels: { x: "y" } });
+    assert.equal(written.labels.x, "y", "a write on what is there now goes through");
+  });
+
   it("stops a drain the moment an administrator uncordons the node: no more evictions, no reboot, turn handed back", async () => {
     world.configure();
     const { sim } = world;
