@@ -112,7 +112,8 @@ function failure(connection: Connection, method: string, path: string, status: n
   const code: string | undefined = typeof error?.code === "string" ? error.code : undefined;
   const where = `${method} ${connection.baseUrl}${path}`;
   if (status >= 500) {
-    return new CliError(EXIT.server, `Rollcall answered ${status} to ${where}${message ? `: ${message}` : ""}; look at the function app's logs (docs/monitoring.md)`);
+    const invocation = typeof error?.invocationId === "string" ? ` (invocation ${error.invocationId})` : "";
+    return new CliError(EXIT.server, `Rollcall answered ${status} to ${where}: ${message ?? "no error body"}${invocation}; its logs say why (docs/monitoring.md)`);
   }
   if (status === 401 && !code) {
     return new CliError(

@@ -202,15 +202,19 @@ describe("the rollcall CLI against a served Rollcall", () => {
   });
 });
 
-describe("the rollcall CLI under App Service authentication", () => {
-  it("sends the Azure CLI's Entra token for the app registration beside the function key, and says what to do on 401", async () => {
+describe("the rollcall CLI against a stand-in for an app under App Service authentication", () => {
+  it("sends the Azure CLI's Entra token beside the function key, and says what to do on 401, 403 and 5xx", async () => {
     const seen: IncomingHttpHeaders[] = [];
     const server = createServer((request, response) => {
       seen.push(request.headers);
-      const body = request.url?.includes("/nodes/")
-        ? { error: { code: "unauthenticated", message: "This route needs a Microsoft Entra ID token", requiredRole: "Rollcall.Operate" } }
-        : { cluster: "prod", lock: { slots: 1, free: 1, holders: [] }, nodes: [], queue: [] };
-      response.writeHead(request.url?.includes("/nodes/") ? 401 : 200, { "content-type": "application/json" }).end(JSON.stringify(body));
+      const [status, body] = request.url?.includes("/release")
+        ? [401, { error: { code: "unauthenticated", message: "This route needs a Microsoft Entra ID token", requiredRole: "Rollcall.Operate" } }]
+        : request.url?.includes("/reboot")
+          ? [403, { error: { code: "missing_role", message: "Nora (object id x) lacks the app role Rollcall.Operate", requiredRole: "Rollcall.Operate" } }]
+          : request.url?.includes("/history")
+            ? [500, { error: { code: "internal", message: "Rollcall failed to handle this request", invocationId: "inv-1" } }]
+            : [200, { cluster: "prod", lock: { slots: 1, free: 1, holders: [] }, nodes: [], queue: [] }];
+      response.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
     });
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
     const dir = await mkdtemp(join(tmpdir(), "rollcall-az-"));
@@ -229,6 +233,12 @@ describe("the rollcall CLI under App Service authentication", () => {
       const refused = await rollcall(["release", "n1", "--cluster", "prod"], cliEnv({ ROLLCALL_URL: url }));
       assert.equal(refused.code, 2);
       assert.match(refused.stderr, /\(401\): App Service authentication is on: pass --entra APP_ID or set ROLLCALL_ENTRA_APP_ID/);
+      const forbidden = await rollcall(["reboot", "n1", "--cluster", "prod"], cliEnv({ ROLLCALL_URL: url }));
+      assert.equal(forbidden.code, 2);
+      assert.match(forbidden.stderr, /lacks the app role Rollcall\.Operate \(403\): ask an administrator for the app role Rollcall\.Operate/);
+      const failing = await rollcall(["history", "--cluster", "prod"], cliEnv({ ROLLCALL_URL: url }));
+      assert.equal(failing.code, 3, "a 5xx is the server's failure");
+      assert.match(failing.stderr, /Rollcall answered 500 to GET .*\/history\?limit=20: Rollcall failed to handle this request \(invocation inv-1\); its logs say why/);
       const noAz = await rollcall(["status", "--cluster", "prod", "--entra", "app"], cliEnv({ ROLLCALL_URL: url, PATH: dirname(process.execPath) }));
       assert.equal(noAz.code, 1);
       assert.match(noAz.stderr, /Azure CLI \(az\) is not installed or not on PATH\. Run az login/);
