@@ -6,6 +6,7 @@ import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { parseAgentConfig } from "../../node-agent/config";
+import { DEFAULT_AGENT } from "../../shared/config/config";
 
 /**
  * The agent's kustomize manifests, rendered the way an operator applies them (`kubectl kustomize`,
@@ -18,10 +19,8 @@ type Doc = Record<string, any>;
 /** The bench's "Agent idle RSS" on Node 22 (local/bench/bench.ts): 60.7 MiB resident, peak 60.8 MiB. */
 const MEASURED_IDLE_RSS_MIB = 61;
 
-/** The names the orchestrator accepts check-ins from (pods of this DaemonSet, running as this account). */
-const NAMESPACE = "rollcall";
-const DAEMONSET = "rollcall-agent";
-const SERVICE_ACCOUNT = "rollcall-agent";
+/** The names the orchestrator accepts check-ins from by default (pods of this DaemonSet, running as this account). */
+const { namespace: NAMESPACE, daemonSet: DAEMONSET, serviceAccount: SERVICE_ACCOUNT } = DEFAULT_AGENT;
 
 /** client-node's own YAML parser (its dependency), for the data as rendered, before any model. */
 const jsYaml = createRequire(require.resolve("@kubernetes/client-node"))("js-yaml") as { load(text: string): unknown; loadAll(text: string): unknown[] };
