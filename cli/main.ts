@@ -153,9 +153,9 @@ async function clusters(context: Context): Promise<string[]> {
   if (context.clusterFlag) return [context.clusterFlag];
   let answer: Answer;
   try {
-    answer = await call(context.connection, "GET", "/health");
+    // An unhealthy app (a cluster API down) still names its clusters, with 503.
+    answer = await call(context.connection, "GET", "/health", undefined, [503]);
   } catch (error) {
-    // An unhealthy app still names its clusters, with 503.
     if (!(error instanceof CliError) || error.exitCode !== EXIT.server) throw error;
     throw new CliError(error.exitCode, `${error.message}\n(Asked /health for the configured clusters because no --cluster or ROLLCALL_CLUSTER was given.)`);
   }

@@ -211,7 +211,9 @@ describe("the rollcall CLI against a stand-in for an app under App Service authe
         ? [401, { error: { code: "unauthenticated", message: "This route needs a Microsoft Entra ID token", requiredRole: "Rollcall.Operate" } }]
         : request.url?.includes("/reboot")
           ? [403, { error: { code: "missing_role", message: "Nora (object id x) lacks the app role Rollcall.Operate", requiredRole: "Rollcall.Operate" } }]
-          : request.url?.includes("/history")
+          : request.url?.startsWith("/api/health")
+            ? [503, { status: "unhealthy", clusters: [{ name: "prod", ok: false }] }]
+            : request.url?.includes("/history")
             ? [500, { error: { code: "internal", message: "Rollcall failed to handle this request", invocationId: "inv-1" } }]
             : [200, { cluster: "prod", lock: { slots: 1, free: 1, holders: [] }, nodes: [], queue: [] }];
       response.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
@@ -233,6 +235,9 @@ describe("the rollcall CLI against a stand-in for an app under App Service authe
       const refused = await rollcall(["release", "n1", "--cluster", "prod"], cliEnv({ ROLLCALL_URL: url }));
       assert.equal(refused.code, 2);
       assert.match(refused.stderr, /\(401\): App Service authentication is on: pass --entra APP_ID or set ROLLCALL_ENTRA_APP_ID/);
+      const unhealthy = await rollcall(["status", "-o", "json"], cliEnv({ ROLLCALL_URL: url }));
+      assert.equal(unhealthy.code, 0, `an unhealthy app still names its clusters: ${unhealthy.stderr}`);
+      assert.equal(JSON.parse(unhealthy.stdout).cluster, "prod");
       const forbidden = await rollcall(["reboot", "n1", "--cluster", "prod"], cliEnv({ ROLLCALL_URL: url }));
       assert.equal(forbidden.code, 2);
       assert.match(forbidden.stderr, /lacks the app role Rollcall\.Operate \(403\): ask an administrator for the app role Rollcall\.Operate/);
