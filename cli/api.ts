@@ -7,7 +7,7 @@ import { execFile } from "node:child_process";
  */
 
 /** Exit codes a script can test (docs/cli.md). */
-export const EXIT = { ok: 0, usage: 1, api: 2, server: 3 } as const;
+export const EXIT = { ok: 0, usage: 1, api: 2, server: 3, interrupted: 130 } as const;
 
 export class CliError extends Error {
   constructor(
@@ -26,6 +26,8 @@ export interface Connection {
   entraAppId?: string;
   /** How long one call may take. */
   timeoutMs: number;
+  /** Ctrl-C: a call under way is abandoned. */
+  signal?: AbortSignal;
 }
 
 export interface Answer {
@@ -87,10 +89,11 @@ export async function call(connection: Connection, method: string, path: string,
       method,
       headers,
       body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
-      signal: AbortSignal.timeout(connection.timeoutMs),
+      signal: connection.signal ? AbortSignal.any([AbortSignal.timeout(connection.timeoutMs), connection.signal]) : AbortSignal.timeout(connection.timeoutMs),
       redirect: "manual",
     });
   } catch (error) {
+    if (connection.signal?.aborted) throw new CliError(EXIT.interrupted, "interrupted");
     const cause = (error as { cause?: { code?: string; message?: string } }).cause;
     const why = (error as Error).name === "TimeoutError" ? `no answer within ${connection.timeoutMs / 1000} s` : (cause?.code ?? cause?.message ?? (error as Error).message);
     throw new CliError(EXIT.server, `Cannot reach Rollcall at ${connection.baseUrl} (${why}): check the URL (--url or ROLLCALL_URL) and that the function app is running`);

@@ -32,7 +32,7 @@ Options:
   -h, --help                 this text
 
 Exit codes: 0 done, 1 usage or local setup error, 2 the API refused the request (4xx),
-3 Rollcall unreachable or failing (5xx). See docs/cli.md.`;
+3 Rollcall unreachable or failing (5xx), 130 interrupted. See docs/cli.md.`;
 
 const OPTIONS = {
   url: { type: "string" },
@@ -91,6 +91,7 @@ interface Context {
 const usage = (message: string) => new CliError(EXIT.usage, `${message}\nRun rollcall --help for usage.`);
 
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
+  let command: string | undefined;
   try {
     let parsed;
     try {
@@ -99,7 +100,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       throw usage((error as Error).message);
     }
     const values = parsed.values as Values;
-    const [command, ...args] = parsed.positionals;
+    const [first, ...args] = parsed.positionals;
+    command = first;
     if (values.help || command === "help" || command === undefined) {
       io.stdout.write(`${USAGE}\n`);
       return command === undefined && !values.help ? EXIT.usage : EXIT.ok;
@@ -118,6 +120,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         key: (values.key as string | undefined) ?? io.env.ROLLCALL_KEY,
         entraAppId: (values.entra as string | undefined) ?? (io.env.ROLLCALL_ENTRA_APP_ID || undefined),
         timeoutMs: timeout * 1000,
+        signal: io.signal,
       },
       values,
       output,
@@ -127,6 +130,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     await COMMAND_RUNNERS[command]!(context, args);
     return EXIT.ok;
   } catch (error) {
+    // Ctrl-C ends watch with 0 (its frames are the result); any other command it interrupts, with 130 as a shell would.
+    if (io.signal?.aborted) return command === "watch" ? EXIT.ok : EXIT.interrupted;
     if (error instanceof CliError) {
       io.stderr.write(`error: ${error.message}\n`);
       return error.exitCode;
@@ -178,6 +183,11 @@ function print(context: Context, body: unknown, asTable: () => string): void {
   context.io.stdout.write(`${text}\n`);
 }
 
+function priority(raw: string): number {
+  if (!/^\d{1,3}$/.test(raw) || Number(raw) > 100) throw usage(`--priority must be a whole number from 0 to 100, not ${JSON.stringify(raw)}`);
+  return Number(raw);
+}
+
 /** `--not-before` as the API takes it: an ISO date-time, or a delay from now like `30m`, `2h`, `1d`. */
 export function notBefore(raw: string, now = Date.now()): string {
   const delay = /^(\d+)([smhd])$/.exec(raw);
@@ -223,7 +233,7 @@ const COMMAND_RUNNERS: Record<string, (context: Context, args: string[]) => Prom
       reason: (context.values.reason as string | undefined) ?? "requested with the rollcall CLI",
       ...(context.values["not-before"] ? { notBefore: notBefore(context.values["not-before"] as string) } : {}),
       mode: context.values["drain-only"] ? "drain-only" : "reboot",
-      ...(context.values.priority !== undefined ? { priority: Number(context.values.priority) } : {}),
+      ...(context.values.priority !== undefined ? { priority: priority(context.values.priority as string) } : {}),
     };
     const { body } = await call(context.connection, "POST", nodePath(c, node, "/reboot"), request);
     print(context, body, () =>
@@ -391,7 +401,7 @@ export function statusTable(status: any, now = Date.now()): string {
   return lines.join("\n");
 }
 
-/** The process entry point (bin/rollcall.js): Ctrl-C ends `watch` cleanly with exit code 0. */
+/** The process entry point (bin/rollcall.js): Ctrl-C ends `watch` cleanly with exit code 0, anything else with 130. */
 export function main(): void {
   const controller = new AbortController();
   process.once("SIGINT", () => controller.abort());

@@ -188,6 +188,7 @@ describe("the rollcall CLI against a served Rollcall", () => {
       [["status", "--reason", "x"], /status takes no --reason/],
       [["reboot", "cli-a", "--not-before", "tomorrow"], /--not-before must be a date-time/],
       [["policy", "set"], /policy set needs -f FILE/],
+      [["reboot", "cli-a", "--priority", "high"], /--priority must be a whole number from 0 to 100/],
       [["status", "--bogus"], /Unknown option '--bogus'/],
     ];
     for (const [args, message] of cases) {
@@ -203,10 +204,12 @@ describe("the rollcall CLI against a served Rollcall", () => {
 });
 
 describe("the rollcall CLI against a stand-in for an app under App Service authentication", () => {
-  it("sends the Azure CLI's Entra token beside the function key, and says what to do on 401, 403 and 5xx", async () => {
+  it("sends the Azure CLI's Entra token beside the function key, says what to do on 401, 403 and 5xx, and stops on Ctrl-C", async () => {
     const seen: IncomingHttpHeaders[] = [];
     const server = createServer((request, response) => {
       seen.push(request.headers);
+      // A cluster whose status never comes: what Ctrl-C must be able to end.
+      if (request.url?.includes("/clusters/slow/")) return;
       const [status, body] = request.url?.includes("/release")
         ? [401, { error: { code: "unauthenticated", message: "This route needs a Microsoft Entra ID token", requiredRole: "Rollcall.Operate" } }]
         : request.url?.includes("/reboot")
@@ -244,6 +247,14 @@ describe("the rollcall CLI against a stand-in for an app under App Service authe
       const failing = await rollcall(["history", "--cluster", "prod"], cliEnv({ ROLLCALL_URL: url }));
       assert.equal(failing.code, 3, "a 5xx is the server's failure");
       assert.match(failing.stderr, /Rollcall answered 500 to GET .*\/history\?limit=20: Rollcall failed to handle this request \(invocation inv-1\); its logs say why/);
+      const hanging = start(["status", "--cluster", "slow"], cliEnv({ ROLLCALL_URL: url }));
+      const asked = seen.length;
+      for (let i = 0; i < 200 && seen.length === asked; i++) await new Promise((r) => setTimeout(r, 25));
+      assert.equal(seen.length, asked + 1, "the CLI asked for the slow status");
+      hanging.child.kill("SIGINT");
+      const interrupted = await hanging.done;
+      assert.equal(interrupted.code, 130, "Ctrl-C ends a waiting command at once, as a shell reports it");
+      assert.equal(interrupted.stderr, "");
       const noAz = await rollcall(["status", "--cluster", "prod", "--entra", "app"], cliEnv({ ROLLCALL_URL: url, PATH: dirname(process.execPath) }));
       assert.equal(noAz.code, 1);
       assert.match(noAz.stderr, /Azure CLI \(az\) is not installed or not on PATH\. Run az login/);
