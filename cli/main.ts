@@ -23,10 +23,10 @@ Commands:
   watch                      the status, refreshed every --interval seconds until Ctrl-C
 
 Options:
-  --url URL                  the API, e.g. https://<app>.azurewebsites.net/api   [ROLLCALL_URL]
+  --url URL                  the API, e.g. https://<app>.azurewebsites.net/api  [ROLLCALL_URL]
   --key KEY                  a function key of the app                          [ROLLCALL_KEY]
   -c, --cluster NAME         the cluster; default the only configured one       [ROLLCALL_CLUSTER]
-  --entra APP_ID             send an Entra token for api://APP_ID from az        [ROLLCALL_ENTRA_APP_ID]
+  --entra APP_ID             send an Entra token for api://APP_ID from az       [ROLLCALL_ENTRA_APP_ID]
   -o, --output FORMAT        table (default), json or yaml
   --timeout SECONDS          per call (default 30)
   -h, --help                 this text
@@ -57,23 +57,23 @@ type Option = keyof typeof OPTIONS;
 const GLOBAL: Option[] = ["url", "key", "cluster", "entra", "output", "timeout", "help"];
 
 /** The options each command takes beyond the global ones. */
-const COMMANDS: Record<string, { args: string[]; options: Option[] }> = {
-  status: { args: [], options: [] },
-  history: { args: ["[NODE]"], options: ["limit"] },
-  reboot: { args: ["NODE"], options: ["reason", "not-before", "drain-only", "priority"] },
-  cancel: { args: ["NODE"], options: [] },
-  release: { args: ["NODE"], options: [] },
-  retry: { args: ["NODE"], options: [] },
-  policy: { args: ["get|set"], options: ["file"] },
-  plan: { args: [], options: ["replan"] },
-  watch: { args: [], options: ["interval", "count"] },
+const COMMANDS: Record<string, Option[]> = {
+  status: [],
+  history: ["limit"],
+  reboot: ["reason", "not-before", "drain-only", "priority"],
+  cancel: [],
+  release: [],
+  retry: [],
+  policy: ["file"],
+  plan: ["replan"],
+  watch: ["interval", "count"],
 };
 
 export interface CliIo {
   stdout: NodeJS.WritableStream & { isTTY?: boolean };
   stderr: NodeJS.WritableStream;
   env: NodeJS.ProcessEnv;
-  /** Ends `watch` (Ctrl-C). */
+  /** Ctrl-C: ends `watch`, interrupts any other command. */
   signal?: AbortSignal;
   stdin?: NodeJS.ReadableStream;
 }
@@ -102,14 +102,18 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     const values = parsed.values as Values;
     const [first, ...args] = parsed.positionals;
     command = first;
-    if (values.help || command === "help" || command === undefined) {
+    if (values.help || command === "help") {
       io.stdout.write(`${USAGE}\n`);
-      return command === undefined && !values.help ? EXIT.usage : EXIT.ok;
+      return EXIT.ok;
     }
-    const spec = COMMANDS[command];
-    if (!spec) throw usage(`Unknown command ${JSON.stringify(command)}; the commands are ${Object.keys(COMMANDS).join(", ")}`);
+    if (command === undefined) {
+      io.stderr.write(`${USAGE}\n`);
+      return EXIT.usage;
+    }
+    const allowed = COMMANDS[command];
+    if (!allowed) throw usage(`Unknown command ${JSON.stringify(command)}; the commands are ${Object.keys(COMMANDS).join(", ")}`);
     for (const name of Object.keys(values) as Option[]) {
-      if (!GLOBAL.includes(name) && !spec.options.includes(name)) throw usage(`${command} takes no --${name}`);
+      if (!GLOBAL.includes(name) && !allowed.includes(name)) throw usage(`${command} takes no --${name}`);
     }
     const output = (values.output ?? "table") as OutputFormat;
     if (!OUTPUT_FORMATS.includes(output)) throw usage(`-o must be one of ${OUTPUT_FORMATS.join(", ")}, not ${JSON.stringify(values.output)}`);
