@@ -287,7 +287,8 @@ export interface CheckinAuthDeps {
   telemetry: Telemetry;
 }
 
-let authenticator: { audience: string; value: AgentAuthenticator } | undefined;
+/** Built for one configuration and one set of cluster clients (both change when tests or `npm start` start over). */
+let authenticator: { config: object; kube: ClusterApiFactory; value: AgentAuthenticator } | undefined;
 
 /**
  * The verifier for one check-in (see `AgentVerifier`). A rejection is logged as a warning and sent as
@@ -305,10 +306,10 @@ export function checkinVerifier(request: Pick<HttpRequest, "headers">, cluster: 
       }
       return undefined;
     }
-    if (authenticator?.audience !== audience) {
+    if (authenticator?.config !== config || authenticator.kube !== deps.kube) {
       const agents = new Map(config.clusters.map((c) => [c.name, c.agent ?? DEFAULT_AGENT]));
       const agent = (name: string): ExpectedAgent => agents.get(name) ?? DEFAULT_AGENT;
-      authenticator = { audience, value: new AgentAuthenticator({ kube: deps.kube, audience, agent }) };
+      authenticator = { config, kube: deps.kube, value: new AgentAuthenticator({ kube: deps.kube, audience, agent }) };
     }
     try {
       return await authenticator.value.authenticate(request.headers, cluster, node, { allowCached });
