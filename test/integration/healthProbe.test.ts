@@ -95,7 +95,8 @@ describe("the health route's per-cluster API server check", () => {
     const list = connections();
     const config = parseConfig({ ROLLCALL_STORAGE_CONNECTION: "UseDevelopmentStorage=true", ROLLCALL_CLUSTERS: JSON.stringify(list) });
     const kube = clusterApiFactory(config);
-    const results = Object.fromEntries(await Promise.all(config.clusters.map(async (c) => [c.name, await probeCluster(c, kube, 1500)] as const)));
+    // Silence is waited for briefly; every other failure answers at once, however loaded the machine.
+    const results = Object.fromEntries(await Promise.all(config.clusters.map(async (c) => [c.name, await probeCluster(c, kube, c.name === "silent" ? 1000 : 30_000)] as const)));
     const kinds = Object.fromEntries(Object.entries(results).map(([name, r]) => [name, r.ok ? "ok" : r.failure]));
     assert.deepEqual(kinds, { sim: "ok", closed: "tcp", nxdomain: "dns", mismatch: "tls", badtoken: "unauthorized", norbac: "forbidden", silent: "timeout" }, JSON.stringify(results, null, 1));
     assert.match(results.closed!.check!, /ROLLCALL_EGRESS_IP/);
