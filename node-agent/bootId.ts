@@ -1,5 +1,5 @@
-import { readFile } from "node:fs/promises";
 import { uptime } from "node:os";
+import { readHead } from "./files";
 
 /** `/proc/sys/kernel/random/boot_id` is a UUID; the protocol accepts any hex-and-dash id of sane length. */
 export const BOOT_ID_PATTERN = /^[0-9a-fA-F-]{8,64}$/;
@@ -15,7 +15,9 @@ export class FileBootIdReader implements BootIdReader {
   constructor(readonly path: string) {}
 
   async read(): Promise<string> {
-    const id = (await readFile(this.path, "utf8")).trim();
+    const { text, truncated } = await readHead(this.path, 256);
+    if (truncated) throw new Error(`${this.path} is larger than a boot id`);
+    const id = text.trim();
     if (!BOOT_ID_PATTERN.test(id)) throw new Error(`${this.path} does not hold a boot id (got ${JSON.stringify(id.slice(0, 80))})`);
     return id;
   }

@@ -1,6 +1,10 @@
-import { readFile, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { MAX_REASON_LENGTH, MAX_REASONS, MAX_REASONS_JSON_BYTES, reasonsJsonBytes } from "../shared/protocol/checkin";
 import { runCommand } from "./command";
+import { readHead } from "./files";
+
+/** More of the `.pkgs` list than the protocol's reasons can ever carry: the rest is not read. */
+const MAX_PKGS_BYTES = 4 * MAX_REASONS_JSON_BYTES;
 
 /** Whether the node needs a reboot, and why (shown by the orchestrator in the node's status). */
 export interface RebootStatus {
@@ -34,7 +38,7 @@ export class SentinelFileChecker implements Checker {
     }
     let pkgs = "";
     try {
-      pkgs = await readFile(`${this.path}.pkgs`, "utf8");
+      pkgs = (await readHead(`${this.path}.pkgs`, MAX_PKGS_BYTES)).text;
     } catch (error) {
       if (!isMissing(error)) throw error;
     }

@@ -1,8 +1,11 @@
-import { readFile } from "node:fs/promises";
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { checkinPath, type CheckinRequest, CheckinResponse } from "../shared/protocol/checkin";
 import { MAX_ANSWER_BYTES } from "./bounds";
+import { readHead } from "./files";
+
+/** A projected service-account token is one or two KiB; Node refuses request headers over 16 KiB anyway. */
+const MAX_TOKEN_BYTES = 16 * 1024;
 
 export interface OrchestratorClient {
   checkin(request: CheckinRequest): Promise<CheckinResponse>;
@@ -55,11 +58,14 @@ export class HttpOrchestratorClient implements OrchestratorClient {
     };
     if (this.options.tokenFile) {
       let token: string;
+      let truncated: boolean;
       try {
-        token = (await readFile(this.options.tokenFile, "utf8")).trim();
+        ({ text: token, truncated } = await readHead(this.options.tokenFile, MAX_TOKEN_BYTES));
+        token = token.trim();
       } catch (error) {
         throw new RejectedError(0, `cannot read the service-account token ${this.options.tokenFile}: ${(error as Error).message}`);
       }
+      if (truncated) throw new RejectedError(0, `the service-account token file ${this.options.tokenFile} is larger than ${MAX_TOKEN_BYTES} bytes: not a token`);
       if (!token) throw new RejectedError(0, `the service-account token file ${this.options.tokenFile} is empty`);
       // Its own header, not Authorization: App Service authentication (Entra ID on the operator API)
       // would take a bearer token for an Entra token and refuse the check-in before Rollcall sees it.

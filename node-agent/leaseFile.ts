@@ -4,6 +4,7 @@ import { z } from "zod";
 import { leaseId } from "../shared/protocol/checkin";
 import { BOOT_ID_PATTERN } from "./bootId";
 import { isMissing } from "./checker";
+import { readHead } from "./files";
 
 /** The lease this node last rebooted for, kept on a host path so that it outlives the container. */
 export interface ActedLease {
@@ -54,24 +55,15 @@ export class LeaseFile implements LeaseStore {
   }
 
   async read(): Promise<ActedLease | undefined> {
-    let handle;
+    let head;
     try {
-      handle = await open(this.path, "r");
+      head = await readHead(this.path, MAX_RECORD_BYTES);
     } catch (error) {
       if (isMissing(error)) return undefined;
       throw error;
     }
-    let text: string;
-    let writtenAt: Date;
-    try {
-      writtenAt = (await handle.stat()).mtime;
-      const buffer = Buffer.alloc(MAX_RECORD_BYTES + 1);
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
-      if (bytesRead > MAX_RECORD_BYTES) throw new DamagedLeaseError(`${this.path} is larger than ${MAX_RECORD_BYTES} bytes`, writtenAt);
-      text = buffer.subarray(0, bytesRead).toString("utf8");
-    } finally {
-      await handle.close();
-    }
+    const { text, modifiedAt: writtenAt } = head;
+    if (head.truncated) throw new DamagedLeaseError(`${this.path} is larger than ${MAX_RECORD_BYTES} bytes`, writtenAt);
     let value: unknown;
     try {
       value = JSON.parse(text);

@@ -1,6 +1,6 @@
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, truncate, writeFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -44,6 +44,27 @@ describe("the sentinel file checker", () => {
     assert.ok(reasons.every((r) => r.length <= MAX_REASON_LENGTH));
     assert.ok(reasonsJsonBytes(reasons) <= MAX_REASONS_JSON_BYTES, "the list as a whole fits the protocol's byte budget");
     assert.equal(parseReasons(Array.from({ length: 600 }, (_, i) => `p${i}`).join("\n")).length, MAX_REASONS);
+  });
+});
+
+describe("files the agent reads from the host", () => {
+  it("read the head of a huge .pkgs companion only, and still give reasons within the protocol's limits", async () => {
+    const dir = await tempDir();
+    const sentinel = join(dir, "reboot-required");
+    await writeFile(sentinel, "");
+    // 3 GiB (sparse): more than Node can read into one buffer, so reading it whole fails.
+    await writeFile(`${sentinel}.pkgs`, "linux-image-azure\nlibc6\n");
+    await truncate(`${sentinel}.pkgs`, 3 * 2 ** 30);
+    const status = await new SentinelFileChecker(sentinel).check();
+    assert.deepEqual(status.reasons.slice(0, 2), ["linux-image-azure", "libc6"]);
+    assert.ok(reasonsJsonBytes(status.reasons) <= MAX_REASONS_JSON_BYTES);
+  });
+
+  it("refuse a boot id file that is far larger than a boot id", async () => {
+    const dir = await tempDir();
+    const file = join(dir, "boot_id");
+    await writeFile(file, `0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0${" ".repeat(2 ** 20)}`);
+    await assert.rejects(new FileBootIdReader(file).read(), /larger than/);
   });
 });
 
@@ -243,6 +264,16 @@ describe("the orchestrator client", () => {
       drip.closeAllConnections();
       drip.close();
     }
+  });
+
+  it("fails without calling when the token file is larger than any token", async () => {
+    const dir = await tempDir();
+    const tokenFile = join(dir, "token");
+    await writeFile(tokenFile, "t".repeat(64 * 1024));
+    const before = seen.length;
+    const c = await client(tokenFile);
+    await assert.rejects(c.checkin(request), (e) => e instanceof RejectedError && /larger than/.test(e.message));
+    assert.equal(seen.length, before);
   });
 
   it("fails without calling when the token file is missing", async () => {
