@@ -3,7 +3,10 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { TableClient } from "@azure/data-tables";
+import { startArmSim } from "./armSim/armSim";
+import { demoAksState } from "./armSim/demoAks";
 import { type RunningAzurite, startAzurite } from "./azurite/startAzurite";
+import { useLocalArm } from "../shared/azure/arm";
 import { AGENT_NAMESPACE, buildDemoCluster } from "./demo/demoCluster";
 import { type SimAgents, startSimAgents } from "./demo/simAgents";
 import { mean, PHASES, type Phase, percentile, TransitionLog } from "./demo/transitions";
@@ -175,10 +178,25 @@ export async function runStart(options: StartOptions = {}): Promise<StartResult>
       nodes = buildDemoCluster(sim, { nodes: args.nodes });
       out.write(`Simulated cluster "${args.cluster}" at ${sim.url}: ${nodes.length} nodes, ${sim.pods().length} pods, PodDisruptionBudgets on shop/web and shop/api\n`);
     }
+    // The simulated cluster is an AKS cluster of a simulated ARM, so that the upgrade planner has facts to plan from.
+    let aksResourceId: string | undefined;
+    if (sim) {
+      const demo = demoAksState(args.cluster, sim.kubeconfig);
+      const arm = await startArmSim(demo.state);
+      cleanup.push(() => arm.stop());
+      aksResourceId = demo.aksResourceId;
+      setEnv("ROLLCALL_ARM_ENDPOINT", arm.endpoint);
+      useLocalArm({ credential: { getToken: async () => ({ token: "local", expiresOnTimestamp: Date.now() + 3_600_000 }) }, ca: arm.ca });
+      cleanup.push(async () => useLocalArm(undefined));
+      out.write(`Simulated ARM at ${arm.endpoint}: "${args.cluster}" is ${aksResourceId}\n`);
+    }
 
     // 3. App settings for the handlers, then the function app itself.
     setEnv("ROLLCALL_STORAGE_CONNECTION", azurite.connectionString);
-    setEnv("ROLLCALL_CLUSTERS", JSON.stringify([args.kubeconfig ? { name: args.cluster, kubeconfigFile: args.kubeconfig } : { name: args.cluster, kubeconfig: sim!.kubeconfig }]));
+    setEnv(
+      "ROLLCALL_CLUSTERS",
+      JSON.stringify([args.kubeconfig ? { name: args.cluster, kubeconfigFile: args.kubeconfig } : { name: args.cluster, aksResourceId, aksAuth: "credentials" }]),
+    );
     setEnv("ROLLCALL_CONCURRENCY", String(args.concurrency));
     if (sim) {
       // Short intervals so that the demo takes a minute, not a night.
@@ -208,6 +226,7 @@ export async function runStart(options: StartOptions = {}): Promise<StartResult>
       if (args.verbose) out.write(r.route !== undefined ? `  ${r.name}: [${r.methods?.join(",")}] /${host.routePrefix}/${r.route}\n` : `  ${r.name}: timer ${r.schedule}\n`);
     }
     out.write(`  check-in: POST ${host.url}/${host.routePrefix}/clusters/${args.cluster}/nodes/{node}/checkin   status: GET ${host.url}/${host.routePrefix}/clusters/${args.cluster}/status?code=${host.key}\n`);
+    if (aksResourceId) out.write(`  upgrade plan: POST ${host.url}/${host.routePrefix}/clusters/${args.cluster}/upgrade-plan?code=${host.key} (then GET it)\n`);
 
     const table = TableClient.fromConnectionString(azurite.connectionString, process.env.ROLLCALL_TABLE || "rollcall", { allowInsecureConnection: true });
     await table.createTable();

@@ -38,7 +38,19 @@ export interface ArmClientOverrides {
  * user-assigned one when AZURE_CLIENT_ID is set), the ARM endpoint and token scope of ROLLCALL_AZURE_CLOUD
  * (the SDK would otherwise ask for a https://management.azure.com token whatever the endpoint).
  */
-export function armClientFactory(config: Config, overrides: ArmClientOverrides = {}): ArmClientFactory {
+let localArm: ArmClientOverrides = {};
+
+/**
+ * `npm start` points every ARM client and credential of the process at the local ARM simulator (its
+ * endpoint, its CA and a stand-in credential); `undefined` restores the app identity. Nothing in the
+ * function app calls it.
+ */
+export function useLocalArm(overrides: ArmClientOverrides | undefined): void {
+  localArm = overrides ?? {};
+}
+
+export function armClientFactory(config: Config, explicit: ArmClientOverrides = {}): ArmClientFactory {
+  const overrides = { ...localArm, ...explicit };
   const clients = new Map<string, Promise<ContainerServiceClient>>();
   return (subscriptionId) => {
     let client = clients.get(subscriptionId);
@@ -64,7 +76,8 @@ let defaultCredential: Promise<TokenCredential> | undefined;
 
 /** The overriding credential of a test, else DefaultAzureCredential: the app's managed identity in Azure (the user-assigned one when AZURE_CLIENT_ID is set). */
 export function azureCredential(config: Config, overrides: ArmClientOverrides = {}): Promise<TokenCredential> {
-  if (overrides.credential) return Promise.resolve(overrides.credential);
+  const credential = overrides.credential ?? localArm.credential;
+  if (credential) return Promise.resolve(credential);
   defaultCredential ??= import("@azure/identity").then(({ DefaultAzureCredential }) => new DefaultAzureCredential(credentialOptions(config)));
   return defaultCredential;
 }
