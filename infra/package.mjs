@@ -1,7 +1,7 @@
 // `npm run package`: the deployable Function App, production dependencies only.
 //   .rollcall/package/   host.json, package.json (main, dependencies; no scripts, no devDependencies),
 //                        dist/functions, dist/shared (tsc, CommonJS), node_modules (npm ci --omit=dev
-//                        from package-lock.json), .funcignore
+//                        from package-lock.json), a .funcignore that ignores nothing
 //   rollcall.zip         the same folder zipped: what `az functionapp deployment source config-zip`
 //                        and azd (azure.yaml: project .rollcall/package, remoteBuild false) deploy.
 // The checkout's own node_modules is never touched. docs/deploy.md explains the choices.
@@ -25,7 +25,10 @@ run(process.execPath, [path.join(root, "node_modules/typescript/bin/tsc"), "-p",
 const pkg = JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8"));
 const shipped = { name: pkg.name, version: pkg.version, private: true, description: pkg.description, main: pkg.main, engines: pkg.engines, dependencies: pkg.dependencies };
 fs.writeFileSync(path.join(stage, "package.json"), JSON.stringify(shipped, null, 2) + "\n");
-for (const file of ["host.json", "package-lock.json", ".funcignore"]) fs.copyFileSync(path.join(root, file), path.join(stage, file));
+for (const file of ["host.json", "package-lock.json"]) fs.copyFileSync(path.join(root, file), path.join(stage, file));
+// The checkout's .funcignore names source folders (test, local, *.ts) that also occur inside packages
+// in node_modules; here everything was built to ship, so nothing is ignored.
+fs.writeFileSync(path.join(stage, ".funcignore"), "# Built by npm run package: everything in this folder ships.\n");
 
 // The lockfile pins every version; --omit=dev leaves the devDependencies (azurite, typescript, node, …) out.
 run("npm", ["ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"], stage);
