@@ -160,7 +160,8 @@ export const PolicyDocument = options({
       query: z.string({ error: () => "must be a PromQL expression string" }).trim().min(1, { error: () => "must be a PromQL expression" }).max(MAX_PROMQL_CHARS, { error: () => `must be at most ${MAX_PROMQL_CHARS} characters` }).optional(),
       alertFilterRegex: regex.optional(),
       alertFilterMatchOnly: bool.default(false),
-      firingOnly: bool.default(false),
+      // Issue 14 asks for `ALERTS{alertstate="firing"}` by default; kured's `--alert-firing-only` defaults to false.
+      firingOnly: bool.default(true),
       auth: oneOf(["none", "azure-managed-identity"]).default("none"),
       tokenScope: z.string({ error: () => tokenScopeProblem("")! }).superRefine((scope, ctx) => {
         const problem = tokenScopeProblem(scope);

@@ -7,7 +7,8 @@ import { concurrencyGate, unavailableLimit } from "../../shared/policy/gates/con
 import { healthGate } from "../../shared/policy/gates/health";
 import { pdbPrecheckGate } from "../../shared/policy/gates/pdbPrecheck";
 import { podBlockerGate } from "../../shared/policy/gates/podBlockers";
-import { blockingAlerts } from "../../shared/policy/gates/prometheus";
+import { blockerQuery, blockingAlerts } from "../../shared/policy/gates/prometheus";
+import { parsePolicyDocument } from "../../shared/policy/policySchema";
 import { windowGate } from "../../shared/policy/gates/window";
 import { withPolicyDefaults, type GateContext, type Policy } from "../../shared/policy/policy";
 import { FakeClusterApi } from "../support/fakeClusterApi";
@@ -257,6 +258,12 @@ describe("the Prometheus alert filter", () => {
 
   it("blocks only on matching alerts in match-only mode", () => {
     assert.deepEqual(blockingAlerts(alerts, { alertFilterRegex: "^Node", alertFilterMatchOnly: true, firingOnly: false }).map((a) => a.name), ["NodeDown"]);
+  });
+
+  it("asks only for firing alerts unless the policy says otherwise, as issue 14 specifies", () => {
+    const parsed = parsePolicyDocument({ blockers: { prometheus: { url: "https://ws.westeurope.prometheus.monitor.azure.com" } } });
+    assert.equal(blockerQuery({ firingOnly: parsed.blockers?.prometheus?.firingOnly }), 'ALERTS{alertstate="firing"}');
+    assert.equal(blockerQuery({ firingOnly: false }), "ALERTS");
   });
 
   it("ignores pending alerts when firing-only", () => {
