@@ -399,7 +399,9 @@ export async function startArmSim(state: SimState, options: ArmSimOptions = {}):
       }
       const resolved = resolveVersion(c, target);
       if (cmp(resolved, c.currentKubernetesVersion) !== 0 && !upgradesFrom(c, c.currentKubernetesVersion).some((u) => u.kubernetesVersion === resolved)) {
-        return notAllowed(res, `Upgrading the control plane from ${c.currentKubernetesVersion} to ${resolved} is not allowed: not one of the versions its upgrade profile offers. See https://aka.ms/aks-supported-k8s-ver.`);
+        // AKS's own words (https://learn.microsoft.com/troubleshoot/azure/azure-kubernetes/error-codes/aks-upgrade-blocked).
+        const available = upgradesFrom(c, c.currentKubernetesVersion).map((u) => u.kubernetesVersion).reverse().join(" ");
+        return notAllowed(res, `Upgrading Kubernetes version ${c.currentKubernetesVersion} to ${resolved} is not allowed. Available upgrades: [${available}]. For more information, see AKS supported Kubernetes versions for version details.`);
       }
       const behind = c.pools.find((p) => minorNumber(resolved) - minorNumber(poolTargets.get(p.name) ?? p.currentOrchestratorVersion) > maxSkew(resolved));
       if (behind) {

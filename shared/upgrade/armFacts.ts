@@ -123,7 +123,7 @@ export function describeArmError(error: unknown, what = "ARM"): ArmFailure {
     status === 404
       ? `${what}: not found (${code}); check aksResourceId`
       : status === 401 || status === 403
-        ? `${what}: access denied (${code}); the app's identity needs read access to the cluster (e.g. Azure Kubernetes Service Contributor for apply mode)`
+        ? `${what}: access denied (${code}); the app's identity lacks the action ARM names below: deploy infra/ (aks-access.bicep; upgradeMode=apply for apply mode) or grant it`
         : status === 429
           ? `${what}: throttled by ARM${retryAfterSeconds !== undefined ? `; retry after ${retryAfterSeconds} s` : ""}`
           : status === 409

@@ -269,7 +269,7 @@ export interface PlanOptions {
   notBefore?: Date;
 }
 
-/** AKS's planned-maintenance guidance: a window of at least four hours. */
+/** AKS's maintenanceWindow.durationHours: "Length of maintenance window range from 4 to 24 hours" (REST API definition). */
 export const MIN_WINDOW_HOURS = 4;
 
 export function planUpgrade(facts: ClusterFacts, policy: UpgradePolicy, now: Date, options: PlanOptions = {}): UpgradePlan {
