@@ -308,12 +308,7 @@ const COMMAND_RUNNERS: Record<string, (context: Context, args: string[]) => Prom
     if (args.length) throw usage(`plan takes no arguments (got ${args.join(" ")})`);
     const c = await cluster(context);
     const { body } = await call(context.connection, context.values.replan ? "POST" : "GET", clusterPath(c, "/upgrade-plan"));
-    print(context, body, () => {
-      const lines = [`Upgrade plan of ${c}${body.plan?.computedAt ? ` (computed ${body.plan.computedAt})` : ""}:`, ...(body.summary ?? []).map((s: string) => `  ${s}`)];
-      if (body.activeOperation) lines.push(`Running: ${body.activeOperation.kind} of ${body.activeOperation.pool ?? "the control plane"} ${body.activeOperation.from ?? ""} → ${body.activeOperation.to ?? ""} since ${body.activeOperation.startedAt}`);
-      if (body.lastError) lines.push(`Last ARM error: ${body.lastError.explanation ?? body.lastError.message ?? JSON.stringify(body.lastError)}`);
-      return lines.join("\n");
-    });
+    print(context, body, () => planText(c, body));
   },
 
   async watch(context, args) {
@@ -366,6 +361,17 @@ async function readDocument(file: string, io: CliIo): Promise<string> {
   } catch (error) {
     throw new CliError(EXIT.usage, `Cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }
+}
+
+/** The stored plan's human summary (planner's lines), the step running now and ARM's last refusal. */
+export function planText(cluster: string, body: any): string {
+  const lines = [`Upgrade plan of ${cluster}${body.plan?.computedAt ? ` (computed ${body.plan.computedAt})` : ""}:`, ...(body.summary ?? []).map((line: string) => `  ${line}`)];
+  if (!body.summary?.length) lines.push("  nothing to do");
+  const active = body.activeOperation;
+  if (active) lines.push(`Running: ${active.kind} ${active.pool ? `of pool ${active.pool} ` : ""}${active.from ? `${active.from} → ` : "to "}${active.to} since ${active.startedAt}`);
+  if (body.lastError) lines.push(`Last ARM error (${body.lastError.at}): ${body.lastError.failure?.explanation ?? body.lastError.failure?.message ?? "no details"}`);
+  if (body.rebootsPausedOnPools?.length) lines.push(`Sentinel reboots paused on pools being upgraded: ${body.rebootsPausedOnPools.join(", ")}`);
+  return lines.join("\n");
 }
 
 function policyText(body: any): string {

@@ -113,6 +113,12 @@ describe("the rollcall CLI against a served Rollcall", () => {
     assert.match(retry.stderr, /no retry route \(POST .*\/api\/clusters\/prod\/nodes\/cli-c\/retry answered 404\)|\((404|409) [a-z_]+\)/);
   });
 
+  it("passes on the upgrade planner's refusal for a cluster that is not AKS", async () => {
+    const run = await rollcall(["plan"]);
+    assert.equal(run.code, 2);
+    assert.match(run.stderr, /^error: Cluster prod has no aksResourceId; upgrade planning needs an AKS cluster \(409 not_aks\)/);
+  });
+
   it("replaces the policy from a file, and lists each problem of an invalid one with exit code 2", async () => {
     const dir = await mkdtemp(join(tmpdir(), "rollcall-cli-"));
     try {

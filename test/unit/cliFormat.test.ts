@@ -2,7 +2,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { baseUrl, CliError } from "../../cli/api";
 import { age, duration, table, yaml } from "../../cli/format";
-import { notBefore } from "../../cli/main";
+import { notBefore, planText } from "../../cli/main";
 
 describe("the CLI's output formats", () => {
   it("pads table columns like kubectl get, with <none> for empty cells and one line per row", () => {
@@ -51,5 +51,29 @@ describe("the CLI's arguments", () => {
     assert.equal(baseUrl("https://app.azurewebsites.net/api/"), "https://app.azurewebsites.net/api");
     assert.equal(baseUrl("http://127.0.0.1:7071/custom"), "http://127.0.0.1:7071/custom");
     for (const bad of [undefined, "app.azurewebsites.net", "ftp://x/api"]) assert.throws(() => baseUrl(bad), (e: CliError) => e.exitCode === 1);
+  });
+});
+
+describe("the CLI's upgrade plan", () => {
+  it("prints the planner's summary, the running step, ARM's last refusal and the paused pools", () => {
+    const text = planText("prod", {
+      summary: ["1. control plane 1.30.5 → 1.31.2", "2. pool np1 1.30.5 → 1.31.2"],
+      plan: { computedAt: "2026-01-01T00:00:00Z" },
+      activeOperation: { stepId: "s2", kind: "poolVersion", pool: "np1", from: "1.30.5", to: "1.31.2", startedAt: "2026-01-01T01:00:00Z" },
+      lastError: { at: "2026-01-01T00:30:00Z", failure: { status: 409, explanation: "another operation is in progress" } },
+      rebootsPausedOnPools: ["np1"],
+    });
+    assert.equal(
+      text,
+      [
+        "Upgrade plan of prod (computed 2026-01-01T00:00:00Z):",
+        "  1. control plane 1.30.5 → 1.31.2",
+        "  2. pool np1 1.30.5 → 1.31.2",
+        "Running: poolVersion of pool np1 1.30.5 → 1.31.2 since 2026-01-01T01:00:00Z",
+        "Last ARM error (2026-01-01T00:30:00Z): another operation is in progress",
+        "Sentinel reboots paused on pools being upgraded: np1",
+      ].join("\n"),
+    );
+    assert.equal(planText("prod", { summary: [], plan: null }), "Upgrade plan of prod:\n  nothing to do");
   });
 });
