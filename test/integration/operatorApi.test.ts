@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { clusterStatus } from "../../functions/clusterStatus";
@@ -483,6 +484,24 @@ describe("health", () => {
     const misconfigured = await call(health, { method: "GET", path: "health", params: {} });
     assert.equal(misconfigured.status, 503);
     assert.match(misconfigured.body.config.error, /ROLLCALL_CONCURRENCY/);
+  });
+
+  it("answers 503 saying why on Flex Consumption with check-in authentication off, where the check-in function refuses to load", async () => {
+    configure({ ROLLCALL_AGENT_AUTH: "off", WEBSITE_SKU: "FlexConsumption" });
+    try {
+      const answer = await call(health, { method: "GET", path: "health", params: {} });
+      assert.equal(answer.status, 503, answer.text);
+      assert.match(answer.body.config.error, /ROLLCALL_AGENT_AUTH=off .* refused on Azure \(detected by WEBSITE_SKU=FlexConsumption\)/);
+      // The check-in module throws at load on Azure: the worker logs it and the app does not start.
+      const load = spawnSync(process.execPath, ["--import", "tsx", "-e", 'require("./functions/checkin")'], {
+        env: { ...process.env, ROLLCALL_AGENT_AUTH: "off", WEBSITE_SKU: "FlexConsumption" },
+        encoding: "utf8",
+      });
+      assert.notEqual(load.status, 0);
+      assert.match(load.stderr, /ROLLCALL_AGENT_AUTH=off is for the local simulation only and is refused on Azure/);
+    } finally {
+      delete process.env.WEBSITE_SKU;
+    }
   });
 });
 
