@@ -14,6 +14,8 @@ import { startFunctionsHost } from "../functionsHost/host";
 import { SimCluster } from "../kubeSim";
 import { getRollcall, resetForTests } from "../../shared/orchestrator/fromConfig";
 import { checkinPath } from "../../shared/protocol/checkin";
+import { benchCluster, rolloutSettings } from "./benchCluster";
+import { faultRun, type FaultFigures } from "./faultRun";
 import { kuredRolloutMs } from "./kuredModel";
 
 /**
@@ -73,6 +75,8 @@ interface Results {
   machine: { node: string; platform: string; cpus: number };
   quick: boolean;
   rollouts: RolloutFigures[];
+  /** The rollout under host kills and a delayed instance: the counts after `rolloutsFinished` must be 0. */
+  faults: FaultFigures;
   throughput: ThroughputFigures;
   coldStart: ColdStartFigures;
   agentIdleRssMb: number;
@@ -94,6 +98,8 @@ async function main(): Promise<void> {
       log(`rollout: ${nodes} nodes, concurrency ${concurrency}…`);
       rollouts.push(await rollout(azurite, { nodes, concurrency, drainMs: 200, rebootMs: 500 }));
     }
+    log("fault run: host kills and a delayed instance during a rollout…");
+    const faults = await faultRun(azurite, { nodes: quick ? 6 : 10, concurrency: 2, table: tableName("f"), settings: useSettings });
     log("check-in throughput…");
     const throughput = await checkinThroughput(azurite, { nodes: quick ? 20 : 50, checkins: quick ? 1000 : 3000, concurrency: 16 });
     log("cold start…");
@@ -104,6 +110,7 @@ async function main(): Promise<void> {
       machine: { node: process.version, platform: `${process.platform}-${process.arch}`, cpus: (await import("node:os")).cpus().length },
       quick,
       rollouts,
+      faults,
       throughput,
       coldStart,
       agentIdleRssMb,
@@ -113,6 +120,8 @@ async function main(): Promise<void> {
       await writeFile(values.json, `${JSON.stringify(results, null, 2)}\n`);
       log(`wrote ${values.json}`);
     }
+    const violated = faults.rolloutsFinished !== 1 || faults.nodesLeftCordoned + faults.doubleReboots + faults.undrainedReboots + faults.pdbViolations > 0;
+    if (violated) throw new Error(`the fault run broke a safety invariant: ${JSON.stringify(faults)}`);
   } finally {
     resetForTests();
     await azurite.stop();
@@ -137,23 +146,8 @@ const tableName = (what: string) => `bench${what}${Date.now().toString(36)}${tab
 
 /** A cluster with one PDB-protected pod per node and the agent DaemonSet; every node marked at once. */
 async function rollout(azurite: RunningAzurite, o: { nodes: number; concurrency: number; drainMs: number; rebootMs: number }): Promise<RolloutFigures> {
-  const sim = await SimCluster.start({ terminationDelayMs: o.drainMs, podStartDelayMs: 100, evictionRetryAfterSeconds: 1 });
-  const names = nodeNames(o.nodes);
-  names.forEach((n) => sim.addNode(n));
-  sim.addDeployment("bench", "web", { replicas: o.nodes, pdb: { maxUnavailable: o.concurrency }, terminationGracePeriodSeconds: 30 });
-  sim.addDaemonSet(AGENT_NAMESPACE, AGENT_SERVICE_ACCOUNT, { labels: { "app.kubernetes.io/name": "rollcall-agent" } });
-  const restore = useSettings({
-    ROLLCALL_STORAGE_CONNECTION: azurite.connectionString,
-    ROLLCALL_TABLE: tableName(`r${o.concurrency}`),
-    ROLLCALL_CLUSTERS: JSON.stringify([{ name: "bench", kubeconfig: sim.kubeconfig }]),
-    ROLLCALL_CONCURRENCY: String(o.concurrency),
-    ROLLCALL_CHECKIN_IDLE_SECONDS: "10",
-    ROLLCALL_CHECKIN_BUSY_SECONDS: "1",
-    ROLLCALL_LOCK_TTL_MINUTES: "30",
-    ROLLCALL_DRAIN_TIMEOUT_MINUTES: "10",
-    ROLLCALL_AGENT_AUTH: "tokenreview",
-    ROLLCALL_AGENT_AUDIENCE: "rollcall",
-  });
+  const { sim, names } = await benchCluster(o);
+  const restore = useSettings(rolloutSettings(azurite, sim.kubeconfig, tableName(`r${o.concurrency}`), o.concurrency));
   const transitions = new TransitionLog();
   // No timers: the rollout is driven by the agents' check-ins alone.
   const host = await startFunctionsHost({ port: 0, timers: false, log: (line) => void transitions.addLine(line) });
@@ -390,6 +384,13 @@ function formatTable(r: Results): string {
   lines.push(
     `  kured model: every node checks every ${s(r.rollouts[0]?.kuredPeriodMs)} (kured's 1 h scaled like the reboot) and takes the lock at its next tick after a release;`,
     "  same per-node work as Rollcall's measured lock-hold time, so the speed-up is the lock hand-off alone",
+    "",
+  );
+  const f = r.faults;
+  lines.push(`Fault run: ${f.nodes} nodes, concurrency ${f.concurrency}, ${f.hosts} host processes behind a random load balancer`);
+  lines.push(`  ${f.hostKills} hosts killed (SIGKILL) and restarted, ${f.heldWrites} API-server writes of the slow host held 0.5-2.5 s`);
+  lines.push(
+    `  rollouts finished ${f.rolloutsFinished}/1 (${f.nodesCompleted} nodes in ${s(f.wallMs)}); nodes left cordoned ${f.nodesLeftCordoned}, double reboots ${f.doubleReboots}, undrained reboots ${f.undrainedReboots}, PDB violations ${f.pdbViolations}`,
     "",
   );
   const t = r.throughput;

@@ -52,13 +52,13 @@ async function connect(connection: ClusterConnection, config: Config, azure: Arm
 }
 
 /**
- * Each Kubernetes request may take at most half of a step's budget (ROLLCALL_STEP_BUDGET_MS): a slow
+ * Each Kubernetes request may take at most 80% of a step's budget (ROLLCALL_STEP_BUDGET_MS): a slow
  * or partitioned API server then fails the step, which runs again later, instead of holding the
- * check-in past its answer. A write abandoned this way may still land, which is why node writes
- * carry a resourceVersion precondition.
+ * check-in past its answer; a busy but healthy one still gets most of the budget. A write abandoned
+ * this way may still land, which is why node writes carry a resourceVersion precondition.
  */
 export function kubeRequestTimeoutMs(stepBudgetMs: number): number {
-  return Math.max(500, Math.floor(stepBudgetMs / 2));
+  return Math.max(300, Math.floor(stepBudgetMs * 0.8));
 }
 
 /** Accepts a kubeconfig as YAML/JSON text or base64 of it (app settings often carry base64). */

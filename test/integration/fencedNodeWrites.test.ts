@@ -244,7 +244,7 @@ describe("fenced node writes", () => {
     for (const name of adminCordoned) sim.setUnschedulable(name, true);
     sim.addDeployment("default", "web-d", { replicas: 3, pdb: { minAvailable: 2 }, nodes: [...needing, "d-spare"] });
 
-    // The slow instance: writes held 0.5-2.5 s (the 5-25 s, scaled down), its requests abandoned after 300 ms.
+    // The slow instance: writes held 0.5-2.5 s (the 5-25 s, scaled down), its requests abandoned after 480 ms.
     const proxy = await DelayProxy.start(sim.url);
     proxy.holdWritesMs = [500, 2_500];
     try {
