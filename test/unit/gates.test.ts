@@ -262,7 +262,8 @@ describe("the Prometheus alert filter", () => {
 
   it("asks only for firing alerts unless the policy says otherwise, as issue 14 specifies", () => {
     const parsed = parsePolicyDocument({ blockers: { prometheus: { url: "https://ws.westeurope.prometheus.monitor.azure.com" } } });
-    assert.equal(blockerQuery({ firingOnly: parsed.blockers?.prometheus?.firingOnly }), 'ALERTS{alertstate="firing"}');
+    assert.equal(parsed.blockers?.prometheus?.firingOnly, true);
+    assert.equal(blockerQuery({ firingOnly: true }), 'ALERTS{alertstate="firing"}');
     assert.equal(blockerQuery({ firingOnly: false }), "ALERTS");
   });
 
