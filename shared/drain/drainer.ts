@@ -2,9 +2,10 @@ import type { DrainSettings } from "../config/config";
 import type { ClusterApi, EvictionResult, KubePod } from "../kube/clusterApi";
 
 /**
- * kubectl-drain semantics, one pass at a time: every call lists the node's pods, evicts what may be
- * evicted and reports what is left. The caller persists the result and calls again later, so no
- * invocation ever waits for a drain to finish.
+ * kubectl-drain semantics: a pass lists the node's pods, evicts what may be evicted and reports what
+ * is left; `drainFor` repeats passes for a bounded time (a few seconds, well inside one invocation),
+ * so that a drain finishes the moment its pods are gone or a budget allows, not at the next check-in.
+ * What is still left after the wait is persisted by the caller, who calls again later.
  */
 
 export type DrainOptions = Omit<DrainSettings, "timeoutMs"> & {
@@ -28,25 +29,33 @@ export function classifyPod(pod: KubePod, options: DrainOptions): PodDecision {
   return { action: "evict" };
 }
 
+/** A PodDisruptionBudget that refused an eviction, as `namespace/name`. */
+export type PdbRef = string;
+
 export type DrainPass =
   | { kind: "done"; evicted: number }
-  /** Pods remain; try again no earlier than `retryAfterMs` from now. `pdbBlocked`: a budget refused an eviction. */
-  | { kind: "waiting"; evicted: number; remaining: number; blocker: string; retryAfterMs: number; pdbBlocked: boolean }
+  /**
+   * Pods remain; no blind retry earlier than `retryAfterMs` from now. `pdbs`: budgets that refused an
+   * eviction (re-read to retry sooner); `serverRetryAfter`: the server said when, so no earlier retry.
+   */
+  | { kind: "waiting"; evicted: number; remaining: number; blocker: string; retryAfterMs: number; pdbBlocked: boolean; pdbs: PdbRef[]; serverRetryAfter: boolean }
   /** The drain cannot succeed without an operator: unmanaged or emptyDir pods refused, or a PDB misconfiguration. */
   | { kind: "refused"; reason: string };
 
-/** Pods still terminating are checked again soon; PDB refusals back off exponentially unless the server says when. */
+/**
+ * A refusal by a budget is retried blindly after kubectl drain's fixed 5 s ("will retry after 5s",
+ * k8s.io/kubectl/pkg/drain/drain.go evictPods), sooner when a re-read of the budget shows a disruption
+ * allowed; a real PDB 429 carries no Retry-After (../shared/k8s-captured), only "still being processed" does.
+ */
+export const BLIND_RETRY_MS = 5_000;
+/** Pods still terminating are checked again soon by the next invocation. */
 const TERMINATING_RECHECK_MS = 1_000;
-const BLOCKED_BASE_MS = 5_000;
-const BLOCKED_MAX_MS = 60_000;
+/** How often a bounded wait looks again at terminating pods and refusing budgets. */
+export const DRAIN_POLL_MS = 200;
 /** Evictions in flight at once: enough to drain a busy node in one pass without flooding the API server. */
 const EVICTION_PARALLELISM = 8;
 
-export function blockedBackoffMs(attempt: number): number {
-  return Math.min(BLOCKED_MAX_MS, BLOCKED_BASE_MS * 2 ** Math.max(0, attempt));
-}
-
-export async function drainPass(api: ClusterApi, node: string, options: DrainOptions, now: Date, attempt: number): Promise<DrainPass> {
+export async function drainPass(api: ClusterApi, node: string, options: DrainOptions, now: Date): Promise<DrainPass> {
   const pods = await api.listPodsOnNode(node);
   const decided = pods.map((pod) => ({ pod, decision: classifyPod(pod, options) }));
   const refused = decided.flatMap((d) => (d.decision.action === "refuse" ? [d.decision.why] : []));
@@ -69,9 +78,11 @@ export async function drainPass(api: ClusterApi, node: string, options: DrainOpt
   if (blocked.length > 0) {
     const first = blocked[0]!;
     const serverHints = blocked.map((b) => b.result.retryAfterSeconds ?? 0).filter((s) => s > 0);
-    const retryAfterMs = serverHints.length > 0 ? Math.max(...serverHints) * 1000 : blockedBackoffMs(attempt);
+    const retryAfterMs = serverHints.length > 0 ? Math.max(...serverHints) * 1000 : BLIND_RETRY_MS;
     const pdb = first.result.pdb ? `PodDisruptionBudget ${first.pod.namespace}/${first.result.pdb}` : "a PodDisruptionBudget";
     const others = blocked.length > 1 ? ` (and ${blocked.length - 1} more pods)` : "";
+    // A few are enough to know when to retry, and keep the node's row small.
+    const pdbs = [...new Set(blocked.flatMap((b) => (b.result.pdb ? [`${b.pod.namespace}/${b.result.pdb}`] : [])))].slice(0, 3);
     return {
       kind: "waiting",
       evicted,
@@ -79,6 +90,8 @@ export async function drainPass(api: ClusterApi, node: string, options: DrainOpt
       blocker: `pod ${describe(first.pod)} is protected by ${pdb}: ${first.result.message}${others}`,
       retryAfterMs,
       pdbBlocked: true,
+      pdbs,
+      serverRetryAfter: serverHints.length > 0,
     };
   }
   return {
@@ -88,7 +101,65 @@ export async function drainPass(api: ClusterApi, node: string, options: DrainOpt
     blocker: `waiting for ${remaining} evicted pod(s) to terminate`,
     retryAfterMs: TERMINATING_RECHECK_MS,
     pdbBlocked: false,
+    pdbs: [],
+    serverRetryAfter: false,
   };
+}
+
+/** How long a drain may wait within one invocation, and how it sleeps (tests pass a fake). */
+export interface DrainWait {
+  waitMs: number;
+  sleep(ms: number): Promise<void>;
+  now(): Date;
+  /**
+   * Asked before every further pass: whether the node is still the one the lease cordoned, cordoned
+   * under it. If not, no more evictions: the wait ends and the caller's next step stops the lease.
+   */
+  stillHeld?(): Promise<boolean>;
+}
+
+/**
+ * Passes until the drain is done or refused, or `wait.waitMs` is spent: waits for evicted pods to
+ * finish, and after a budget's refusal re-reads the budget and evicts again as soon as it allows a
+ * disruption. A server's Retry-After is honoured: no eviction before it, so the wait ends there.
+ */
+export async function drainFor(api: ClusterApi, node: string, options: DrainOptions, wait: DrainWait): Promise<DrainPass> {
+  let pass = await drainPass(api, node, options, wait.now());
+  // Counted in sleeps, not by the clock: a test's fixed clock cannot make the wait endless.
+  let left = Math.floor(wait.waitMs / DRAIN_POLL_MS);
+  while (pass.kind === "waiting" && left > 0 && !pass.serverRetryAfter) {
+    if (pass.pdbBlocked) {
+      const spent = await untilBudgetAllows(api, pass.pdbs, { ...wait, waitMs: left * DRAIN_POLL_MS });
+      left -= spent.sleeps;
+      if (!spent.allowed) break;
+    } else {
+      await wait.sleep(DRAIN_POLL_MS);
+      left--;
+    }
+    if (wait.stillHeld && !(await wait.stillHeld())) break;
+    pass = await drainPass(api, node, options, wait.now());
+  }
+  return pass;
+}
+
+/**
+ * Re-reads the refusing budgets until one allows a disruption (`status.disruptionsAllowed` > 0,
+ * computed for the budget's current spec: `status.observedGeneration` ≥ `metadata.generation`) or
+ * `wait.waitMs` is spent. A budget that is gone no longer refuses. Unknown budgets: wait it out.
+ */
+export async function untilBudgetAllows(api: ClusterApi, pdbs: PdbRef[], wait: DrainWait): Promise<{ allowed: boolean; sleeps: number }> {
+  if (pdbs.length === 0) return { allowed: false, sleeps: 0 };
+  const max = Math.floor(wait.waitMs / DRAIN_POLL_MS);
+  for (let sleeps = 0; ; sleeps++) {
+    // The first budget that allows a disruption is enough to try the evictions again.
+    for (const ref of pdbs) {
+      const [namespace, name] = ref.split("/") as [string, string];
+      const pdb = await api.getPodDisruptionBudget(namespace, name);
+      if (!pdb || (pdb.disruptionsAllowed > 0 && (pdb.observedGeneration ?? 0) >= (pdb.generation ?? 0))) return { allowed: true, sleeps };
+    }
+    if (sleeps >= max) return { allowed: false, sleeps };
+    await wait.sleep(DRAIN_POLL_MS);
+  }
 }
 
 function describe(pod: Pick<KubePod, "namespace" | "name">): string {

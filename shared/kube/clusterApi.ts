@@ -116,8 +116,25 @@ export interface ClusterApi {
   listPods(options: { labelSelector?: string; nodeName?: string }): Promise<KubePodOnNode[]>;
   /** Every PodDisruptionBudget (`policy/v1`) of the cluster. */
   listPodDisruptionBudgets(): Promise<KubePdb[]>;
+  /** One PodDisruptionBudget, or undefined when it no longer exists (a drain re-reads a budget that refused). */
+  getPodDisruptionBudget(namespace: string, name: string): Promise<KubePdb | undefined>;
   /** Adds or replaces the taint with this key (`taint`), or removes every taint with this key (`null`). */
   setTaint(node: string, key: string, taint: { effect: TaintEffect; value?: string } | null): Promise<void>;
+
+  /**
+   * Records a Kubernetes Event about the node (`kubectl describe node`). A repeat of the same type,
+   * reason and message is counted on the event already written (count, lastTimestamp), as client-go's
+   * event correlator does, instead of writing a new one.
+   */
+  recordEvent(event: NodeEvent): Promise<void>;
+}
+
+/** One Event about a node: what happened (`reason`, CamelCase), in words (`message`), and whether it needs attention. */
+export interface NodeEvent {
+  node: Pick<KubeNode, "name" | "uid">;
+  type: "Normal" | "Warning";
+  reason: string;
+  message: string;
 }
 
 export type TaintEffect = "NoSchedule" | "PreferNoSchedule" | "NoExecute";
@@ -143,6 +160,9 @@ export interface KubePdb {
   currentHealthy: number;
   desiredHealthy: number;
   expectedPods: number;
+  /** `metadata.generation` and `status.observedGeneration`: the status only counts once it observed the current spec. */
+  generation?: number;
+  observedGeneration?: number;
 }
 
 /** Annotations Rollcall writes on the node object, so that `kubectl describe node` tells the story. */
@@ -150,4 +170,10 @@ export const nodeAnnotations = {
   /** Present while Rollcall holds the node cordoned; its value is the lease. Rollcall only uncordons nodes carrying it. */
   cordonedBy: "rollcall.io/cordoned-by-lease",
   state: "rollcall.io/state",
+} as const;
+
+/** kured's node annotations (cmd/kured/main.go), written when the policy's `kuredAnnotations` is on. */
+export const kuredAnnotations = {
+  rebootInProgress: "weave.works/kured-reboot-in-progress",
+  mostRecentRebootNeeded: "weave.works/kured-most-recent-reboot-needed",
 } as const;

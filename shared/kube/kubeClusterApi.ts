@@ -1,5 +1,5 @@
 import type * as k8s from "@kubernetes/client-node";
-import { type ClusterApi, type EvictionResult, type KubeNode, type KubePdb, type KubePod, type KubePodIdentity, type KubePodOnNode, type KubeTaint, type NodeChange, NodeChangedError, type TaintEffect, type TokenReviewResult } from "./clusterApi";
+import { type ClusterApi, type EvictionResult, type KubeNode, type KubePdb, type KubePod, type KubePodIdentity, type KubePodOnNode, type KubeTaint, type NodeChange, NodeChangedError, type NodeEvent, type TaintEffect, type TokenReviewResult } from "./clusterApi";
 
 type ClientNode = typeof import("@kubernetes/client-node");
 
@@ -169,15 +169,17 @@ export class KubeClusterApi implements ClusterApi {
   async listPodDisruptionBudgets(): Promise<KubePdb[]> {
     this.policyApi ??= new this.lib.PolicyV1Api(this.configuration);
     const list = await this.policyApi.listPodDisruptionBudgetForAllNamespaces({});
-    return list.items.map((pdb) => ({
-      namespace: pdb.metadata?.namespace ?? "default",
-      name: pdb.metadata?.name ?? "",
-      selector: pdb.spec?.selector as KubePdb["selector"],
-      disruptionsAllowed: pdb.status?.disruptionsAllowed ?? 0,
-      currentHealthy: pdb.status?.currentHealthy ?? 0,
-      desiredHealthy: pdb.status?.desiredHealthy ?? 0,
-      expectedPods: pdb.status?.expectedPods ?? 0,
-    }));
+    return list.items.map(toPdb);
+  }
+
+  async getPodDisruptionBudget(namespace: string, name: string): Promise<KubePdb | undefined> {
+    this.policyApi ??= new this.lib.PolicyV1Api(this.configuration);
+    try {
+      return toPdb(await this.policyApi.readNamespacedPodDisruptionBudget({ namespace, name }));
+    } catch (error) {
+      if (statusOf(error) === 404) return undefined;
+      throw error;
+    }
   }
 
   async setTaint(node: string, key: string, taint: { effect: TaintEffect; value?: string } | null): Promise<void> {
@@ -201,7 +203,60 @@ export class KubeClusterApi implements ClusterApi {
       }
     }
   }
+
+  /** The events this instance wrote, by what makes a repeat (client-go's eventLogger cache, per process as there). */
+  private readonly eventSeries = new Map<string, { name: string; count: number; lastAt: number }>();
+
+  async recordEvent(event: NodeEvent, now = new Date()): Promise<void> {
+    const key = JSON.stringify([event.node.name, event.node.uid, event.type, event.reason, event.message]);
+    const seen = this.eventSeries.get(key);
+    if (seen && now.getTime() - seen.lastAt < EVENT_TTL_MS) {
+      try {
+        const body = { count: seen.count + 1, lastTimestamp: now.toISOString() };
+        await this.core.patchNamespacedEvent({ name: seen.name, namespace: EVENT_NAMESPACE, body }, this.lib.setHeaderOptions("Content-Type", this.lib.PatchStrategy.MergePatch));
+        this.eventSeries.delete(key);
+        this.eventSeries.set(key, { ...seen, count: seen.count + 1, lastAt: now.getTime() });
+        return;
+      } catch (error) {
+        // The API server let it expire (--event-ttl): start a new one, as the correlator does.
+        if (statusOf(error) !== 404) throw error;
+      }
+    }
+    // client-go's makeEvent: named <object>.<unix nanoseconds, hex>; a cluster-scoped object's events go in "default".
+    const name = `${event.node.name}.${(BigInt(now.getTime()) * 1_000_000n + BigInt(Math.floor(Math.random() * 1_000_000))).toString(16)}`;
+    await this.core.createNamespacedEvent({
+      namespace: EVENT_NAMESPACE,
+      body: {
+        metadata: { name, namespace: EVENT_NAMESPACE },
+        involvedObject: { apiVersion: "v1", kind: "Node", name: event.node.name, uid: event.node.uid },
+        type: event.type,
+        reason: event.reason,
+        message: event.message,
+        count: 1,
+        firstTimestamp: now,
+        lastTimestamp: now,
+        source: { component: EVENT_COMPONENT },
+        reportingComponent: EVENT_COMPONENT,
+        reportingInstance: EVENT_COMPONENT,
+      },
+    });
+    this.eventSeries.set(key, { name, count: 1, lastAt: now.getTime() });
+    // A bounded cache, like the correlator's LRU: the oldest entries go first (Map keeps insertion order).
+    for (const oldest of this.eventSeries.keys()) {
+      if (this.eventSeries.size <= EVENT_CACHE_ENTRIES) break;
+      this.eventSeries.delete(oldest);
+    }
+  }
 }
+
+/** Events of cluster-scoped objects live in "default" (client-go tools/record makeEvent; kubelet's node events too). */
+const EVENT_NAMESPACE = "default";
+/** `source.component` / `reportingComponent`: what `kubectl describe node` shows in its From column. */
+const EVENT_COMPONENT = "rollcall";
+/** kube-apiserver's default --event-ttl: an older event is gone, so a repeat starts a new one. */
+const EVENT_TTL_MS = 60 * 60_000;
+/** client-go's maxLruCacheEntries. */
+const EVENT_CACHE_ENTRIES = 4096;
 
 function toNode(node: k8s.V1Node): KubeNode {
   const ready = node.status?.conditions?.find((c) => c.type === "Ready")?.status === "True";
@@ -260,4 +315,18 @@ function retryAfter(error: unknown, body: StatusBody | undefined): number | unde
   if (Number.isFinite(header) && header > 0) return header;
   const fromBody = body?.details?.retryAfterSeconds;
   return fromBody && fromBody > 0 ? fromBody : undefined;
+}
+
+function toPdb(pdb: k8s.V1PodDisruptionBudget): KubePdb {
+  return {
+    namespace: pdb.metadata?.namespace ?? "default",
+    name: pdb.metadata?.name ?? "",
+    selector: pdb.spec?.selector as KubePdb["selector"],
+    disruptionsAllowed: pdb.status?.disruptionsAllowed ?? 0,
+    currentHealthy: pdb.status?.currentHealthy ?? 0,
+    desiredHealthy: pdb.status?.desiredHealthy ?? 0,
+    expectedPods: pdb.status?.expectedPods ?? 0,
+    generation: pdb.metadata?.generation,
+    observedGeneration: pdb.status?.observedGeneration,
+  };
 }

@@ -1,4 +1,4 @@
-import { type ClusterApi, type EvictionResult, type KubeNode, type KubePdb, type KubePod, type KubePodIdentity, type KubePodOnNode, type NodeChange, NodeChangedError, type TaintEffect, type TokenReviewResult } from "../../shared/kube/clusterApi";
+import { type ClusterApi, type EvictionResult, type KubeNode, type KubePdb, type KubePod, type KubePodIdentity, type KubePodOnNode, type NodeChange, NodeChangedError, type NodeEvent, type TaintEffect, type TokenReviewResult } from "../../shared/kube/clusterApi";
 import { matchesLabelSelector } from "../../shared/policy/labelSelector";
 import { runningPod } from "./fixtures";
 
@@ -115,6 +115,20 @@ export class FakeClusterApi implements ClusterApi {
   async listPodDisruptionBudgets(): Promise<KubePdb[]> {
     this.fail("listPodDisruptionBudgets");
     return structuredClone(this.pdbs);
+  }
+
+  pdbReads = 0;
+
+  async getPodDisruptionBudget(namespace: string, name: string): Promise<KubePdb | undefined> {
+    this.pdbReads++;
+    return structuredClone(this.pdbs.find((p) => p.namespace === namespace && p.name === name));
+  }
+
+  events: NodeEvent[] = [];
+
+  async recordEvent(event: NodeEvent): Promise<void> {
+    this.fail("recordEvent");
+    this.events.push(structuredClone(event));
   }
 
   async setTaint(name: string, key: string, taint: { effect: TaintEffect; value?: string } | null): Promise<void> {

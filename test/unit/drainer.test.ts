@@ -1,6 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { blockedBackoffMs, classifyPod, drainPass, type DrainOptions } from "../../shared/drain/drainer";
+import { BLIND_RETRY_MS, classifyPod, drainFor, drainPass, type DrainOptions } from "../../shared/drain/drainer";
 import type { KubePod } from "../../shared/kube/clusterApi";
 import { FakeClusterApi } from "../support/fakeClusterApi";
 import { runningPod } from "../support/fixtures";
@@ -38,7 +38,7 @@ describe("one drain pass", () => {
   it("is done at once on a node with only DaemonSet pods", async () => {
     const api = new FakeClusterApi();
     api.addPod("n1", "ds", { controllerKinds: ["DaemonSet"] });
-    assert.deepEqual(await drainPass(api, "n1", options, now, 0), { kind: "done", evicted: 0 });
+    assert.deepEqual(await drainPass(api, "n1", options, now), { kind: "done", evicted: 0 });
     assert.deepEqual(api.evictions, []);
   });
 
@@ -46,14 +46,14 @@ describe("one drain pass", () => {
     const api = new FakeClusterApi();
     api.addPod("n1", "a");
     api.addPod("n1", "b");
-    const first = await drainPass(api, "n1", options, now, 0);
+    const first = await drainPass(api, "n1", options, now);
     assert.equal(first.kind, "waiting");
     assert.deepEqual(api.evictions.sort(), ["default/a", "default/b"]);
-    const second = await drainPass(api, "n1", options, now, 0);
+    const second = await drainPass(api, "n1", options, now);
     assert.equal(second.kind, "waiting");
     assert.equal(api.evictions.length, 2, "terminating pods are not evicted again");
     api.reapTerminated();
-    assert.deepEqual(await drainPass(api, "n1", options, now, 0), { kind: "done", evicted: 0 });
+    assert.deepEqual(await drainPass(api, "n1", options, now), { kind: "done", evicted: 0 });
   });
 
   it("names the pod and PodDisruptionBudget that block it and honours Retry-After", async () => {
@@ -62,7 +62,7 @@ describe("one drain pass", () => {
     api.evictionScript.set("default/db-0", [
       { kind: "blocked", pdb: "db-pdb", message: "The disruption budget db-pdb needs 2 healthy pods and has 2 currently", retryAfterSeconds: 17 },
     ]);
-    const pass = await drainPass(api, "n1", options, now, 0);
+    const pass = await drainPass(api, "n1", options, now);
     assert.equal(pass.kind, "waiting");
     if (pass.kind !== "waiting") return;
     assert.match(pass.blocker, /default\/db-0/);
@@ -70,21 +70,21 @@ describe("one drain pass", () => {
     assert.equal(pass.retryAfterMs, 17_000);
   });
 
-  it("backs off exponentially on PDB refusals without Retry-After, up to a minute", async () => {
+  it("retries a budget's refusal without Retry-After after kubectl's fixed 5 s, not an exponential back-off", async () => {
     const api = new FakeClusterApi();
     api.addPod("n1", "db-0");
-    api.evictionScript.set("default/db-0", [{ kind: "blocked", message: "budget" }]);
-    const pass = await drainPass(api, "n1", options, now, 2);
-    assert.equal(pass.kind === "waiting" && pass.retryAfterMs, 20_000);
-    assert.equal(blockedBackoffMs(0), 5_000);
-    assert.equal(blockedBackoffMs(10), 60_000);
+    api.evictionScript.set("default/db-0", [{ kind: "blocked", pdb: "db", message: "budget" }]);
+    const pass = await drainPass(api, "n1", options, now);
+    assert.equal(pass.kind === "waiting" && pass.retryAfterMs, 5_000);
+    assert.equal(BLIND_RETRY_MS, 5_000);
+    assert.deepEqual(pass.kind === "waiting" && [pass.pdbs, pass.serverRetryAfter], [["default/db"], false]);
   });
 
   it("reports a pod selected by several PDBs as a configuration error", async () => {
     const api = new FakeClusterApi();
     api.addPod("n1", "web-1");
     api.evictionScript.set("default/web-1", [{ kind: "misconfigured", message: "This pod has more than one PodDisruptionBudget" }]);
-    const pass = await drainPass(api, "n1", options, now, 0);
+    const pass = await drainPass(api, "n1", options, now);
     assert.equal(pass.kind, "refused");
     assert.match(pass.kind === "refused" ? pass.reason : "", /more than one PodDisruptionBudget/);
   });
@@ -93,7 +93,7 @@ describe("one drain pass", () => {
     const api = new FakeClusterApi();
     api.addPod("n1", "web-1");
     api.addPod("n1", "bare", { controllerKinds: [] });
-    const pass = await drainPass(api, "n1", options, now, 0);
+    const pass = await drainPass(api, "n1", options, now);
     assert.equal(pass.kind, "refused");
     assert.deepEqual(api.evictions, []);
   });
@@ -101,14 +101,65 @@ describe("one drain pass", () => {
   it("counts a pod terminating past the skip-wait-for-delete timeout as gone", async () => {
     const api = new FakeClusterApi();
     api.addPod("n1", "slow", { deletionTimestamp: new Date(now.getTime() - 60_000) });
-    assert.equal((await drainPass(api, "n1", options, now, 0)).kind, "waiting");
-    assert.equal((await drainPass(api, "n1", { ...options, skipWaitForDeleteMs: 30_000 }, now, 0)).kind, "done");
+    assert.equal((await drainPass(api, "n1", options, now)).kind, "waiting");
+    assert.equal((await drainPass(api, "n1", { ...options, skipWaitForDeleteMs: 30_000 }, now)).kind, "done");
   });
 
   it("treats a pod that vanished before its eviction as evicted", async () => {
     const api = new FakeClusterApi();
     api.addPod("n1", "web-1");
     api.evictionScript.set("default/web-1", [{ kind: "gone" }]);
-    assert.deepEqual(await drainPass(api, "n1", options, now, 0), { kind: "done", evicted: 0 });
+    assert.deepEqual(await drainPass(api, "n1", options, now), { kind: "done", evicted: 0 });
+  });
+});
+
+describe("a drain within one invocation", () => {
+  const wait = (api: FakeClusterApi, waitMs: number, onSleep: (n: number) => void = () => {}) => {
+    let sleeps = 0;
+    return { waitMs, now: () => now, sleep: async () => onSleep(++sleeps), sleeps: () => sleeps };
+  };
+
+  it("is done as soon as the evicted pods terminated, inside its bounded wait", async () => {
+    const api = new FakeClusterApi();
+    api.addPod("n1", "a");
+    const w = wait(api, 3_000, (n) => n === 3 && api.reapTerminated());
+    assert.deepEqual(await drainFor(api, "n1", options, w), { kind: "done", evicted: 0 });
+    assert.equal(w.sleeps(), 3);
+  });
+
+  it("stops waiting when its bound is spent and reports what is left", async () => {
+    const api = new FakeClusterApi();
+    api.addPod("n1", "a");
+    const w = wait(api, 1_000);
+    const pass = await drainFor(api, "n1", options, w);
+    assert.equal(pass.kind, "waiting");
+    assert.equal(w.sleeps(), 5, "1 s of 200 ms looks");
+  });
+
+  it("evicts again the moment a re-read budget allows a disruption (two pods of one app on the node)", async () => {
+    const api = new FakeClusterApi();
+    api.addPod("n1", "web-1");
+    api.addPod("n1", "web-2");
+    const pdb = api.addPdb("default", "web", {}, { disruptionsAllowed: 0 });
+    api.evictionScript.set("default/web-2", [{ kind: "blocked", pdb: "web", message: "The disruption budget web needs 1 healthy pods and has 1 currently" }, { kind: "evicted" }]);
+    const w = wait(api, 3_000, (n) => {
+      if (n === 2) pdb.disruptionsAllowed = 1;
+      if (n === 4) api.reapTerminated();
+    });
+    assert.deepEqual(await drainFor(api, "n1", options, w), { kind: "done", evicted: 0 });
+    assert.deepEqual(api.evictions.sort(), ["default/web-1", "default/web-2", "default/web-2"]);
+    assert.ok(api.pdbReads >= 2, "the budget was read again, not waited out blindly");
+  });
+
+  it("does not evict again before a Retry-After the server sent", async () => {
+    const api = new FakeClusterApi();
+    api.addPod("n1", "db-0");
+    api.addPdb("default", "db", {}, { disruptionsAllowed: 1 });
+    api.evictionScript.set("default/db-0", [{ kind: "blocked", pdb: "db", message: "still being processed", retryAfterSeconds: 10 }]);
+    const w = wait(api, 3_000);
+    const pass = await drainFor(api, "n1", options, w);
+    assert.deepEqual(pass.kind === "waiting" && [pass.retryAfterMs, pass.serverRetryAfter], [10_000, true]);
+    assert.equal(api.evictions.length, 1);
+    assert.equal(w.sleeps(), 0);
   });
 });
