@@ -122,8 +122,10 @@ export const Settings = z.object({
   /** Pods terminating for longer than this count as gone (kubectl's --skip-wait-for-delete-timeout); 0 waits forever. */
   ROLLCALL_DRAIN_SKIP_WAIT_FOR_DELETE_SECONDS: nonNegativeInt.default(0),
   ROLLCALL_DRAIN_FAILURE_BACKOFF_MINUTES: positiveInt.default(30),
-  ROLLCALL_CHECKIN_IDLE_SECONDS: positiveInt.default(300),
-  ROLLCALL_CHECKIN_BUSY_SECONDS: positiveInt.default(10),
+  /** Also how long an operator request on an idle node waits for the agent (issue 15); stays under the check-in review cache (REVIEW_CACHE_MS). */
+  ROLLCALL_CHECKIN_IDLE_SECONDS: positiveInt.default(60),
+  /** While a node waits for or holds a slot: a turn advances at the agent's check-ins, so every 2 s. */
+  ROLLCALL_CHECKIN_BUSY_SECONDS: positiveInt.default(2),
   /** Longest a single invocation spends advancing one node before answering; keeps HTTP calls short. */
   ROLLCALL_STEP_BUDGET_MS: positiveInt.default(5000),
   /** NCRONTAB schedule of the upgrade planner timer; default daily at 03:00 UTC. */

@@ -20,6 +20,8 @@ export interface NodeRecord {
   rebootRequired: boolean;
   reasons: string[];
   lastCheckinAt?: string;
+  /** The reasons reported when this lease took its slot, for the history entry its release writes. */
+  turnReasons?: string[];
   /** The agent pod (`namespace/name (uid …)`) that first reported the current reboot requirement. */
   rebootReportedBy?: string;
 
@@ -37,9 +39,13 @@ export interface NodeRecord {
   drainStartedAt?: string;
   /** What the drain is waiting for, e.g. which pod and PodDisruptionBudget. */
   drainBlocker?: string;
-  /** No drain pass before this time (eviction back-off, honouring Retry-After). */
+  /** No blind drain pass before this time (kubectl's 5 s after a budget's refusal, or the server's Retry-After). */
   drainRetryAt?: string;
-  /** Consecutive drain passes refused by a PodDisruptionBudget: the eviction back-off grows with it. */
+  /** The budgets (`namespace/name`) that refused the last pass: re-read to retry before `drainRetryAt`. */
+  drainBlockedBy?: string[];
+  /** `drainRetryAt` is the server's Retry-After: no pass before it, whatever the budget says. */
+  drainRetryHinted?: boolean;
+  /** Consecutive drain passes refused by a PodDisruptionBudget. */
   drainAttempts?: number;
   /** When the drain finished, for the delay before the reboot order. */
   drainedAt?: string;
@@ -50,6 +56,8 @@ export interface NodeRecord {
   rebootedAt?: string;
   /** Where `releasing` leads: back to idle, or to a back-off after a failed drain. */
   outcome?: ReleaseOutcome;
+  /** Shadow mode: the boot id whose turn was decided; the node waits for someone else's reboot (kured's) before another. */
+  shadowBootId?: string;
   /** In `drain-failed`: no new attempt before this time. */
   retryAt?: string;
   /** Consecutive failed drains, and when the first of them happened (for the drain-failure policy). */
@@ -64,6 +72,8 @@ export interface NodeRecord {
 
   /** An operator's request for this node, waiting its turn like a sentinel reboot. */
   request?: ManualRequest;
+  /** Who asked to retry a drain-failed node now rather than after its back-off; set by the retry API, acted on by the state's step. */
+  retryRequestedBy?: string;
   /** Who released the node from maintenance, stuck or quarantine; set by the release API, acted on by the state's step. */
   releaseRequestedBy?: string;
   /** The node's last transitions, newest last, for the node API. */
@@ -93,7 +103,8 @@ export interface RecentTransition {
 }
 
 /** `interrupted`: the node stopped being ours mid-lease (uncordoned or re-cordoned by someone else); the turn is handed back and retried after the drain-failure back-off. */
-export type ReleaseOutcome = "completed" | "cancelled" | "drain-failed" | "quarantined" | "node-deleted" | "operator-released" | "interrupted";
+/** `shadow`: a turn of shadow mode, decided and recorded, with nothing done to the node. */
+export type ReleaseOutcome = "completed" | "cancelled" | "drain-failed" | "quarantined" | "node-deleted" | "operator-released" | "interrupted" | "shadow";
 
 export interface Versioned<T> {
   value: T;
@@ -101,7 +112,7 @@ export interface Versioned<T> {
 }
 
 /** Fields kept as JSON text, because Table Storage has no array type; each may take several string parts. */
-const JSON_FIELDS = ["reasons", "request", "recent"] as const;
+const JSON_FIELDS = ["reasons", "turnReasons", "request", "recent", "drainBlockedBy"] as const;
 
 /**
  * The longest message a record keeps (`why`, `holdReason`, `drainBlocker`, each transition's `why`).
@@ -111,9 +122,9 @@ const JSON_FIELDS = ["reasons", "request", "recent"] as const;
 export const MAX_MESSAGE_CHARS = 2_000;
 
 /**
- * The row, sized for its worst case: `reasons` of a maximal check-in (`MAX_REASONS_JSON_BYTES`, two
- * parts), ten transitions of `MAX_MESSAGE_CHARS` (≤ 45,000 characters of JSON), an operator request
- * (≤ 1,600) and the messages: about 240 KB of the entity's 1 MiB.
+ * The row, sized for its worst case: `reasons` and `turnReasons` of a maximal check-in
+ * (`MAX_REASONS_JSON_BYTES`, two parts each), ten transitions of `MAX_MESSAGE_CHARS` (≤ 45,000 characters of JSON), an operator request
+ * (≤ 1,600) and the messages: about 360 KB of the entity's 1 MiB.
  */
 export function toEntity(record: NodeRecord): TableEntity {
   const entity: TableEntity<Record<string, unknown>> = { partitionKey: record.cluster, rowKey: rowKeys.node(record.node) };
@@ -170,6 +181,16 @@ export class NodeStore {
     try {
       const response = await this.table.updateEntity(toEntity(record), "Replace", { etag });
       return { value: record, etag: response.etag! };
+    } catch (error) {
+      if (isConflict(error) || isNotFound(error)) throw new StaleRecordError(record.cluster, record.node);
+      throw error;
+    }
+  }
+
+  /** Replaces the record if its ETag still matches, in one transaction with `alongWith` (rows of the same cluster, e.g. history). */
+  async replaceWith(record: NodeRecord, etag: string, alongWith: TransactionAction[]): Promise<void> {
+    try {
+      await this.table.submitTransaction([this.replaceAction(record, etag), ...alongWith]);
     } catch (error) {
       if (isConflict(error) || isNotFound(error)) throw new StaleRecordError(record.cluster, record.node);
       throw error;

@@ -1,7 +1,7 @@
-import type { AnnotationChanges, ClusterApi, KubeNode, KubePod, NodeChange } from "../kube/clusterApi";
-import { nodeAnnotations } from "../kube/clusterApi";
+import type { AnnotationChanges, ClusterApi, KubeNode, KubePod, NodeChange, NodeEvent } from "../kube/clusterApi";
+import { kuredAnnotations, nodeAnnotations } from "../kube/clusterApi";
 import type { ClusterLock } from "../lock/tableLock";
-import { drainPass } from "../drain/drainer";
+import { classifyPod, drainFor, untilBudgetAllows } from "../drain/drainer";
 import { historyAction, historyEntry } from "../history/history";
 import {
   applyPendingTaint,
@@ -18,6 +18,7 @@ import {
 } from "../policy/lifecycle";
 import type { GateContext, Policy, RebootGate } from "../policy/policy";
 import { listShort } from "../policy/gates/gate";
+import { pdbsCovering, podsToEvict } from "../policy/gates/pdbPrecheck";
 import type { NodeRecord, NodeStore } from "./nodeRecord";
 
 /**
@@ -96,6 +97,20 @@ export function wantsTurn(record: NodeRecord): boolean {
   return record.rebootRequired || (record.request !== undefined && record.request.cancelledBy === undefined);
 }
 
+/**
+ * Whether the node's agent is there to take a reboot order: it checked in within the busy interval
+ * (twice it, for one late or jittered check-in), or this invocation is its check-in. A drain-only
+ * request needs no agent. See docs: "Never cordon a node whose agent is not engaged" (issue 15).
+ */
+export function agentEngaged(record: NodeRecord, ports: Pick<StepPorts, "checkinOf" | "now" | "policy">): boolean {
+  if (record.request?.mode === "drain-only" && !record.rebootRequired) return true;
+  if (ports.checkinOf === record.node) return true;
+  const last = record.lastCheckinAt ? Date.parse(record.lastCheckinAt) : Number.NaN;
+  return ports.now.getTime() - last <= ENGAGED_INTERVALS * ports.policy.checkinBusySeconds * 1000;
+}
+
+const ENGAGED_INTERVALS = 2;
+
 /** How many transitions a record keeps for the node API. */
 const RECENT_TRANSITIONS = 10;
 
@@ -107,6 +122,16 @@ export interface StepPorts {
   store: NodeStore;
   gate: RebootGate;
   newLeaseId(): string;
+  /**
+   * How long a step may wait within this invocation for what it waits on (evicted pods, a budget, the
+   * node's Ready) before it answers; 0 on the reconcile timer, which serves many nodes in one pass.
+   */
+  waitMs: number;
+  sleep(ms: number): Promise<void>;
+  /** The time now, for what a step records after it waited (`now` is when the step started). */
+  clock(): Date;
+  /** The node whose agent's check-in this invocation answers, if any. */
+  checkinOf?: string;
 }
 
 export type StepResult =
@@ -123,7 +148,10 @@ export type StepResult =
    * Nothing more to do now; `set` records progress without changing state. `yieldTo` names a node
    * ahead in the queue that may go now: the runner advances it in this node's stead.
    */
-  | { kind: "wait"; why: string; set?: Partial<NodeRecord>; yieldTo?: string };
+  | { kind: "wait"; why: string; set?: Partial<NodeRecord>; yieldTo?: string; event?: WaitEvent };
+
+/** A Kubernetes Event the runner writes on the node once the wait is recorded (a refused eviction). */
+export type WaitEvent = Pick<NodeEvent, "type" | "reason" | "message">;
 
 /** The record after a transition: the single place where `state`, `since` and `why` change. */
 export function nextRecord(record: NodeRecord, to: NodeState, why: string, now: Date, set: Partial<NodeRecord> = {}): NodeRecord {
@@ -146,13 +174,22 @@ const LEASE_FIELDS: Partial<NodeRecord> = {
   drainBlocker: undefined,
   drainRetryAt: undefined,
   drainAttempts: undefined,
+  drainBlockedBy: undefined,
+  drainRetryHinted: undefined,
   drainedAt: undefined,
   rebootOrderedAt: undefined,
   orderBootId: undefined,
   orderNodeBootId: undefined,
   rebootedAt: undefined,
   outcome: undefined,
+  turnReasons: undefined,
 };
+
+/** What a drain that waits records about its blocker, cleared once it stops waiting. */
+const DRAIN_WAIT_CLEARED: Partial<NodeRecord> = { drainBlocker: undefined, drainRetryAt: undefined, drainBlockedBy: undefined, drainRetryHinted: undefined };
+
+/** How often a step that waits for the node's Ready reads the node again. */
+const READY_POLL_MS = 200;
 
 const iso = (date: Date) => date.toISOString();
 const minutes = (ms: number) => `${Math.round(ms / 60_000)} min`;
@@ -163,11 +200,15 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
   async idle(record, _etag, ports) {
     const { now } = ports;
     if (!wantsTurn(record)) return { kind: "wait", why: "no reboot required" };
+    const shadow = ports.policy.mode === "shadow";
+    if (shadow && !record.request && record.shadowBootId !== undefined && record.shadowBootId === record.bootId) {
+      return { kind: "wait", why: `shadow mode: this boot's turn was decided (see history); waiting for the node to be rebooted by someone else (kured)` };
+    }
     const loop = rebootLoopReason(ports.policy, record, now);
     if (loop) {
       const kube = await ports.kube();
       const node = await kube.getNode(record.node);
-      if (node) await kube.updateNode(node, { labels: { [QUARANTINE_LABEL]: "true" } });
+      if (node && !shadow) await kube.updateNode(node, { labels: { [QUARANTINE_LABEL]: "true" } });
       return { kind: "move", to: "quarantined", why: loop, set: { quarantineLabel: QUARANTINE_LABEL } };
     }
     const why = record.request ? `${record.request.mode} requested by ${record.request.requestedBy}: ${record.request.reason}` : `reboot required: ${describeReasons(record)}`;
@@ -177,7 +218,7 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
   async pending(record, etag, ports) {
     if (!wantsTurn(record)) {
       // Also when the option is off now: the node may carry the taint from when it was on.
-      await applyPendingTaint(await ports.kube(), ports.policy, record.node, false);
+      if (ports.policy.mode !== "shadow") await applyPendingTaint(await ports.kube(), ports.policy, record.node, false);
       return { kind: "move", to: "idle", why: "reboot no longer required", set: { pendingSince: undefined } };
     }
     const notBefore = record.request?.notBefore;
@@ -197,8 +238,12 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     // Whoever checks in first when a hold lifts must not jump the queue: a node ahead that may go, goes first.
     const ahead = await eligibleAhead(record, ports, context.records);
     if (ahead) return { ...(await waitInQueue(record, ports, `waiting behind ${ahead}, which is ahead in the queue`)), yieldTo: ahead };
+    // A node is only cordoned when its agent is there to take the reboot order; the turn then starts
+    // in the answer to the agent's next check-in, so a drained node never sits waiting for one.
+    if (!agentEngaged(record, ports)) return waitInQueue(record, ports, `waiting for the node's agent to check in (within ${ports.policy.checkinIdleSeconds} s); the node stays uncordoned until then`);
     const node = await (await ports.kube()).getNode(record.node);
-    if (!node) return { kind: "move", to: "idle", why: "the node no longer exists in the cluster", set: { pendingSince: undefined } };
+    // Like a release after the node was deleted: forget the machine's facts, so that a node that later takes its name reports its own.
+    if (!node) return { kind: "move", to: "idle", why: "the node no longer exists in the cluster", set: { pendingSince: undefined, bootId: undefined, rebootRequired: false, reasons: [] } };
 
     const leaseId = ports.newLeaseId();
     const holder = {
@@ -213,6 +258,8 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
       leaseId,
       acquiredAt: holder.acquiredAt,
       wasUnschedulable,
+      // The post-boot check-in replaces `reasons` before the release writes history: keep what caused this turn.
+      turnReasons: record.reasons,
     });
     // The gates decided on the cluster as it was when the lock was read (maxPerZone, maxPerPool, …): if a
     // slot was taken or freed since, the lock's ETag changed and this is a conflict, so the gates run again.
@@ -227,6 +274,7 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     const node = await kube.getNode(record.node);
     if (!node) return release("node-deleted", "the node no longer exists in the cluster");
     if (!wantsTurn(record)) return release("cancelled", "reboot no longer required");
+    if (ports.policy.mode === "shadow") return shadowTurn(kube, record, ports);
     // Decided again on the node as it is now: an administrator may have cordoned it since the slot was
     // taken, and that cordon must outlive the lease. A cordon carrying any lease annotation is Rollcall's.
     const wasUnschedulable = node.unschedulable && node.annotations[nodeAnnotations.cordonedBy] === undefined;
@@ -234,7 +282,11 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
       ? { [nodeAnnotations.state]: "draining" }
       : { [nodeAnnotations.cordonedBy]: record.leaseId!, [nodeAnnotations.state]: "draining" };
     // One write, conditional on the node read above, with kured's pre-reboot labels.
-    const written = await kube.updateNode(node, { unschedulable: true, annotations, ...(hasNodeLabels(ports.policy) && { labels: preRebootLabels(ports.policy) }) });
+    const written = await kube.updateNode(node, {
+      unschedulable: true,
+      annotations: { ...annotations, ...kuredTurnAnnotations(ports.policy, ports.now) },
+      ...(hasNodeLabels(ports.policy) && { labels: preRebootLabels(ports.policy) }),
+    });
     const why = wasUnschedulable ? "already cordoned by someone else; left as it was" : "cordoned";
     const lease = { wasUnschedulable, nodeUid: written.uid, leaseBootId: record.bootId, leaseNodeBootId: node.bootId };
     return { kind: "move", to: "draining", why, set: { drainStartedAt: iso(ports.now), drainAttempts: 0, ...lease } };
@@ -256,12 +308,22 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
       if (onDrainTimeout(ports.policy) === "force-reboot") return orderReboot(record, node, ports, `${why}; rebooting anyway (drain.forceRebootAfterTimeout)`);
       return drainFailed(record, node, ports, why);
     }
+    // Every further pass within this invocation first checks that the lease still holds the node.
+    const stillHeld = async () => {
+      const current = await kube.getNode(record.node);
+      return current !== undefined && leaseLost(record, current) === undefined;
+    };
+    const wait = { waitMs: ports.waitMs, sleep: ports.sleep, now: ports.clock, stillHeld };
     if (record.drainRetryAt && Date.parse(record.drainRetryAt) > ports.now.getTime()) {
-      return { kind: "wait", why: record.drainBlocker ?? "draining" };
+      // Before the blind retry, only a budget that allows a disruption again is a reason to evict
+      // sooner; a server's Retry-After is honoured as it stands.
+      const allowed = !record.drainRetryHinted && (await untilBudgetAllows(kube, record.drainBlockedBy ?? [], wait)).allowed;
+      // That wait may have taken seconds: the node is looked at again before evicting.
+      if (!allowed || !(await stillHeld())) return { kind: "wait", why: record.drainBlocker ?? "draining" };
     }
     const attempts = record.drainAttempts ?? 0;
     const options = ports.policy.drain.podSelector ? { ...ports.policy.drain, podFilter: (pod: KubePod) => drainSelects(ports.policy, pod) } : ports.policy.drain;
-    const pass = await drainPass(kube, record.node, options, ports.now, attempts);
+    const pass = await drainFor(kube, record.node, options, wait);
     if (pass.kind === "refused") return drainFailed(record, node, ports, pass.reason);
     if (pass.kind === "waiting") {
       return {
@@ -269,10 +331,14 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
         why: pass.blocker,
         set: {
           drainBlocker: pass.blocker,
-          drainRetryAt: iso(new Date(ports.now.getTime() + pass.retryAfterMs)),
-          // The back-off grows with consecutive refusals by a budget, not with passes that made progress.
+          drainRetryAt: iso(new Date(ports.clock().getTime() + pass.retryAfterMs)),
+          drainBlockedBy: pass.pdbs.length > 0 ? pass.pdbs : undefined,
+          drainRetryHinted: pass.serverRetryAfter || undefined,
+          // Consecutive refusals by a budget, not passes that made progress (shown in the node's status).
           drainAttempts: pass.pdbBlocked ? attempts + 1 : 0,
         },
+        // Each refusal is told; the same pod and budget again counts on the same Event (series).
+        ...(pass.pdbBlocked && { event: { type: "Warning" as const, reason: "RollcallDrainBlocked", message: pass.blocker } }),
       };
     }
     if (record.request?.mode === "drain-only" && !record.rebootRequired) {
@@ -280,12 +346,12 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
         kind: "move",
         to: "maintenance",
         why: `drained for maintenance requested by ${record.request.requestedBy}; end it with POST …/release`,
-        set: { drainBlocker: undefined, drainRetryAt: undefined },
+        set: DRAIN_WAIT_CLEARED,
       };
     }
     const drainedAt = record.drainedAt ?? iso(ports.now);
     const delay = delayBeforeRebootReason(ports.policy, new Date(drainedAt), ports.now);
-    if (delay) return { kind: "wait", why: delay, set: { drainedAt, drainBlocker: undefined, drainRetryAt: undefined } };
+    if (delay) return { kind: "wait", why: delay, set: { drainedAt, ...DRAIN_WAIT_CLEARED } };
     const hold = await ports.gate.holdReason(gateContext(record, ports, "before-reboot"));
     if (hold) return { kind: "wait", why: `drained; reboot held: ${hold}`, set: { drainedAt } };
     return orderReboot(record, node, ports, "drained; reboot ordered");
@@ -306,11 +372,19 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
   },
 
   async rebooted(record, _etag, ports) {
-    const node = await (await ports.kube()).getNode(record.node);
+    const kube = await ports.kube();
+    let node = await kube.getNode(record.node);
     if (!node) return release("node-deleted", "the node no longer exists in the cluster");
     if (node.bootId === record.orderNodeBootId) return { kind: "wait", why: "waiting for the node object to report the new boot id" };
     // After a reboot the node noticed first, the agent's facts (the sentinel) are only current once it checked in again.
     if (record.orderBootId && record.bootId === record.orderBootId) return { kind: "wait", why: "waiting for the agent to check in after the reboot" };
+    // The kubelet posts the new boot id while still NotReady and Ready about 1 s later
+    // (../shared/k8s-captured/README.md): waited out here, not until the next check-in.
+    for (let left = Math.floor(ports.waitMs / READY_POLL_MS); node && !node.ready && left > 0; left--) {
+      await ports.sleep(READY_POLL_MS);
+      node = await kube.getNode(record.node);
+    }
+    if (!node) return release("node-deleted", "the node no longer exists in the cluster");
     if (!node.ready) return { kind: "wait", why: "waiting for the node to be Ready" };
     const neededAt = Date.parse(record.pendingSince ?? iso(ports.now));
     const chained = record.lastRebootAt !== undefined && neededAt - Date.parse(record.lastRebootAt) < REBOOT_CHAIN_MS;
@@ -324,10 +398,11 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     const kube = await ports.kube();
     const found = await kube.getNode(record.node);
     // A node object re-created under the same name is another machine: nothing of this lease is on it.
-    const node = found && (!record.nodeUid || found.uid === record.nodeUid) ? found : undefined;
+    const node = found && (!record.nodeUid || found.uid === record.nodeUid) && record.outcome !== "shadow" ? found : undefined;
     if (node && record.outcome === "quarantined") {
       // Quarantine leaves the node cordoned and labelled until an operator releases it.
-      await kube.updateNode(node, { labels: { [record.quarantineLabel ?? QUARANTINE_LABEL]: "true" }, annotations: { [nodeAnnotations.state]: "quarantined" } });
+      const annotations = { [nodeAnnotations.state]: "quarantined", ...kuredTurnEnded(ports.policy, node) };
+      await kube.updateNode(node, { labels: { [record.quarantineLabel ?? QUARANTINE_LABEL]: "true" }, annotations });
     } else if (node) {
       await restoreNode(kube, node, record, ports.policy);
     }
@@ -338,7 +413,11 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
   },
 
   async "drain-failed"(record, _etag, { now }) {
-    if (!wantsTurn(record)) return { kind: "move", to: "idle", why: "reboot no longer required", set: { retryAt: undefined, pendingSince: undefined } };
+    if (!wantsTurn(record)) return { kind: "move", to: "idle", why: "reboot no longer required", set: { retryAt: undefined, retryRequestedBy: undefined, pendingSince: undefined } };
+    if (record.retryRequestedBy) {
+      const skipped = record.retryAt ? ` (back-off until ${record.retryAt} skipped)` : "";
+      return { kind: "move", to: "pending", why: `retry requested by ${record.retryRequestedBy}${skipped}`, set: { retryAt: undefined, retryRequestedBy: undefined } };
+    }
     if (record.retryAt && Date.parse(record.retryAt) > now.getTime()) return { kind: "wait", why: record.why };
     return { kind: "move", to: "pending", why: "retrying after the drain-failure back-off", set: { retryAt: undefined } };
   },
@@ -376,7 +455,7 @@ function gateContext(record: NodeRecord, ports: StepPorts, phase: GateContext["p
 async function eligibleAhead(record: NodeRecord, ports: StepPorts, records: GateContext["records"]): Promise<string | undefined> {
   const order = pendingOrder(ports.policy);
   const ahead = (await records())
-    .filter((other) => other.state === "pending" && other.node !== record.node && wantsTurn(other) && order(other, record) < 0)
+    .filter((other) => other.state === "pending" && other.node !== record.node && wantsTurn(other) && agentEngaged(other, ports) && order(other, record) < 0)
     .filter((other) => !other.request?.notBefore || other.rebootRequired || Date.parse(other.request.notBefore) <= ports.now.getTime())
     .sort(order);
   for (const other of ahead) {
@@ -406,6 +485,8 @@ function afterRelease(record: NodeRecord, { now, policy }: StepPorts): NodeRecor
         ...LEASE_FIELDS,
         retryAt: iso(new Date(now.getTime() + policy.drainFailureBackoffMs)),
       });
+    case "shadow":
+      return nextRecord(record, "idle", record.why, now, { ...done, shadowBootId: record.bootId });
     case "quarantined":
       // The lease stays recorded: it is what marks the cordon as Rollcall's when an operator releases the node.
       return nextRecord(record, "quarantined", record.why, now, { ...LEASE_FIELDS, leaseId: record.leaseId, wasUnschedulable: record.wasUnschedulable });
@@ -448,12 +529,55 @@ async function restoreNode(kube: ClusterApi, node: KubeNode, record: NodeRecord,
   } else if (node.annotations[nodeAnnotations.state] !== undefined) {
     change.annotations = { [nodeAnnotations.state]: null };
   }
+  const kured = kuredTurnEnded(policy, node);
+  if (Object.keys(kured).length > 0) change.annotations = { ...change.annotations, ...kured };
   const taintKey = policy.preferNoScheduleTaint?.key;
   if (taintKey && node.taints?.some((t) => t.key === taintKey)) change.taints = node.taints.filter((t) => t.key !== taintKey);
   const labels: Record<string, string | null> = record.outcome === "completed" && hasNodeLabels(policy) ? postRebootLabels(policy) : {};
   if (record.quarantineLabel && node.labels[record.quarantineLabel] !== undefined) labels[record.quarantineLabel] = null;
   if (Object.keys(labels).length > 0) change.labels = labels;
   if (Object.keys(change).length > 0) await kube.updateNode(node, change);
+}
+
+/**
+ * A turn in shadow mode (policy `mode: shadow`), taken under the lock like a real one so that status
+ * and history show who would go and when, then released at once: what the drain would evict and what
+ * would refuse or block it, and whether the reboot would be held, read from the cluster; nothing
+ * written to it. The node then waits for a new boot id (kured's reboot) before it asks again.
+ */
+async function shadowTurn(kube: ClusterApi, record: NodeRecord, ports: StepPorts): Promise<StepResult> {
+  const pods = await kube.listPodsOnNode(record.node);
+  const options = ports.policy.drain.podSelector ? { ...ports.policy.drain, podFilter: (pod: KubePod) => drainSelects(ports.policy, pod) } : ports.policy.drain;
+  const refused = pods.flatMap((pod) => {
+    const decision = classifyPod(pod, options);
+    return decision.action === "refuse" ? [decision.why] : [];
+  });
+  const evict = podsToEvict(pods, ports.policy);
+  const pdbs = evict.length > 0 ? await kube.listPodDisruptionBudgets() : [];
+  const blocked = evict.flatMap((pod) => pdbsCovering(pod, pdbs).filter((pdb) => pdb.disruptionsAllowed < 1).map((pdb) => `${pod.namespace}/${pod.name} by PodDisruptionBudget ${pdb.namespace}/${pdb.name}`));
+  const hold = await ports.gate.holdReason(gateContext(record, ports, "before-reboot"));
+  const parts = [
+    `would cordon and evict ${evict.length} pod(s)${evict.length ? ` (${listShort(evict.map((p) => `${p.namespace}/${p.name}`), 5)})` : ""}`,
+    refused.length ? `the drain would be refused: ${listShort(refused, 2)}` : undefined,
+    blocked.length ? `evictions would be blocked: ${listShort(blocked, 3)}` : undefined,
+    hold ? `the reboot would be held: ${hold}` : "then order the reboot",
+  ];
+  return release("shadow", `shadow mode, nothing done: ${parts.filter(Boolean).join("; ")}`);
+}
+
+/**
+ * kured's node annotations (policy `kuredAnnotations`), as kured's rebootAsRequired writes them: both
+ * set to the same RFC 3339 time (seconds) when the node's turn starts; `…-reboot-in-progress` is
+ * removed when the turn ends, `…-most-recent-reboot-needed` stays (cmd/kured/main.go).
+ */
+function kuredTurnAnnotations(policy: Policy, now: Date): AnnotationChanges {
+  if (!policy.kuredAnnotations) return {};
+  const at = now.toISOString().replace(/\.\d{3}Z$/, "Z");
+  return { [kuredAnnotations.rebootInProgress]: at, [kuredAnnotations.mostRecentRebootNeeded]: at };
+}
+
+function kuredTurnEnded(policy: Policy, node: KubeNode): AnnotationChanges {
+  return policy.kuredAnnotations && node.annotations[kuredAnnotations.rebootInProgress] !== undefined ? { [kuredAnnotations.rebootInProgress]: null } : {};
 }
 
 /**
@@ -494,8 +618,7 @@ function rebootedDuringLease(record: NodeRecord, node: KubeNode, ports: StepPort
     to: "rebooted",
     why: `the node rebooted by itself during its drain (${seen}); confirming that reboot instead of ordering another`,
     set: {
-      drainBlocker: undefined,
-      drainRetryAt: undefined,
+      ...DRAIN_WAIT_CLEARED,
       drainedAt: undefined,
       orderBootId: record.leaseBootId,
       orderNodeBootId: record.leaseNodeBootId,
@@ -511,7 +634,7 @@ function hasNodeLabels(policy: Policy): boolean {
 
 /** A pending node keeps waiting; with the option on, it carries the PreferNoSchedule taint meanwhile. */
 async function waitInQueue(record: NodeRecord, ports: StepPorts, why: string): Promise<StepResult> {
-  if (ports.policy.preferNoScheduleTaint?.enabled) await applyPendingTaint(await ports.kube(), ports.policy, record.node, true);
+  if (ports.policy.preferNoScheduleTaint?.enabled && ports.policy.mode !== "shadow") await applyPendingTaint(await ports.kube(), ports.policy, record.node, true);
   return { kind: "wait", why };
 }
 
@@ -527,8 +650,7 @@ function orderReboot(record: NodeRecord, node: KubeNode, ports: StepPorts, why: 
     why,
     set: {
       ...extra,
-      drainBlocker: undefined,
-      drainRetryAt: undefined,
+      ...DRAIN_WAIT_CLEARED,
       drainedAt: undefined,
       rebootOrderedAt: iso(ports.now),
       orderBootId: record.bootId,

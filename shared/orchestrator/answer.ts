@@ -2,6 +2,8 @@ import type { CheckinResponse } from "../protocol/checkin";
 import type { NodeRecord } from "../node/nodeRecord";
 import type { Policy } from "../policy/policy";
 
+const REBOOTED_RECHECK_SECONDS = 1;
+
 /** What the agent is told after a check-in, derived from the node's state alone. */
 export function answerFor(record: NodeRecord, policy: Policy, now: Date): CheckinResponse {
   const busy = policy.checkinBusySeconds;
@@ -21,6 +23,9 @@ export function answerFor(record: NodeRecord, policy: Policy, now: Date): Checki
       const untilRetry = record.retryAt ? Math.ceil((Date.parse(record.retryAt) - now.getTime()) / 1000) : busy;
       return { action: "wait", state: record.state, reason, nextCheckinSeconds: clamp(untilRetry, busy, policy.checkinIdleSeconds) };
     }
+    case "rebooted":
+      // Back from its reboot, the node reports Ready about 1 s after its new boot id: look again then.
+      return { action: "wait", state: record.state, reason, nextCheckinSeconds: Math.min(busy, REBOOTED_RECHECK_SECONDS) };
     default:
       return { action: "wait", state: record.state, reason, nextCheckinSeconds: busy };
   }

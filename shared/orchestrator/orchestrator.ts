@@ -8,10 +8,13 @@ import { leftoverRepair, LOCK_HOLDING_STATES, wantsTurn, nextRecord, type NodeSt
 import type { Policy, PolicySource, RebootGate } from "../policy/policy";
 import { telemetryEvents, telemetryMetrics, type Telemetry } from "../telemetry/names";
 import { type AgentVerifier, describeAgent } from "../auth/tokenReview";
+import { historyAction, historyEntry } from "../history/history";
 import { answerFor } from "./answer";
 import { notifyTransition } from "../notify/notifier";
 import { pendingOrder } from "../policy/lifecycle";
 import { type Logger, logTransition } from "./transitionLog";
+import { tellNode, tellWait } from "./nodeEvents";
+import { readOnlyClusterApi } from "../kube/readOnly";
 
 export interface OrchestratorDeps {
   store: NodeStore;
@@ -36,6 +39,26 @@ export interface ReconcileReport {
   pending: number;
   stuck: number;
 }
+
+/**
+ * How stale `lastCheckinAt` may be: a check-in that changes no fact rewrites it only when it is older
+ * than this, so an idle fleet costs one storage write per node per period instead of one per check-in
+ * (the agent checks in every minute by default). docs/api.md states what the field means.
+ */
+export const LAST_CHECKIN_GRANULARITY_MS = 5 * 60_000;
+
+function checkinOutdated(record: NodeRecord, now: Date, policy: Policy): boolean {
+  // A queued node's check-in is what makes it eligible for a freed slot (`agentEngaged`): kept to the busy interval.
+  const granularityMs = record.state === "pending" ? policy.checkinBusySeconds * 1000 : LAST_CHECKIN_GRANULARITY_MS;
+  return record.lastCheckinAt === undefined || now.getTime() - Date.parse(record.lastCheckinAt) >= granularityMs;
+}
+
+/**
+ * The longest a step waits within one invocation for what it waits on (evicted pods, a budget, Ready),
+ * and what of the step budget it always leaves for the writes and the answer.
+ */
+const EVENT_WAIT_MS = 3_000;
+const WAIT_RESERVE = 0.4;
 
 /** A safety net against a step that keeps moving without converging; real chains are at most ~8 steps. */
 const MAX_STEPS_PER_RUN = 16;
@@ -69,11 +92,11 @@ export class Orchestrator {
         { cluster, node, state: "idle", since: this.now().toISOString(), why: "first check-in", ...facts, lastCheckinAt: this.now().toISOString() },
         log,
       );
-    } else if (factsChanged(current.value, facts)) {
+    } else if (factsChanged(current.value, facts) || checkinOutdated(current.value, this.now(), await this.deps.policy(cluster))) {
       current = await this.writeFacts(current, facts);
     }
     if (current.value.state !== "idle" || wantsTurn(current.value)) {
-      current = await this.run(current, this.deadline(), log);
+      current = await this.run(current, this.deadline(), log, { checkinOf: node });
     }
     const policy = await this.deps.policy(cluster);
     return answerFor(current.value, policy, this.now());
@@ -97,10 +120,12 @@ export class Orchestrator {
     const records = await this.deps.store.list(cluster);
     for (const record of orderForReconcile(records, pendingOrder(await this.deps.policy(cluster)))) {
       if (this.now() >= deadline) break;
-      await this.run(record, deadline, log);
+      // No step waits here: the timer serves every node in one bounded pass.
+      await this.run(record, deadline, log, { wait: false });
       report.advanced++;
     }
-    await this.repairLeftovers(cluster, report, log);
+    // Shadow mode writes nothing, repairs included: beside kured, a cordon is kured's business.
+    if ((await this.deps.policy(cluster)).mode !== "shadow") await this.repairLeftovers(cluster, report, log);
     const after = await this.deps.store.list(cluster);
     report.pending = after.filter((r) => r.value.state === "pending").length;
     report.stuck = after.filter((r) => r.value.state === "stuck").length;
@@ -113,7 +138,7 @@ export class Orchestrator {
     return new Date(this.now().getTime() + this.deps.stepBudgetMs);
   }
 
-  private async run(start: Versioned<NodeRecord>, deadline: Date, log: Logger): Promise<Versioned<NodeRecord>> {
+  private async run(start: Versioned<NodeRecord>, deadline: Date, log: Logger, how: RunOptions = {}): Promise<Versioned<NodeRecord>> {
     const { cluster, node } = start.value;
     let policy = await this.deps.policy(cluster);
     let current = start;
@@ -121,7 +146,7 @@ export class Orchestrator {
     let yielded = false;
     for (let i = 0; i < MAX_STEPS_PER_RUN && this.now() < deadline; i++) {
       const from = current.value.state;
-      const ports = this.ports(cluster, policy);
+      const ports = this.ports(cluster, policy, deadline, how);
       let result;
       try {
         result = await STEPS[from](current.value, current.etag, ports);
@@ -141,11 +166,12 @@ export class Orchestrator {
       }
       if (result.kind === "wait") {
         current = await this.recordWait(current, result.why, result.set);
+        if (result.event && policy.mode !== "shadow") await tellWait(ports.kube, current.value, result.event, log);
         if (result.yieldTo && !yielded) {
           // Serve the node ahead in the queue now, then look again: a slot may be left for this one too.
           yielded = true;
           const ahead = await this.deps.store.get(cluster, result.yieldTo);
-          if (ahead) await this.run(ahead, deadline, log);
+          if (ahead) await this.run(ahead, deadline, log, { wait: how.wait });
           current = (await this.deps.store.get(cluster, node)) ?? current;
           continue;
         }
@@ -169,21 +195,22 @@ export class Orchestrator {
       await this.recordTransition(from, next, ports.now, log, policy);
       if (from === "releasing") freedSlot = true;
     }
-    if (freedSlot) await this.startNextPending(cluster, deadline, log);
+    if (freedSlot) await this.startNextPending(cluster, deadline, log, how.wait);
     return current;
   }
 
   /** Hands a freed slot to the longest-waiting pending node at once, instead of at its next check-in. */
-  private async startNextPending(cluster: string, deadline: Date, log: Logger): Promise<void> {
+  private async startNextPending(cluster: string, deadline: Date, log: Logger, wait?: boolean): Promise<void> {
     const policy = await this.deps.policy(cluster);
     const order = pendingOrder(policy);
     const waiting = (await this.deps.store.list(cluster))
       .filter((r) => r.value.state === "pending")
       .sort((a, b) => order(a.value, b.value));
+    // Once the slots are taken again, the rest still step (a lock read each, a write only if the reason
+    // changed): a hold reason that names the node just released would be untrue until the next tick.
     for (const candidate of waiting) {
       if (this.now() >= deadline) return;
-      if ((await this.deps.lock.view(cluster)).holders.length >= policy.concurrency) return;
-      await this.run(candidate, deadline, log);
+      await this.run(candidate, deadline, log, { wait });
     }
   }
 
@@ -225,7 +252,9 @@ export class Orchestrator {
       const next = nextRecord(current.value, expiry.to, expiry.why, now, expiry.set);
       report.expired.push(holder.node);
       if (expiry.to === "stuck") {
-        const released = await this.deps.lock.release(cluster, holder.node, holder.leaseId, [this.deps.store.replaceAction(next, current.etag)]);
+        // The episode goes into history as it starts, in the transaction that frees the slot: it may never end.
+        const episode = historyAction(historyEntry({ ...current.value, why: expiry.why }, now, "stuck"));
+        const released = await this.deps.lock.release(cluster, holder.node, holder.leaseId, [this.deps.store.replaceAction(next, current.etag), episode]);
         if (released.kind === "conflict") continue;
         this.deps.telemetry.event(telemetryEvents.stuck, { cluster, node: holder.node, state: current.value.state, why: expiry.why });
       } else {
@@ -241,11 +270,17 @@ export class Orchestrator {
     }
   }
 
-  private ports(cluster: string, policy: Policy): StepPorts {
+  private ports(cluster: string, policy: Policy, deadline: Date, how: RunOptions): StepPorts {
+    const now = this.now();
+    const left = deadline.getTime() - now.getTime() - WAIT_RESERVE * this.deps.stepBudgetMs;
     return {
-      now: this.now(),
+      now,
+      waitMs: how.wait === false ? 0 : Math.max(0, Math.min(EVENT_WAIT_MS, left)),
+      sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+      clock: () => this.now(),
+      checkinOf: how.checkinOf,
       policy,
-      kube: () => this.deps.kube(cluster),
+      kube: policy.mode === "shadow" ? () => this.deps.kube(cluster).then(readOnlyClusterApi) : () => this.deps.kube(cluster),
       lock: this.deps.lock,
       store: this.deps.store,
       gate: this.deps.gate,
@@ -282,7 +317,7 @@ export class Orchestrator {
   private async writeFacts(current: Versioned<NodeRecord>, facts: ReportedFacts): Promise<Versioned<NodeRecord>> {
     for (;;) {
       try {
-        return await this.deps.store.replace({ ...current.value, ...facts, lastCheckinAt: this.now().toISOString() }, current.etag);
+        return await this.deps.store.replace({ ...current.value, ...facts, ...registered(current.value, facts), lastCheckinAt: this.now().toISOString() }, current.etag);
       } catch (error) {
         if (!(error instanceof StaleRecordError)) throw error;
         const reloaded = await this.deps.store.get(current.value.cluster, current.value.node);
@@ -296,6 +331,7 @@ export class Orchestrator {
   private async recordTransition(from: NodeState, next: NodeRecord, now: Date, log: Logger, policy: Policy): Promise<void> {
     logTransition(log, from, next);
     const { cluster, node } = next;
+    if (policy.mode !== "shadow") await tellNode(() => this.deps.kube(cluster), from, next, log);
     this.deps.telemetry.event(telemetryEvents.transition, { cluster, node, from, to: next.state, why: next.why, leaseId: next.leaseId });
     const since = (field: string | undefined) => (field ? (now.getTime() - Date.parse(field)) / 1000 : undefined);
     const phase: [string, number | undefined] | undefined =
@@ -313,10 +349,26 @@ export class Orchestrator {
   }
 }
 
+interface RunOptions {
+  /** The node whose agent's check-in this run answers. */
+  checkinOf?: string;
+  /** `false`: no step waits within this run (the reconcile timer). */
+  wait?: boolean;
+}
+
 type ReportedFacts = Pick<NodeRecord, "bootId" | "rebootRequired" | "reasons" | "agentVersion">;
 
 function reportedFacts(request: CheckinRequest): ReportedFacts {
   return { bootId: request.bootId, rebootRequired: request.rebootRequired, reasons: request.reasons, agentVersion: request.agentVersion };
+}
+
+/**
+ * An idle record without a boot id was known only from an operator request, or its machine left the
+ * cluster (the release forgets the boot id): its `why` says so until an agent checks in from the node.
+ */
+function registered(record: NodeRecord, facts: ReportedFacts): Partial<NodeRecord> {
+  if (record.state !== "idle" || record.bootId !== undefined || facts.bootId === undefined) return {};
+  return { why: `the agent on this node checked in (boot id ${facts.bootId})` };
 }
 
 function factsChanged(record: NodeRecord, facts: ReportedFacts): boolean {

@@ -49,6 +49,11 @@ function setup() {
     store: new NodeStore({ listEntities: async function* () {} } as unknown as TableClient),
     gate: openGate,
     newLeaseId: () => "11111111-1111-4111-8111-111111111111",
+    waitMs: 0,
+    sleep: async () => {},
+    clock: () => now,
+    // These steps answer n1's own check-in, so its agent is there to take an order.
+    checkinOf: "n1",
   };
   return { kube, lock, ports };
 }
@@ -146,6 +151,72 @@ describe("the node state machine", () => {
     assert.equal(second.kind === "move" && second.set?.orderNodeBootId, "boot-n1-1");
   });
 
+  it("finishes a drain within one invocation when the evicted pods terminate during its bounded wait", async () => {
+    const { ports, kube } = setup();
+    kube.addPod("n1", "web-1");
+    cordon(kube, "l");
+    let sleeps = 0;
+    const waiting = { ...ports, waitMs: 3_000, sleep: async () => void (++sleeps === 2 && kube.reapTerminated()) };
+    const result = await STEPS.draining(record({ state: "draining", leaseId: "l", drainStartedAt: now.toISOString() }), "e", waiting);
+    assert.equal(result.kind === "move" && result.to, "reboot-ordered");
+    assert.equal(sleeps, 2, "it answered as soon as the pod was gone");
+  });
+
+  it("retries a budget's refusal before kubectl's blind 5 s once a re-read of the budget allows a disruption", async () => {
+    const { ports, kube } = setup();
+    kube.addPod("n1", "db-0");
+    const pdb = kube.addPdb("default", "db", {}, { disruptionsAllowed: 0, generation: 2, observedGeneration: 2 });
+    kube.evictionScript.set("default/db-0", [{ kind: "blocked", pdb: "db", message: "The disruption budget db needs 1 healthy pods and has 1 currently" }, { kind: "evicted" }]);
+    cordon(kube, "l");
+    const draining = record({ state: "draining", leaseId: "l", drainStartedAt: now.toISOString() });
+    const refused = await STEPS.draining(draining, "e", ports);
+    assert.equal(refused.kind, "wait");
+    const set = refused.kind === "wait" ? refused.set : undefined;
+    assert.equal(set?.drainRetryAt, new Date(now.getTime() + 5_000).toISOString(), "the slowest blind retry is kubectl's 5 s");
+    assert.deepEqual(set?.drainBlockedBy, ["default/db"]);
+    const blocked = { ...draining, ...set };
+    assert.equal((await STEPS.draining(blocked, "e", ports)).kind, "wait", "the budget still allows nothing");
+    assert.equal(kube.evictions.length, 1, "no eviction while the budget allows none");
+    // A status computed for an older spec does not count.
+    Object.assign(pdb, { disruptionsAllowed: 1, observedGeneration: 1 });
+    assert.equal((await STEPS.draining(blocked, "e", ports)).kind, "wait");
+    assert.equal(kube.evictions.length, 1);
+    pdb.observedGeneration = 2;
+    const evicting = await STEPS.draining(blocked, "e", ports);
+    assert.equal(kube.evictions.length, 2, "evicted again as soon as the budget allowed it");
+    assert.match(evicting.kind === "wait" ? evicting.why : "", /to terminate/);
+  });
+
+  it("honours a Retry-After the server sent even when the budget allows a disruption", async () => {
+    const { ports, kube } = setup();
+    kube.addPod("n1", "db-0");
+    kube.addPdb("default", "db", {}, { disruptionsAllowed: 1 });
+    kube.evictionScript.set("default/db-0", [{ kind: "blocked", pdb: "db", message: "still being processed", retryAfterSeconds: 10 }]);
+    cordon(kube, "l");
+    const draining = record({ state: "draining", leaseId: "l", drainStartedAt: now.toISOString() });
+    const refused = await STEPS.draining(draining, "e", { ...ports, waitMs: 3_000 });
+    const set = refused.kind === "wait" ? refused.set : undefined;
+    assert.equal(set?.drainRetryAt, new Date(now.getTime() + 10_000).toISOString());
+    assert.equal(set?.drainRetryHinted, true);
+    assert.equal(kube.evictions.length, 1, "no second eviction inside the wait");
+    assert.equal((await STEPS.draining({ ...draining, ...set }, "e", ports)).kind, "wait");
+    assert.equal(kube.evictions.length, 1);
+  });
+
+  it("does not cordon a node whose agent has not checked in within the busy interval; a drain-only request needs none", async () => {
+    const { ports } = setup();
+    const away = { ...ports, checkinOf: undefined };
+    const stale = new Date(now.getTime() - 3 * policy.checkinBusySeconds * 1000).toISOString();
+    const waiting = await STEPS.pending(record({ state: "pending", lastCheckinAt: stale }), "e", away);
+    assert.equal(waiting.kind, "wait");
+    assert.match(waiting.kind === "wait" ? waiting.why : "", /waiting for the node's agent to check in.*uncordoned/);
+    const recent = new Date(now.getTime() - 1000).toISOString();
+    assert.equal((await STEPS.pending(record({ state: "pending", lastCheckinAt: recent }), "e", away)).kind, "committed");
+    const { ports: other } = setup();
+    const drainOnly = record({ state: "pending", rebootRequired: false, lastCheckinAt: stale, request: { id: "r", reason: "disk", requestedBy: "ops", requestedAt: stale, mode: "drain-only", priority: 0 } });
+    assert.equal((await STEPS.pending(drainOnly, "e", { ...other, checkinOf: undefined })).kind, "committed");
+  });
+
   it("gives up a drain past its timeout and releases with the blocker as the reason", async () => {
     const { ports, kube } = setup();
     cordon(kube, "l");
@@ -174,6 +245,15 @@ describe("the node state machine", () => {
     assert.equal((await STEPS.rebooted(rebooted, "e", ports)).kind, "wait");
     kube.nodes.get("n1")!.ready = true;
     const confirmed = await STEPS.rebooted(rebooted, "e", ports);
+    assert.equal(confirmed.kind === "move" && confirmed.set?.outcome, "completed");
+  });
+
+  it("waits within the invocation for a node that posted its new boot id while NotReady to become Ready", async () => {
+    const { ports, kube } = setup();
+    const node = kube.nodes.get("n1")!;
+    Object.assign(node, { bootId: "boot-n1-2", ready: false });
+    const waiting = { ...ports, waitMs: 3_000, sleep: async () => void (node.ready = true) };
+    const confirmed = await STEPS.rebooted(record({ state: "rebooted", orderNodeBootId: "boot-n1-1", rebootRequired: false }), "e", waiting);
     assert.equal(confirmed.kind === "move" && confirmed.set?.outcome, "completed");
   });
 
@@ -302,9 +382,14 @@ describe("the answer to a check-in", () => {
   it("answers none with the idle interval to an idle node and wait with the busy interval otherwise", () => {
     assert.deepEqual(
       [answerFor(record({ rebootRequired: false }), policy, now).action, answerFor(record({ rebootRequired: false }), policy, now).nextCheckinSeconds],
-      ["none", 300],
+      ["none", 60],
     );
     const pending = answerFor(record({ state: "pending", holdReason: "waiting for a free lock slot (held by n2)" }), policy, now);
-    assert.deepEqual([pending.action, pending.nextCheckinSeconds, pending.reason], ["wait", 10, "waiting for a free lock slot (held by n2)"]);
+    assert.deepEqual([pending.action, pending.nextCheckinSeconds, pending.reason], ["wait", 2, "waiting for a free lock slot (held by n2)"]);
+  });
+
+  it("asks the agent of a node that holds a slot to check in every 2 s, and after its reboot again within 1 s while the node is not Ready", () => {
+    for (const state of ["cordoning", "draining"] as const) assert.equal(answerFor(record({ state }), policy, now).nextCheckinSeconds, 2);
+    assert.equal(answerFor(record({ state: "rebooted", holdReason: "waiting for the node to be Ready" }), policy, now).nextCheckinSeconds, 1);
   });
 });
