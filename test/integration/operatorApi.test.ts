@@ -121,6 +121,32 @@ describe("requesting a reboot", () => {
     assert.deepEqual(completed[0].reasons, ["kernel CVE-2026-1234"]);
   });
 
+  it("leaves an idle node uncordoned until its agent checks in, and the answer to that check-in starts the turn and carries the reboot order", async () => {
+    configure({ ROLLCALL_CHECKIN_BUSY_SECONDS: "1" });
+    const agent = await nodeWithAgent("req-idle");
+    world.sim.addDeployment("shop", "idle-web", { replicas: 1, nodes: ["req-idle"] });
+    // The agent's last check-in is older than twice the busy interval: it is not known to be there now.
+    await sleep(2_100);
+    const requested = await postReboot("req-idle", { reason: "kernel CVE-2026-1234" }, asEntra("alice@example.com"));
+    assert.equal(requested.status, 202, requested.text);
+    assert.equal((await record("req-idle"))?.state, "pending");
+    assert.match((await record("req-idle"))?.holdReason ?? "", /waiting for the node's agent to check in/);
+    assert.ok(!world.sim.getNode("req-idle")!.spec?.unschedulable, "not cordoned while its agent is not engaged");
+    const answer = await agent.tick();
+    assert.equal(answer.action, "reboot", `the check-in's answer carries the order once the drain finished in it: ${JSON.stringify(answer)}`);
+    assert.ok(world.sim.getNode("req-idle")!.spec?.unschedulable, "cordoned in that check-in");
+  });
+
+  it("starts a drain-only request at once, without waiting for the agent", async () => {
+    configure({ ROLLCALL_CHECKIN_BUSY_SECONDS: "1" });
+    await nodeWithAgent("req-maint");
+    await sleep(2_100);
+    const requested = await postReboot("req-maint", { reason: "disk swap", mode: "drain-only" }, asEntra("alice@example.com"));
+    assert.equal(requested.status, 202, requested.text);
+    assert.equal((await record("req-maint"))?.state, "maintenance");
+    assert.ok(world.sim.getNode("req-maint")!.spec?.unschedulable);
+  });
+
   it("records the Entra principal's name and object id under App Service authentication, and function-key without it whatever principal headers a client sends", async () => {
     configure(EASY_AUTH_ON);
     await nodeWithAgent("who-a");
