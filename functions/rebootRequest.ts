@@ -26,9 +26,17 @@ export const RebootRequestBody = z
       .min(1, { message: "is required: say why the node needs a reboot" })
       .max(500, { message: "must be at most 500 characters" })
       .regex(/^[^\u0000-\u001f\u007f]*$/, { message: "must not contain control characters" }),
-    notBefore: z.iso
-      .datetime({ offset: true, message: "must be an ISO 8601 date-time with a time zone, e.g. 2026-11-24T22:00:00Z" })
-      .refine((value) => Date.parse(value) - Date.now() <= MAX_NOT_BEFORE_MS, { message: "must be within a year from now" })
+    // A time already past would start the node at once, which is rarely what a scheduled request meant: say so, and "now" says it on purpose.
+    notBefore: z
+      .union([
+        z.literal("now"),
+        z.iso
+          .datetime({ offset: true, message: 'must be an ISO 8601 date-time with a time zone, e.g. 2026-11-24T22:00:00Z, or "now"' })
+          .refine((value) => Date.parse(value) >= Date.now(), {
+            message: 'is in the past: give a later date-time, or "now" to start as soon as the lock and the policy allow',
+          })
+          .refine((value) => Date.parse(value) - Date.now() <= MAX_NOT_BEFORE_MS, { message: "must be within a year from now" }),
+      ])
       .optional(),
     mode: z.enum(["reboot", "drain-only"]).default("reboot"),
     priority: z.number().int().min(0).max(100).default(0),
@@ -45,7 +53,7 @@ export const requestReboot = httpHandler(async (request: HttpRequest, context: I
   const body = await parseJsonBody(request, RebootRequestBody, MAX_BODY_BYTES);
   requireConfiguredCluster(cluster);
   const { requests } = await getRollcall();
-  const notBefore = body.notBefore === undefined ? undefined : new Date(body.notBefore).toISOString();
+  const notBefore = body.notBefore === undefined || body.notBefore === "now" ? undefined : new Date(body.notBefore).toISOString();
   const result = await requests.request(cluster, node, { reason: body.reason, requestedBy, mode: body.mode, priority: body.priority, notBefore }, context);
   const statusUrl = nodeStatusUrl(cluster, node);
   switch (result.kind) {

@@ -18,10 +18,13 @@ export interface PhaseDurations {
   return?: number;
 }
 
+/** How a lease ended; `stuck`: the node never came back from its reboot order and its slot was freed (a later entry tells how it ended). */
+export type HistoryOutcome = ReleaseOutcome | "stuck";
+
 export interface HistoryEntry {
   cluster: string;
   node: string;
-  outcome: ReleaseOutcome;
+  outcome: HistoryOutcome;
   why: string;
   leaseId?: string;
   requestedBy: string;
@@ -41,7 +44,7 @@ export function historyRowKey(finishedAt: Date, node: string): string {
   return `${HISTORY_PREFIX}${String(MAX_EPOCH_MS - finishedAt.getTime()).padStart(16, "0")}:${node}`;
 }
 
-export function historyEntry(record: NodeRecord, now: Date): HistoryEntry {
+export function historyEntry(record: NodeRecord, now: Date, outcome: HistoryOutcome = record.outcome ?? "completed"): HistoryEntry {
   const seconds = (from?: string, to?: string) => (from && to ? Math.max(0, (Date.parse(to) - Date.parse(from)) / 1000) : undefined);
   const end = now.toISOString();
   const phases: PhaseDurations = {
@@ -54,13 +57,13 @@ export function historyEntry(record: NodeRecord, now: Date): HistoryEntry {
   return {
     cluster: record.cluster,
     node: record.node,
-    outcome: record.outcome ?? "completed",
+    outcome,
     why: record.why,
     leaseId: record.leaseId,
     requestedBy: record.request?.requestedBy ?? (record.rebootReportedBy ? `agent ${record.rebootReportedBy}` : "sentinel"),
     requestId: record.request?.id,
     cancelledBy: record.request?.cancelledBy,
-    reasons: record.request ? [record.request.reason] : record.reasons,
+    reasons: record.request ? [record.request.reason] : (record.turnReasons ?? record.reasons),
     startedAt: record.pendingSince,
     finishedAt: end,
     phases: Object.fromEntries(Object.entries(phases).filter(([, v]) => v !== undefined)) as PhaseDurations,
@@ -140,7 +143,7 @@ export async function readHistory(
     entries: page.value.map((e) => ({
       cluster,
       node: String(e.node),
-      outcome: e.outcome as ReleaseOutcome,
+      outcome: e.outcome as HistoryOutcome,
       why: String(e.why),
       leaseId: e.leaseId as string | undefined,
       requestedBy: String(e.requestedBy),

@@ -1,4 +1,6 @@
 import { randomUUID } from "node:crypto";
+import type { TransactionAction } from "@azure/data-tables";
+import { historyAction, historyEntry } from "../history/history";
 import type { ClusterApiFactory } from "../kube/connect";
 import { type ManualRequest, type NodeRecord, type NodeStore, StaleRecordError, type Versioned } from "../node/nodeRecord";
 import { LOCK_HOLDING_STATES, type NodeState } from "../node/stateMachine";
@@ -26,6 +28,8 @@ export type CancelResult =
   | { kind: "cancelled"; request: ManualRequest; state: NodeState }
   | { kind: "nothing-to-cancel" }
   | { kind: "too-late"; state: NodeState; since: string };
+
+export type RetryResult = { kind: "retried"; state: NodeState } | { kind: "not-drain-failed"; state: NodeState } | { kind: "unknown-node" };
 
 export type ReleaseResult = { kind: "released"; state: NodeState } | { kind: "not-releasable"; state: NodeState } | { kind: "unknown-node" };
 
@@ -72,8 +76,15 @@ export class OperatorRequests {
       if (!current || !request || request.cancelledBy) return { kind: "nothing-to-cancel" };
       if (!CANCELLABLE.has(current.value.state)) return { kind: "too-late", state: current.value.state, since: current.value.since };
       // Once a slot is taken the release writes history: keep the request, marked, so it names who asked and who withdrew.
-      const withdrawn = LOCK_HOLDING_STATES.has(current.value.state) ? { ...request, cancelledBy: by } : undefined;
-      if (await this.tryReplace(current, { ...current.value, request: withdrawn })) {
+      // Before that, the history row is written here, with the record that drops the request.
+      const holding = LOCK_HOLDING_STATES.has(current.value.state);
+      const withdrawn = holding ? { ...request, cancelledBy: by } : undefined;
+      const entry = historyEntry(
+        { ...current.value, request: { ...request, cancelledBy: by }, why: `cancelled by ${by} before it took a lock slot` },
+        this.clock(),
+        "cancelled",
+      );
+      if (await this.tryReplace(current, { ...current.value, request: withdrawn }, holding ? [] : [historyAction(entry)])) {
         log.info(`request cancelled cluster=${cluster} node=${node} request=${request.id} by=${JSON.stringify(by)}`);
         const advanced = await this.orchestrator.advance(cluster, node, log);
         return { kind: "cancelled", request, state: advanced?.state ?? current.value.state };
@@ -94,6 +105,20 @@ export class OperatorRequests {
     }
   }
 
+  /** Ends a drain-failed node's back-off now: it goes back to pending (the failure count stays, for the drain-failure policy). */
+  async retry(cluster: string, node: string, by: string, log: Logger): Promise<RetryResult> {
+    for (;;) {
+      const current = await this.store.get(cluster, node);
+      if (!current) return { kind: "unknown-node" };
+      if (current.value.state !== "drain-failed") return { kind: "not-drain-failed", state: current.value.state };
+      if (await this.tryReplace(current, { ...current.value, retryRequestedBy: by })) {
+        log.info(`retry requested cluster=${cluster} node=${node} retryAt=${current.value.retryAt} failures=${current.value.failures} by=${JSON.stringify(by)}`);
+        const advanced = await this.orchestrator.advance(cluster, node, log);
+        return { kind: "retried", state: advanced?.state ?? current.value.state };
+      }
+    }
+  }
+
   private async createIdle(cluster: string, node: string): Promise<Versioned<NodeRecord>> {
     const now = this.clock().toISOString();
     try {
@@ -104,9 +129,10 @@ export class OperatorRequests {
     }
   }
 
-  private async tryReplace(current: Versioned<NodeRecord>, next: NodeRecord): Promise<boolean> {
+  private async tryReplace(current: Versioned<NodeRecord>, next: NodeRecord, alongWith: TransactionAction[] = []): Promise<boolean> {
     try {
-      await this.store.replace(next, current.etag);
+      if (alongWith.length > 0) await this.store.replaceWith(next, current.etag, alongWith);
+      else await this.store.replace(next, current.etag);
       return true;
     } catch (error) {
       if (error instanceof StaleRecordError) return false;
