@@ -36,6 +36,9 @@ export const resources = {
   deployments: { group: "apps", version: "v1", plural: "deployments", kind: "Deployment", namespaced: true, verbs: readOnly, generation: true, statusSubresource: true },
   replicasets: { group: "apps", version: "v1", plural: "replicasets", kind: "ReplicaSet", namespaced: true, verbs: readOnly, generation: true, statusSubresource: true },
   daemonsets: { group: "apps", version: "v1", plural: "daemonsets", kind: "DaemonSet", namespaced: true, verbs: readOnly, generation: true, statusSubresource: true },
+  // One storage behind two APIs, as in kube-apiserver (see events.ts): both plurals are "events", so they share the store's table.
+  events: { group: "", version: "v1", plural: "events", kind: "Event", namespaced: true, verbs: all, generation: false, statusSubresource: false },
+  eventsV1: { group: "events.k8s.io", version: "v1", plural: "events", kind: "Event", namespaced: true, verbs: all, generation: false, statusSubresource: false },
 } as const satisfies Record<string, Resource>;
 
 export type ResourceName = keyof typeof resources;

@@ -105,6 +105,18 @@ const fieldGetters: Record<string, Record<string, (o: KubeObject) => string>> = 
     "metadata.name": (o) => o.metadata.name,
     "spec.unschedulable": (o) => String(o.spec?.unschedulable === true),
   },
+  // pkg/apis/core/v1/conversion.go, AddFieldLabelConversionsForEvent (events.k8s.io/v1 maps its names onto these).
+  events: {
+    "metadata.name": (o) => o.metadata.name,
+    "metadata.namespace": (o) => o.metadata.namespace ?? "",
+    ...Object.fromEntries(
+      ["kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath"].map((f) => [`involvedObject.${f}`, (o: Json) => String(o.involvedObject?.[f] ?? "")]),
+    ),
+    reason: (o: Json) => o.reason ?? "",
+    reportingComponent: (o: Json) => o.reportingComponent ?? "",
+    source: (o: Json) => o.source?.component ?? "",
+    type: (o: Json) => o.type ?? "",
+  },
 };
 
 const defaultFieldGetters: Record<string, (o: KubeObject) => string> = {

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Controllers } from "./controllers";
 import { evict } from "./eviction";
+import { eventFromV1, eventsV1FieldSelector, eventToV1, validateEventCreate } from "./events";
 import { isPlainObject } from "./json";
 import { applyPatch, patchTypeOf } from "./patch";
 import { apiVersionOf, findResource, type Resource, resources, type Verb } from "./resources";
@@ -109,6 +110,7 @@ function route(context: ApiServerContext, method: string, url: URL, contentType:
     return { code: 201, body: context.tokens.request(segments[3]!, segments[5]!, parseJson(raw)) };
   }
   const target = parseTarget(segments);
+  if (target.resource === resources.eventsV1) return eventsV1Route(context, method, url, contentType, raw, target);
   const { resource, namespace, name, subresource } = target;
   const allow = (verb: Verb) => {
     if (!resource.verbs.has(verb)) throw methodNotAllowed();
@@ -121,7 +123,9 @@ function route(context: ApiServerContext, method: string, url: URL, contentType:
     }
     if (method === "POST" && (namespace !== undefined || !resource.namespaced)) {
       allow("create");
-      return { code: 201, body: create(context.store, target, parseJson(raw)) };
+      const body = parseJson(raw);
+      if (resource === resources.events) validateEventCreate({ ...body, metadata: { ...body?.metadata, namespace } }, false);
+      return { code: 201, body: create(context.store, target, body) };
     }
     throw methodNotAllowed();
   }
@@ -150,6 +154,42 @@ function route(context: ApiServerContext, method: string, url: URL, contentType:
       if (status) throw methodNotAllowed();
       allow("delete");
       return { code: 200, body: remove(context, target, url.searchParams, parseJson(raw)) };
+    default:
+      throw methodNotAllowed();
+  }
+}
+
+/** events.k8s.io/v1: the core/v1 events' storage, each request and answer converted (see events.ts). */
+function eventsV1Route(context: ApiServerContext, method: string, url: URL, contentType: string | undefined, raw: string, target: Target): Reply {
+  const stored: Target = { ...target, resource: resources.events };
+  const { namespace, name } = target;
+  if (name === undefined) {
+    if (method === "GET") {
+      const query = new URLSearchParams(url.searchParams);
+      if (query.has("fieldSelector")) query.set("fieldSelector", eventsV1FieldSelector(query.get("fieldSelector")!));
+      const body = list(context.store, stored, query) as { items: KubeObject[] };
+      return { code: 200, body: { ...body, apiVersion: "events.k8s.io/v1", items: body.items.map((item) => eventToV1(item, false)) } };
+    }
+    if (method === "POST" && namespace !== undefined) {
+      const body = eventFromV1(parseJson(raw));
+      validateEventCreate({ ...body, metadata: { ...body?.metadata, namespace } }, true);
+      return { code: 201, body: eventToV1(create(context.store, stored, body)) };
+    }
+    throw methodNotAllowed();
+  }
+  const current = context.store.require(resources.events, namespace, name);
+  switch (method) {
+    case "GET":
+      return { code: 200, body: eventToV1(current) };
+    case "PUT":
+      return { code: 200, body: eventToV1(update(context.store, stored, eventFromV1(parseJson(raw)), false)) };
+    case "PATCH": {
+      const patched = eventFromV1(applyPatch(patchTypeOf(contentType), eventToV1(current), parseJson(raw)));
+      if (!isPlainObject(patched) || !isPlainObject(patched.metadata)) throw badRequest("the patch removed the object's metadata");
+      return { code: 200, body: eventToV1(write(context.store, stored, current, patched as unknown as KubeObject, false)) };
+    }
+    case "DELETE":
+      return { code: 200, body: remove(context, stored, url.searchParams, parseJson(raw)) };
     default:
       throw methodNotAllowed();
   }

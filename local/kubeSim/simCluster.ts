@@ -73,13 +73,15 @@ export interface SimPdbOptions extends PdbSpec {
   unhealthyPodEvictionPolicy?: "IfHealthyBudget" | "AlwaysAllow";
 }
 
-export type NodeChangeKind = "added" | "deleted" | "cordoned" | "uncordoned" | "ready" | "notReady" | "rebooted";
+export type NodeChangeKind = "added" | "deleted" | "cordoned" | "uncordoned" | "ready" | "notReady" | "rebooted" | "annotated";
 
 export interface NodeChange {
   at: number;
   node: string;
   change: NodeChangeKind;
   bootId?: string;
+  /** For `annotated`: the node's annotations after the change. */
+  annotations?: Record<string, string>;
 }
 
 const { nodes: NODE, pods: POD, poddisruptionbudgets: PDB, deployments: DEPLOYMENT, replicasets: RS, daemonsets: DS } = resources;
@@ -240,22 +242,26 @@ export class SimCluster {
   }
 
   /**
-   * Reboots a node: NotReady (`KubeletNotReady`) for `downMs`, then Ready with a new boot id, which
-   * the returned promise resolves to. Pods are not deleted, as on a real reboot: their containers
-   * restart, so they are NotReady while the node is down and Ready again `podStartDelayMs` after it
-   * is back. Drain a node first to move its pods elsewhere.
+   * Reboots a node: NotReady (`KubeletNotReady`) for `downMs`, then a new boot id, which the returned
+   * promise resolves to. As a real kubelet does, the new boot id is posted while the node is still
+   * NotReady and Ready follows `readyAfterBootMs` later (about 1 s on a real cluster,
+   * ../shared/k8s-captured/README.md); 0 posts both at once. Pods are not deleted, as on a real
+   * reboot: their containers restart, so they are NotReady while the node is down and Ready again
+   * `podStartDelayMs` after it is back. Drain a node first to move its pods elsewhere.
    */
-  rebootNode(name: string, { downMs }: { downMs: number }): Promise<string> {
+  rebootNode(name: string, { downMs, readyAfterBootMs = 0 }: { downMs: number; readyAfterBootMs?: number }): Promise<string> {
     this.setNodeReady(name, false);
     return new Promise((resolve) => {
       this.timers.after(downMs, () => {
         const node = this.store.get(NODE, undefined, name);
         if (!node) return;
         const bootID = randomUUID();
+        const ready = readyAfterBootMs === 0;
         this.store.update(NODE, {
           ...node,
-          status: { ...node.status, conditions: nodeConditions(true, node.status?.conditions), nodeInfo: { ...node.status?.nodeInfo, bootID } },
+          status: { ...node.status, conditions: nodeConditions(ready, node.status?.conditions), nodeInfo: { ...node.status?.nodeInfo, bootID } },
         });
+        if (!ready) this.timers.after(readyAfterBootMs, () => this.store.get(NODE, undefined, name) && this.setNodeReady(name, true));
         resolve(bootID);
       });
     });
@@ -465,12 +471,13 @@ export class SimCluster {
       if (!before.spec?.unschedulable !== !after.spec?.unschedulable) changes.push(after.spec?.unschedulable ? "cordoned" : "uncordoned");
       if (nodeIsReady(before) !== nodeIsReady(after)) changes.push(nodeIsReady(after) ? "ready" : "notReady");
       if (before.status?.nodeInfo?.bootID !== after.status?.nodeInfo?.bootID) changes.push("rebooted");
+      if (JSON.stringify(before.metadata.annotations ?? {}) !== JSON.stringify(after.metadata.annotations ?? {})) changes.push("annotated");
     }
     const unavailable = this.store.peek(NODE).filter((n) => n.spec?.unschedulable || !nodeIsReady(n)).length;
     this.maxUnavailable = Math.max(this.maxUnavailable, unavailable);
     const at = Date.now();
     for (const change of changes) {
-      const event: NodeChange = { at, node, change, bootId: (after ?? before)!.status?.nodeInfo?.bootID };
+      const event: NodeChange = { at, node, change, bootId: (after ?? before)!.status?.nodeInfo?.bootID, ...(change === "annotated" && { annotations: { ...after!.metadata.annotations } }) };
       this.nodeChanges.push(event);
       for (const listener of this.nodeListeners) listener(event);
     }

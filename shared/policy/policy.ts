@@ -40,7 +40,17 @@ export interface Policy {
   /** Labels set on the node when it takes its turn (before cordon) and after the reboot is confirmed. */
   nodeLabels?: { preReboot: Record<string, string>; postReboot: Record<string, string> };
   notifications?: NotificationPolicy;
+  /**
+   * `shadow`: decide everything (who takes the lock, what would be evicted, what blocks) and record it
+   * in status and history, but write nothing to the cluster and never answer `reboot` (beside kured,
+   * docs/kured-migration.md). Absent: `active`.
+   */
+  mode?: PolicyMode;
+  /** Also write kured's node annotations (`weave.works/kured-reboot-in-progress`, `…-most-recent-reboot-needed`) for dashboards keyed on them. */
+  kuredAnnotations?: boolean;
 }
+
+export type PolicyMode = "active" | "shadow";
 
 /** Drain options beyond the app-setting ones; all optional, absent means off / zero. */
 export interface DrainExtras {

@@ -215,6 +215,9 @@ export const PolicyDocument = options({
       error: () => "needs exactly one of webhookUrl or webhookUrlSetting",
     })
     .optional(),
+  /** `shadow` runs beside kured: every decision is made and shown, nothing is written to the cluster. */
+  mode: oneOf(["active", "shadow"]).optional(),
+  kuredAnnotations: bool.optional(),
 }).refine((doc) => !(doc.windows?.length && doc.useAksMaintenanceConfiguration), {
   error: () => "set either windows or useAksMaintenanceConfiguration, not both",
   path: ["useAksMaintenanceConfiguration"],
@@ -332,6 +335,8 @@ export function resolvePolicy(defaults: Policy, document: PolicyDocument): Polic
     notifications: n
       ? { webhookUrl: n.webhookUrl, webhookUrlSetting: n.webhookUrlSetting, format: n.format, templates: n.templates, events: n.events, timeoutMs: n.timeoutSeconds * 1000 }
       : base.notifications,
+    mode: (document.mode as Policy["mode"]) ?? base.mode,
+    kuredAnnotations: document.kuredAnnotations ?? base.kuredAnnotations,
   };
   for (const key of Object.keys(policy) as (keyof Policy)[]) if (policy[key] === undefined) delete policy[key];
 
@@ -396,5 +401,7 @@ export function describePolicy(policy: Policy): Record<string, unknown> {
     rebootLoop: p.rebootLoop,
     nodeLabels: p.nodeLabels,
     notifications: p.notifications && { ...p.notifications, timeoutMs: undefined, timeoutSeconds: p.notifications.timeoutMs / 1000 },
+    mode: p.mode ?? "active",
+    kuredAnnotations: p.kuredAnnotations ?? false,
   };
 }

@@ -87,6 +87,11 @@ const exercise: Record<string, (api: ClusterApi, sim: SimCluster) => Promise<unk
   listPods: (api) => api.listPods({ labelSelector: "app=web", nodeName: "roles-node-1" }),
   listPodDisruptionBudgets: (api) => api.listPodDisruptionBudgets(),
   setTaint: (api) => api.setTaint("roles-node-1", "rollcall.io/reboot", { effect: "PreferNoSchedule" }),
+  // Twice: the repeat is counted on the first event (a patch), not written anew.
+  recordEvent: async (api) => {
+    const node = (await api.getNode("roles-node-1"))!;
+    for (let i = 0; i < 2; i++) await api.recordEvent({ node, type: "Normal", reason: "RollcallCordon", message: "cordoned" });
+  },
 };
 
 /** `group/resource[/subresource]:verb` of one kube-apiserver request, as RBAC authorizes it. */

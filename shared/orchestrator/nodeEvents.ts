@@ -1,0 +1,121 @@
+import { type ClusterApi, type KubeNode, NodeChangedError, nodeAnnotations } from "../kube/clusterApi";
+import type { NodeRecord } from "../node/nodeRecord";
+import type { NodeState, WaitEvent } from "../node/stateMachine";
+import type { Logger } from "./transitionLog";
+
+/**
+ * What `kubectl describe node` and `kubectl get events --field-selector involvedObject.name=N` show
+ * of Rollcall: one Kubernetes Event per transition (reasons in docs/monitoring.md, "Kubernetes
+ * Events"), and the `rollcall.io/state` annotation following the state while Rollcall has the node.
+ * Both are written after the state was stored and are best effort: a failed write is logged and the
+ * rollout goes on, as an event recorder's failures never stop kubelet.
+ */
+
+export type EventSpec = WaitEvent;
+
+/** Every reason Rollcall writes, so docs and tests name the same list. */
+export const EVENT_REASONS = [
+  "RollcallPending",
+  "RollcallLockAcquired",
+  "RollcallCordon",
+  "RollcallDrainBlocked",
+  "RollcallRebootOrdered",
+  "RollcallRebooted",
+  "RollcallRebootConfirmed",
+  "RollcallUncordon",
+  "RollcallMaintenance",
+  "RollcallCancelled",
+  "RollcallReleased",
+  "RollcallInterrupted",
+  "RollcallNodeReplaced",
+  "RollcallDrainFailed",
+  "RollcallRetry",
+  "RollcallStuck",
+  "RollcallQuarantined",
+] as const;
+export type EventReason = (typeof EVENT_REASONS)[number];
+
+/** The event of a transition, or undefined for a transition that only prepares the next one. */
+export function transitionEvent(from: NodeState, next: NodeRecord): EventSpec | undefined {
+  const normal = (reason: EventReason): EventSpec => ({ type: "Normal", reason, message: next.why });
+  const warning = (reason: EventReason): EventSpec => ({ type: "Warning", reason, message: next.why });
+  switch (next.state) {
+    case "pending":
+      return from === "drain-failed" ? normal("RollcallRetry") : normal("RollcallPending");
+    case "cordoning":
+      return normal("RollcallLockAcquired");
+    case "draining":
+      return normal("RollcallCordon");
+    case "reboot-ordered":
+      return normal("RollcallRebootOrdered");
+    case "rebooted":
+      return normal("RollcallRebooted");
+    case "maintenance":
+      return normal("RollcallMaintenance");
+    case "stuck":
+      return warning("RollcallStuck");
+    case "drain-failed":
+      return warning("RollcallDrainFailed");
+    case "quarantined":
+      return warning("RollcallQuarantined");
+    case "idle":
+      return from === "releasing" ? normal("RollcallUncordon") : normal("RollcallCancelled");
+    case "releasing":
+      switch (next.outcome) {
+        case "completed":
+          return normal("RollcallRebootConfirmed");
+        case "cancelled":
+          return normal("RollcallCancelled");
+        case "operator-released":
+          return normal("RollcallReleased");
+        case "interrupted":
+          return warning("RollcallInterrupted");
+        case "node-deleted":
+          return warning("RollcallNodeReplaced");
+        default:
+          // A failed drain or a quarantine is told by the state the release leads to.
+          return undefined;
+      }
+  }
+}
+
+/**
+ * States entered without a node write of their own: the annotation is brought along in one more
+ * write. Draining and quarantined are written by the step's own node patch, and the release removes it.
+ */
+const ANNOTATED_LATER: ReadonlySet<NodeState> = new Set<NodeState>(["reboot-ordered", "rebooted", "stuck", "maintenance"]);
+
+/** Writes the transition's event and, where the step wrote no node patch, the state annotation; never throws. */
+export async function tellNode(kube: () => Promise<ClusterApi>, from: NodeState, next: NodeRecord, log: Logger): Promise<void> {
+  const event = transitionEvent(from, next);
+  const annotate = ANNOTATED_LATER.has(next.state);
+  if (!event && !annotate) return;
+  await onOwnNode(kube, next, log, async (api, node) => {
+    if (annotate && node.annotations[nodeAnnotations.state] !== undefined && node.annotations[nodeAnnotations.state] !== next.state) {
+      try {
+        await api.updateNode(node, { annotations: { [nodeAnnotations.state]: next.state } });
+      } catch (error) {
+        // The node changed since it was read: its next transition writes the annotation again.
+        if (!(error instanceof NodeChangedError)) throw error;
+      }
+    }
+    if (event) await api.recordEvent({ node, ...event });
+  });
+}
+
+/** An event a waiting step asked for (a drain a budget refuses); never throws. */
+export async function tellWait(kube: () => Promise<ClusterApi>, record: NodeRecord, event: EventSpec, log: Logger): Promise<void> {
+  await onOwnNode(kube, record, log, (api, node) => api.recordEvent({ node, ...event }));
+}
+
+async function onOwnNode(kube: () => Promise<ClusterApi>, record: NodeRecord, log: Logger, work: (api: ClusterApi, node: KubeNode) => Promise<void>): Promise<void> {
+  try {
+    const api = await kube();
+    const node = await api.getNode(record.node);
+    // A node re-created under the name is another machine: this story is not its own.
+    if (!node || (record.nodeUid && node.uid !== record.nodeUid)) return;
+    await work(api, node);
+  } catch (error) {
+    log.warn(`node event not written cluster=${record.cluster} node=${record.node} state=${record.state}: ${(error as Error).message}`);
+  }
+}
