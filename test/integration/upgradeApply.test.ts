@@ -2,6 +2,7 @@ import type { TableClient } from "@azure/data-tables";
 import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { startArmSim, type ArmSim, type SimCluster } from "../../local/armSim/armSim";
+import { poolsOnePatchBehind } from "../support/armClusters";
 import { startAzurite, type RunningAzurite } from "../../local/azurite/startAzurite";
 import { parseConfig, type ClusterConnection } from "../../shared/config/config";
 import { armClientFactory } from "../../shared/azure/arm";
@@ -14,24 +15,11 @@ import { planCluster, refreshPoolPauses, type UpgradeDeps } from "../../shared/u
 /** Apply mode against the simulated ARM (real SDK over https, infra's roles enforced) and Azurite. */
 
 const SUB = "00000000-0000-0000-0000-000000000003";
-const IMAGE = "AKSUbuntu-2204gen2containerd-202602.10.0";
 const fakeCredential = { getToken: async () => ({ token: "fake-token", expiresOnTimestamp: Date.now() + 3_600_000 }) };
 const id = (name: string) => `/subscriptions/${SUB}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/${name}`;
 
-/** Control plane at 1.31.3, pools `user` (and `other`) one patch behind: the plan is pool version steps. */
-function cluster(name: string, extra: Partial<SimCluster> = {}): SimCluster {
-  const pool = (n: string) => ({ name: n, orchestratorVersion: "1.31.1", currentOrchestratorVersion: "1.31.1", nodeImageVersion: IMAGE, latestNodeImageVersion: IMAGE });
-  return {
-    subscriptionId: SUB,
-    resourceGroup: "rg",
-    name,
-    location: "westeurope",
-    kubernetesVersion: "1.31.3",
-    currentKubernetesVersion: "1.31.3",
-    pools: [pool("user"), pool("other")],
-    ...extra,
-  };
-}
+/** Pools `user` and `other` one patch behind the control plane. */
+const cluster = (name: string, extra: Partial<SimCluster> = {}): SimCluster => poolsOnePatchBehind(SUB, name, ["user", "other"], extra);
 const names = ["poll", "gone", "failing", "refused", "busy", "external", "windowed", "approve", "paused"] as const;
 const connection = (name: (typeof names)[number], apply: boolean | "approve" = true): ClusterConnection => ({
   name,

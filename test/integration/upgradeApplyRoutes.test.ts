@@ -4,6 +4,7 @@ import { after, before, describe, it } from "node:test";
 import { approveUpgradeStep, pauseUpgradeApply, resumeUpgradeApply } from "../../functions/upgradePlanControl";
 import { getUpgradePlan, postUpgradePlan } from "../../functions/upgradePlanHttp";
 import { startArmSim, type ArmSim, type SimCluster } from "../../local/armSim/armSim";
+import { poolsOnePatchBehind } from "../support/armClusters";
 import { startAzurite, type RunningAzurite } from "../../local/azurite/startAzurite";
 import { getConfig, resetConfigForTests } from "../../shared/config/config";
 import { armClientFactory } from "../../shared/azure/arm";
@@ -17,7 +18,6 @@ import { call, leaksInternals } from "../support/operatorCalls";
 /** approve / pause / resume through the real handlers, as Rollcall.Operate callers (App Service authentication on). */
 
 const SUB = "00000000-0000-0000-0000-000000000006";
-const IMAGE = "AKSUbuntu-2204gen2containerd-202602.10.0";
 const id = (name: string) => `/subscriptions/${SUB}/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/${name}`;
 const fakeCredential = { getToken: async () => ({ token: "fake-token", expiresOnTimestamp: Date.now() + 3_600_000 }) };
 const operator = asEntra("Olga Operator", ["Rollcall.Operate"]);
@@ -27,15 +27,7 @@ let azurite: RunningAzurite;
 let sim: ArmSim;
 let table: TableClient;
 
-const cluster = (name: string): SimCluster => ({
-  subscriptionId: SUB,
-  resourceGroup: "rg",
-  name,
-  location: "westeurope",
-  kubernetesVersion: "1.31.3",
-  currentKubernetesVersion: "1.31.3",
-  pools: [{ name: "user", orchestratorVersion: "1.31.1", currentOrchestratorVersion: "1.31.1", nodeImageVersion: IMAGE, latestNodeImageVersion: IMAGE }],
-});
+const cluster = (name: string): SimCluster => poolsOnePatchBehind(SUB, name, ["user"]);
 const approvePath = (c: string, step: string) => ({
   method: "POST" as const,
   path: `clusters/${c}/upgrade-plan/steps/${encodeURIComponent(step)}/approve`,
