@@ -125,7 +125,9 @@ export class Orchestrator {
       report.advanced++;
     }
     // Shadow mode writes nothing, repairs included: beside kured, a cordon is kured's business.
-    if ((await this.deps.policy(cluster)).mode !== "shadow") await this.repairLeftovers(cluster, report, log);
+    if ((await this.deps.policy(cluster)).mode !== "shadow") {
+      await this.repairLeftovers(cluster, report, log).catch((error: Error) => log.warn(`leftover repair failed cluster=${cluster}, retried next tick: ${error.message}`));
+    }
     const after = await this.deps.store.list(cluster);
     report.pending = after.filter((r) => r.value.state === "pending").length;
     report.stuck = after.filter((r) => r.value.state === "stuck").length;
@@ -224,9 +226,10 @@ export class Orchestrator {
       try {
         await kube.updateNode(node, change);
       } catch (error) {
-        // Changed since it was listed, e.g. a lease just cordoned it: not a leftover, or the next tick's.
-        if (error instanceof NodeChangedError) continue;
-        throw error;
+        // Changed since it was listed (e.g. a lease just cordoned it): not a leftover, or the next tick's.
+        // Any other failure (a timeout) is the next tick's too; the rest of the pass goes on.
+        if (!(error instanceof NodeChangedError)) log.warn(`repair of node cluster=${cluster} node=${node.name} failed, retried next tick: ${(error as Error).message}`);
+        continue;
       }
       report.repaired.push(node.name);
       const lease = node.annotations[nodeAnnotations.cordonedBy];

@@ -34,7 +34,9 @@ async function instance(options: { kube?: ClusterApiFactory; stepBudgetMs?: numb
     policy: rollcall.policy,
     gate: openGate,
     telemetry: new NoopTelemetry(),
-    stepBudgetMs: options.stepBudgetMs ?? 5_000,
+    // 1 s: a step then waits well under a second within the check-in, less than a pod takes to terminate here,
+    // so that a drain is seen in progress between check-ins.
+    stepBudgetMs: options.stepBudgetMs ?? 1_000,
   });
   const send: Send = async (node, body) => ({ status: 200, body: await orchestrator.checkin(CLUSTER, node, CheckinRequest.parse(body), log) });
   return { orchestrator, send };
