@@ -138,7 +138,7 @@ export type StepResult =
   /** Change state; the runner writes `set` with it (fields set to undefined are removed). */
   | { kind: "move"; to: NodeState; why: string; set?: Partial<NodeRecord> }
   /** The step already wrote `record` itself, atomically with the lock. */
-  | { kind: "committed"; record: NodeRecord }
+  | { kind: "committed"; record: NodeRecord; event?: StepEvent }
   /**
    * Someone else changed the record or the lock first: re-read and step again. `policyVersion`: the
    * lock row names a newer policy than the step decided on; the runner reads it before stepping again.
@@ -148,10 +148,13 @@ export type StepResult =
    * Nothing more to do now; `set` records progress without changing state. `yieldTo` names a node
    * ahead in the queue that may go now: the runner advances it in this node's stead.
    */
-  | { kind: "wait"; why: string; set?: Partial<NodeRecord>; yieldTo?: string; event?: WaitEvent };
+  | { kind: "wait"; why: string; set?: Partial<NodeRecord>; yieldTo?: string; event?: StepEvent };
 
-/** A Kubernetes Event the runner writes on the node once the wait is recorded (a refused eviction). */
-export type WaitEvent = Pick<NodeEvent, "type" | "reason" | "message">;
+/**
+ * A Kubernetes Event a step asks for, which the runner writes on the node once the result is stored:
+ * what only the step knows (a refused eviction, whether the release uncordoned the node).
+ */
+export type StepEvent = Pick<NodeEvent, "type" | "reason" | "message">;
 
 /** The record after a transition: the single place where `state`, `since` and `why` change. */
 export function nextRecord(record: NodeRecord, to: NodeState, why: string, now: Date, set: Partial<NodeRecord> = {}): NodeRecord {
@@ -403,13 +406,13 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
       // Quarantine leaves the node cordoned and labelled until an operator releases it.
       const annotations = { [nodeAnnotations.state]: "quarantined", ...kuredTurnEnded(ports.policy, node) };
       await kube.updateNode(node, { labels: { [record.quarantineLabel ?? QUARANTINE_LABEL]: "true" }, annotations });
-    } else if (node) {
-      await restoreNode(kube, node, record, ports.policy);
     }
+    const uncordoned = node !== undefined && record.outcome !== "quarantined" && (await restoreNode(kube, node, record, ports.policy));
     const next = afterRelease(record, ports);
     const history = historyAction(historyEntry(record, ports.now));
     const result = await ports.lock.release(record.cluster, record.node, record.leaseId ?? "", [ports.store.replaceAction(next, etag), history]);
-    return result.kind === "conflict" ? { kind: "conflict" } : { kind: "committed", record: next };
+    if (result.kind === "conflict") return { kind: "conflict" };
+    return { kind: "committed", record: next, ...(uncordoned && { event: { type: "Normal", reason: "RollcallUncordon", message: `uncordoned: ${next.why}` } }) };
   },
 
   async "drain-failed"(record, _etag, { now }) {
@@ -517,8 +520,11 @@ function afterRelease(record: NodeRecord, { now, policy }: StepPorts): NodeRecor
 /** The label a quarantined node carries, so that `kubectl get nodes -l rollcall.io/quarantined` finds it. */
 const QUARANTINE_LABEL = "rollcall.io/quarantined";
 
-/** Undoes what Rollcall did to a node: its own cordon, its state annotation, the waiting taint, and sets post-reboot labels. */
-async function restoreNode(kube: ClusterApi, node: KubeNode, record: NodeRecord, policy: Policy): Promise<void> {
+/**
+ * Undoes what Rollcall did to a node: its own cordon, its state annotation, the waiting taint, and
+ * sets post-reboot labels. Answers whether it uncordoned the node.
+ */
+async function restoreNode(kube: ClusterApi, node: KubeNode, record: NodeRecord, policy: Policy): Promise<boolean> {
   // One write, conditional on the node as read: a delayed uncordon can never land on a later lease's cordon.
   const change: NodeChange = {};
   // Only a cordon carrying our own lease is undone: a node cordoned by someone else stays cordoned.
@@ -537,6 +543,7 @@ async function restoreNode(kube: ClusterApi, node: KubeNode, record: NodeRecord,
   if (record.quarantineLabel && node.labels[record.quarantineLabel] !== undefined) labels[record.quarantineLabel] = null;
   if (Object.keys(labels).length > 0) change.labels = labels;
   if (Object.keys(change).length > 0) await kube.updateNode(node, change);
+  return ours;
 }
 
 /**

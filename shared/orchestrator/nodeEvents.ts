@@ -1,6 +1,6 @@
 import { type ClusterApi, type KubeNode, NodeChangedError, nodeAnnotations } from "../kube/clusterApi";
 import type { NodeRecord } from "../node/nodeRecord";
-import type { NodeState, WaitEvent } from "../node/stateMachine";
+import type { NodeState, StepEvent } from "../node/stateMachine";
 import type { Logger } from "./transitionLog";
 
 /**
@@ -10,8 +10,6 @@ import type { Logger } from "./transitionLog";
  * Both are written after the state was stored and are best effort: a failed write is logged and the
  * rollout goes on, as an event recorder's failures never stop kubelet.
  */
-
-export type EventSpec = WaitEvent;
 
 /** Every reason Rollcall writes, so docs and tests name the same list. */
 export const EVENT_REASONS = [
@@ -27,7 +25,6 @@ export const EVENT_REASONS = [
   "RollcallCancelled",
   "RollcallReleased",
   "RollcallInterrupted",
-  "RollcallNodeReplaced",
   "RollcallDrainFailed",
   "RollcallRetry",
   "RollcallStuck",
@@ -36,9 +33,9 @@ export const EVENT_REASONS = [
 export type EventReason = (typeof EVENT_REASONS)[number];
 
 /** The event of a transition, or undefined for a transition that only prepares the next one. */
-export function transitionEvent(from: NodeState, next: NodeRecord): EventSpec | undefined {
-  const normal = (reason: EventReason): EventSpec => ({ type: "Normal", reason, message: next.why });
-  const warning = (reason: EventReason): EventSpec => ({ type: "Warning", reason, message: next.why });
+export function transitionEvent(from: NodeState, next: NodeRecord): StepEvent | undefined {
+  const normal = (reason: EventReason): StepEvent => ({ type: "Normal", reason, message: next.why });
+  const warning = (reason: EventReason): StepEvent => ({ type: "Warning", reason, message: next.why });
   switch (next.state) {
     case "pending":
       return from === "drain-failed" ? normal("RollcallRetry") : normal("RollcallPending");
@@ -59,7 +56,8 @@ export function transitionEvent(from: NodeState, next: NodeRecord): EventSpec | 
     case "quarantined":
       return warning("RollcallQuarantined");
     case "idle":
-      return from === "releasing" ? normal("RollcallUncordon") : normal("RollcallCancelled");
+      // After a release, the releasing step tells whether it uncordoned the node (RollcallUncordon).
+      return from === "releasing" ? undefined : normal("RollcallCancelled");
     case "releasing":
       switch (next.outcome) {
         case "completed":
@@ -70,10 +68,9 @@ export function transitionEvent(from: NodeState, next: NodeRecord): EventSpec | 
           return normal("RollcallReleased");
         case "interrupted":
           return warning("RollcallInterrupted");
-        case "node-deleted":
-          return warning("RollcallNodeReplaced");
         default:
-          // A failed drain or a quarantine is told by the state the release leads to.
+          // A failed drain or a quarantine is told by the state the release leads to; a deleted or
+          // replaced node has no object of this lease to tell it on.
           return undefined;
       }
   }
@@ -85,11 +82,14 @@ export function transitionEvent(from: NodeState, next: NodeRecord): EventSpec | 
  */
 const ANNOTATED_LATER: ReadonlySet<NodeState> = new Set<NodeState>(["reboot-ordered", "rebooted", "stuck", "maintenance"]);
 
-/** Writes the transition's event and, where the step wrote no node patch, the state annotation; never throws. */
-export async function tellNode(kube: () => Promise<ClusterApi>, from: NodeState, next: NodeRecord, log: Logger): Promise<void> {
-  const event = transitionEvent(from, next);
+/**
+ * Writes the event the step named (`told`: what it did, such as an uncordon), then the transition's,
+ * and, where the step wrote no node patch, the state annotation; never throws.
+ */
+export async function tellNode(kube: () => Promise<ClusterApi>, from: NodeState, next: NodeRecord, log: Logger, told?: StepEvent): Promise<void> {
+  const events = [told, transitionEvent(from, next)].filter((e): e is StepEvent => e !== undefined);
   const annotate = ANNOTATED_LATER.has(next.state);
-  if (!event && !annotate) return;
+  if (events.length === 0 && !annotate) return;
   await onOwnNode(kube, next, log, async (api, node) => {
     if (annotate && node.annotations[nodeAnnotations.state] !== undefined && node.annotations[nodeAnnotations.state] !== next.state) {
       try {
@@ -99,12 +99,12 @@ export async function tellNode(kube: () => Promise<ClusterApi>, from: NodeState,
         if (!(error instanceof NodeChangedError)) throw error;
       }
     }
-    if (event) await api.recordEvent({ node, ...event });
+    for (const event of events) await api.recordEvent({ node, ...event });
   });
 }
 
 /** An event a waiting step asked for (a drain a budget refuses); never throws. */
-export async function tellWait(kube: () => Promise<ClusterApi>, record: NodeRecord, event: EventSpec, log: Logger): Promise<void> {
+export async function tellWait(kube: () => Promise<ClusterApi>, record: NodeRecord, event: StepEvent, log: Logger): Promise<void> {
   await onOwnNode(kube, record, log, (api, node) => api.recordEvent({ node, ...event }));
 }
 

@@ -4,7 +4,7 @@ import { NodeChangedError, nodeAnnotations } from "../kube/clusterApi";
 import type { ClusterApiFactory } from "../kube/connect";
 import type { ClusterLock } from "../lock/tableLock";
 import { type NodeRecord, type NodeStore, StaleRecordError, type Versioned } from "../node/nodeRecord";
-import { leftoverRepair, LOCK_HOLDING_STATES, wantsTurn, nextRecord, type NodeState, onLeaseExpired, STEPS, type StepPorts } from "../node/stateMachine";
+import { leftoverRepair, LOCK_HOLDING_STATES, wantsTurn, nextRecord, type NodeState, onLeaseExpired, type StepEvent, STEPS, type StepPorts } from "../node/stateMachine";
 import type { Policy, PolicySource, RebootGate } from "../policy/policy";
 import { telemetryEvents, telemetryMetrics, type Telemetry } from "../telemetry/names";
 import { type AgentVerifier, describeAgent } from "../auth/tokenReview";
@@ -194,7 +194,7 @@ export class Orchestrator {
         current = (await this.deps.store.get(cluster, node)) ?? current;
         continue;
       }
-      await this.recordTransition(from, next, ports.now, log, policy);
+      await this.recordTransition(from, next, ports.now, log, policy, result.kind === "committed" ? result.event : undefined);
       if (from === "releasing") freedSlot = true;
     }
     if (freedSlot) await this.startNextPending(cluster, deadline, log, how.wait);
@@ -331,10 +331,10 @@ export class Orchestrator {
   }
 
   /** The log line, telemetry and notification of one transition, after it was written. */
-  private async recordTransition(from: NodeState, next: NodeRecord, now: Date, log: Logger, policy: Policy): Promise<void> {
+  private async recordTransition(from: NodeState, next: NodeRecord, now: Date, log: Logger, policy: Policy, told?: StepEvent): Promise<void> {
     logTransition(log, from, next);
     const { cluster, node } = next;
-    if (policy.mode !== "shadow") await tellNode(() => this.deps.kube(cluster), from, next, log);
+    if (policy.mode !== "shadow") await tellNode(() => this.deps.kube(cluster), from, next, log, told);
     this.deps.telemetry.event(telemetryEvents.transition, { cluster, node, from, to: next.state, why: next.why, leaseId: next.leaseId });
     const since = (field: string | undefined) => (field ? (now.getTime() - Date.parse(field)) / 1000 : undefined);
     const phase: [string, number | undefined] | undefined =
