@@ -19,6 +19,7 @@ const TITLES: Record<NotifyEvent, string> = {
   complete: "Reboot complete",
   failure: "Reboot failed",
   stuck: "Node stuck",
+  upgrade: "AKS upgrade notice",
 };
 
 

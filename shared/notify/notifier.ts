@@ -18,6 +18,7 @@ export const DEFAULT_TEMPLATES: Record<NotifyEvent, string> = {
   complete: "Node {{node}} in cluster {{cluster}} rebooted and is back in service",
   failure: "Reboot of node {{node}} in cluster {{cluster}} failed ({{state}}): {{why}}",
   stuck: "Node {{node}} in cluster {{cluster}} did not come back after its reboot: {{why}}",
+  upgrade: "Cluster {{cluster}}: {{why}}",
 };
 
 /**
@@ -129,6 +130,24 @@ export async function notifyEvent(policy: Policy, event: NotifyEvent, from: stri
     return await sendNotification(notifications, message, log, deps);
   } catch (error) {
     log.warn(`notify event=${event} cluster=${record.cluster} node=${record.node} failed: ${(error as Error).message}`);
+    return false;
+  }
+}
+
+/**
+ * Announces something about the whole cluster (`upgrade`: AKS reported a new version or the end of
+ * support, and Rollcall re-planned); `node`, `state` and `from` are empty in the templates. Never throws.
+ */
+export async function notifyCluster(policy: Policy, event: "upgrade", cluster: string, why: string, log: Logger, deps: NotifierDeps = {}): Promise<boolean> {
+  const notifications = policy.notifications;
+  if (!notifications || !(notifications.events ?? []).includes(event)) return false;
+  try {
+    const at = (deps.now ?? new Date()).toISOString();
+    const values = { cluster, node: "", event, state: "", from: "", why, reasons: "", time: at, lease: "", failures: "0" };
+    const text = renderTemplate(notifications.templates?.[event] ?? DEFAULT_TEMPLATES[event], values);
+    return await sendNotification(notifications, { event, text, cluster, node: "", from: "", state: "", why, at }, log, deps);
+  } catch (error) {
+    log.warn(`notify event=${event} cluster=${cluster} failed: ${(error as Error).message}`);
     return false;
   }
 }

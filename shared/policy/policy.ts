@@ -129,7 +129,8 @@ export type DrainFailurePolicy =
   /** Keep trying until `deadlineMs` after the first failure, then reboot without a complete drain. */
   | { mode: "force-after"; deadlineMs: number };
 
-export const NOTIFY_EVENTS = ["drainStart", "reboot", "complete", "failure", "stuck"] as const;
+/** Node transitions, and `upgrade`: what AKS itself announced about the cluster (a new version, support ending). */
+export const NOTIFY_EVENTS = ["drainStart", "reboot", "complete", "failure", "stuck", "upgrade"] as const;
 export type NotifyEvent = (typeof NOTIFY_EVENTS)[number];
 
 export interface NotificationPolicy {

@@ -207,7 +207,7 @@ export const PolicyDocument = options({
     webhookUrl: httpUrl.optional(),
     webhookUrlSetting: secretSetting.optional(),
     format: oneOf(["teams", "slack", "generic"]).default("generic"),
-    templates: options({ drainStart: template, reboot: template, complete: template, failure: template, stuck: template }).partial().default({}),
+    templates: options({ drainStart: template, reboot: template, complete: template, failure: template, stuck: template, upgrade: template }).partial().default({}),
     events: z.array(oneOf(NOTIFY_EVENTS)).default([...NOTIFY_EVENTS]),
     timeoutSeconds: int(1, 30, " of seconds").default(POLICY_DEFAULTS.notifyTimeoutMs / 1000),
   })
@@ -344,7 +344,7 @@ export function resolvePolicy(defaults: Policy, document: PolicyDocument): Polic
   if (policy.drain.timeoutMs >= policy.lockTtlMs) {
     problems.push({
       field: document.drain?.timeoutMinutes !== undefined ? "drain.timeoutMinutes" : "lockTtlMinutes",
-      message: `the drain timeout (${policy.drain.timeoutMs / MIN} min) must be shorter than the lock TTL (${policy.lockTtlMs / MIN} min), or a slow drain would look like a stuck node`,
+      message: `the drain timeout (${policy.drain.timeoutMs / MIN} min) must be shorter than the lock TTL (${policy.lockTtlMs / MIN} min), or a slow drain would look like a stuck node: lower drain.timeoutMinutes, or raise lockTtlMinutes in the policy (or the app setting ROLLCALL_LOCK_TTL_MINUTES)`,
     });
   }
   for (const [i, w] of (policy.windows ?? []).entries()) {

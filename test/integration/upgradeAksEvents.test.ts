@@ -14,6 +14,10 @@ import { EVENT_POLL_GRACE_MS, rebootPauseReason } from "../../shared/upgrade/pau
 import { loadPlan } from "../../shared/upgrade/planStore";
 import { refreshPoolPauses } from "../../shared/upgrade/service";
 import { armClientFactory } from "../../shared/azure/arm";
+import { resetForTests } from "../../shared/orchestrator/fromConfig";
+import { policyFromConfig } from "../../shared/policy/policy";
+import { policyStoreFor } from "../../shared/policy/policyStore";
+import { startCaptureServer } from "../support/webhookServer";
 
 /** The Event Grid function through its real handler, with AKS's published event examples. */
 
@@ -100,6 +104,26 @@ describe("AKS Event Grid events", () => {
       assert.ok(lines.some((l) => /aks-event cluster=evented AKS reported .*re-planned, evented: 3 step\(s\)/.test(l)), lines.join("\n"));
     });
   }
+
+  it("tells the policy's webhook what AKS announced and what the re-plan found", async () => {
+    const hook = await startCaptureServer();
+    process.env.ROLLCALL_OUTBOUND_ALLOW_HTTP_LOOPBACK = "true";
+    resetForTests();
+    try {
+      await policyStoreFor(table, policyFromConfig(getConfig())).write("evented", { notifications: { webhookUrl: `${hook.url}/hook`, format: "generic" } }, "test");
+      await aksEvents(example("cluster_support_ending"), context());
+      assert.equal(hook.requests.length, 1);
+      const body = hook.requests[0]!.body as { event: string; cluster: string; message: string };
+      assert.equal(body.event, "upgrade");
+      assert.equal(body.cluster, "evented");
+      assert.match(body.message, /^Cluster evented: AKS reported ClusterSupportEnding.*re-planned/);
+    } finally {
+      delete process.env.ROLLCALL_OUTBOUND_ALLOW_HTTP_LOOPBACK;
+      await policyStoreFor(table, policyFromConfig(getConfig())).write("evented", {}, "test");
+      resetForTests();
+      await hook.close();
+    }
+  });
 
   for (const [what, event] of [
     ["ClusterOutOfSupport (newer than the schema)", () => example("cluster_out_of_support")],
