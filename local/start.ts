@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -14,6 +15,7 @@ import { LiveView, type NodeRow, seconds } from "./demo/view";
 import { type FunctionsHost, startFunctionsHost } from "./functionsHost/host";
 import { SimCluster } from "./kubeSim";
 import { NodeStore, type NodeRecord } from "../shared/node/nodeRecord";
+import { readHistory } from "../shared/history/history";
 import { resetForTests as resetRollcall } from "../shared/orchestrator/fromConfig";
 import { formatLine } from "../node-agent/log";
 
@@ -73,6 +75,7 @@ interface Args {
   kubeconfig?: string;
   cluster: string;
   storage?: string;
+  storageConnection?: string;
   verbose: boolean;
   deadlineMs?: number;
   help: boolean;
@@ -88,6 +91,7 @@ const USAGE = `Usage: npm start -- [options]
   --kubeconfig PATH    orchestrate a real cluster instead (or ROLLCALL_KUBECONFIG); no simulation, no agents
   --cluster NAME       the cluster's name in ROLLCALL_CLUSTERS (default sim, or local with --kubeconfig)
   --storage DIR        keep Azurite's data in DIR instead of in memory
+  --storage-connection CONN   use this Table Storage account (a connection string) instead of Azurite
   --verbose            print every log line of the functions and the agents
   --deadline-s S       with --once: give up after S seconds (default 60 + 30 per marked node)`;
 
@@ -104,6 +108,7 @@ export function parseStartArgs(argv: string[], env: NodeJS.ProcessEnv = process.
       kubeconfig: { type: "string" },
       cluster: { type: "string" },
       storage: { type: "string" },
+      "storage-connection": { type: "string" },
       verbose: { type: "boolean", default: false },
       "deadline-s": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
@@ -119,6 +124,7 @@ export function parseStartArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   const nodes = int("nodes", values.nodes, 5, 1, 500);
   const kubeconfig = values.kubeconfig ?? (env.ROLLCALL_KUBECONFIG || undefined);
   if (kubeconfig && values.once) throw new Error("--once rolls the simulated cluster; it cannot be combined with --kubeconfig");
+  if (values.storage && values["storage-connection"]) throw new Error("--storage keeps Azurite's data; it cannot be combined with --storage-connection");
   return {
     once: values.once ?? false,
     nodes,
@@ -129,6 +135,7 @@ export function parseStartArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     kubeconfig: kubeconfig ? resolve(kubeconfig) : undefined,
     cluster: values.cluster ?? (kubeconfig ? "local" : "sim"),
     storage: values.storage,
+    storageConnection: values["storage-connection"],
     verbose: values.verbose ?? false,
     deadlineMs: values["deadline-s"] === undefined ? undefined : int("deadline-s", values["deadline-s"], 0, 1, 86_400) * 1000,
     help: values.help ?? false,
@@ -162,11 +169,24 @@ export async function runStart(options: StartOptions = {}): Promise<StartResult>
   const say = (text: string) => (view ? view.line(text) : out.write(`${text}\n`));
   const elapsed = () => `+${((Date.now() - started) / 1000).toFixed(1)}s`;
 
+  if (args.kubeconfig && !existsSync(args.kubeconfig)) {
+    out.write(`npm start: the kubeconfig ${args.kubeconfig} does not exist: pass --kubeconfig PATH (or ROLLCALL_KUBECONFIG) naming an existing file, or leave both out for the simulated cluster\n`);
+    return { exitCode: 2 };
+  }
   try {
-    // 1. Storage.
-    const azurite: RunningAzurite = await startAzurite(args.storage ? { location: resolve(args.storage) } : {});
-    cleanup.push(() => azurite.stop());
-    out.write(`Azurite (table service) on 127.0.0.1:${azurite.port}${args.storage ? `, data in ${args.storage}` : ", in memory"}\n`);
+    // 1. Storage: Azurite, unless an account is given.
+    let connectionString: string;
+    if (args.storageConnection) {
+      const endpoint = tableEndpoint(args.storageConnection);
+      await reachable(endpoint);
+      connectionString = args.storageConnection;
+      out.write(`Table Storage at ${endpoint}\n`);
+    } else {
+      const azurite: RunningAzurite = await startAzurite(args.storage ? { location: resolve(args.storage) } : {});
+      cleanup.push(() => azurite.stop());
+      connectionString = azurite.connectionString;
+      out.write(`Azurite (table service) on 127.0.0.1:${azurite.port}${args.storage ? `, data in ${args.storage}` : ", in memory"}\n`);
+    }
 
     // 2. The cluster: simulated unless a kubeconfig is given.
     let sim: SimCluster | undefined;
@@ -192,7 +212,7 @@ export async function runStart(options: StartOptions = {}): Promise<StartResult>
     }
 
     // 3. App settings for the handlers, then the function app itself.
-    setEnv("ROLLCALL_STORAGE_CONNECTION", azurite.connectionString);
+    setEnv("ROLLCALL_STORAGE_CONNECTION", connectionString);
     setEnv(
       "ROLLCALL_CLUSTERS",
       JSON.stringify([args.kubeconfig ? { name: args.cluster, kubeconfigFile: args.kubeconfig } : { name: args.cluster, aksResourceId, aksAuth: "credentials" }]),
@@ -226,9 +246,12 @@ export async function runStart(options: StartOptions = {}): Promise<StartResult>
       if (args.verbose) out.write(r.route !== undefined ? `  ${r.name}: [${r.methods?.join(",")}] /${host.routePrefix}/${r.route}\n` : `  ${r.name}: timer ${r.schedule}\n`);
     }
     out.write(`  check-in: POST ${host.url}/${host.routePrefix}/clusters/${args.cluster}/nodes/{node}/checkin   status: GET ${host.url}/${host.routePrefix}/clusters/${args.cluster}/status?code=${host.key}\n`);
+    // The README's curl examples read these variables.
+    const exampleNode = nodes.at(-1);
+    out.write(`  for the README's curl examples: export ROLLCALL=${host.url}/${host.routePrefix} KEY=${host.key} CLUSTER=${args.cluster}${exampleNode ? ` N=${exampleNode}` : ""}\n`);
     if (aksResourceId) out.write(`  upgrade plan: POST ${host.url}/${host.routePrefix}/clusters/${args.cluster}/upgrade-plan?code=${host.key} (then GET it)\n`);
 
-    const table = TableClient.fromConnectionString(azurite.connectionString, process.env.ROLLCALL_TABLE || "rollcall", { allowInsecureConnection: true });
+    const table = TableClient.fromConnectionString(connectionString, process.env.ROLLCALL_TABLE || "rollcall", { allowInsecureConnection: true });
     await table.createTable();
     const store = new NodeStore(table);
 
@@ -319,7 +342,7 @@ export async function runStart(options: StartOptions = {}): Promise<StartResult>
           if (args.once) return stop();
           if (!announced) {
             announced = true;
-            const s = summarize();
+            const s = await summarize();
             view!.line(`Rollout complete in ${seconds(s.totalMs)}: ${s.rebooted.length} of ${s.marked.length} marked nodes rebooted. Still serving; Ctrl-C to stop.`);
           }
         }
@@ -331,12 +354,28 @@ export async function runStart(options: StartOptions = {}): Promise<StartResult>
     view.render(rows());
     view.close();
 
-    function summarize(): StartSummary {
+    /** Completed reboots of `node` that an operator's request caused, from the history. */
+    async function operatorReboots(node: string): Promise<number> {
+      try {
+        const { entries } = await readHistory(table, args.cluster, { limit: 100, node });
+        return entries.filter((e) => e.outcome === "completed" && e.requestId !== undefined).length;
+      } catch {
+        return 0;
+      }
+    }
+
+    async function summarize(): Promise<StartSummary> {
       const phases = transitions.phaseDurations();
       const handoffs = transitions.handoffs();
       const rebootCounts = new Map((agents?.agents ?? []).map((a) => [a.node, a.reboots]));
       const rebooted = marked.filter((n) => (rebootCounts.get(n) ?? 0) >= 1);
-      const extraReboots = [...rebootCounts].filter(([n, count]) => count > 1 || (count > 0 && !marked.includes(n))).map(([n]) => n);
+      // A reboot an operator asked for (POST …/reboot, e.g. the README's curl) is one more the node owes, not an extra one.
+      const extraReboots: string[] = [];
+      for (const [n, count] of rebootCounts) {
+        const owed = marked.includes(n) ? 1 : 0;
+        if (count <= owed) continue;
+        if (count > owed + (await operatorReboots(n))) extraReboots.push(n);
+      }
       const problems: string[] = [];
       const notRebooted = marked.filter((n) => !rebooted.includes(n));
       if (sim) {
@@ -364,12 +403,13 @@ export async function runStart(options: StartOptions = {}): Promise<StartResult>
       };
     }
 
-    const summary = summarize();
+    const summary = await summarize();
     out.write(`\n${formatSummary(summary)}\n`);
     return { exitCode: args.once ? (summary.ok ? 0 : 1) : 0, summary, url: host.url, key: host.key };
   } catch (error) {
     view?.close();
-    out.write(`npm start failed: ${(error as Error).stack ?? String(error)}\n`);
+    out.write(`npm start failed: ${startFailure(error, args)}\n`);
+    if (args.verbose) out.write(`${(error as Error).stack ?? String(error)}\n`);
     return { exitCode: 1 };
   } finally {
     for (const step of cleanup.reverse()) await step().catch(() => {});
@@ -380,14 +420,59 @@ export async function runStart(options: StartOptions = {}): Promise<StartResult>
   }
 }
 
+/** A start-up failure in one line that names what to change: the stack only with --verbose. */
+export function startFailure(error: unknown, args: Pick<Args, "port" | "storageConnection">): string {
+  const e = error as NodeJS.ErrnoException;
+  if (e.code === "EADDRINUSE") return `port ${args.port} is already taken (another npm start or func host?): pass --port P, or --port 0 for a free one (or set PORT)`;
+  if (e.code === "EACCES" && e.syscall === "listen") return `port ${args.port} may not be opened by this user: pass --port P above 1023, or --port 0 for a free one`;
+  if (error instanceof StorageUnreachable) return error.message;
+  return `${e.message ?? String(error)} (run again with --verbose for the details)`;
+}
+
+class StorageUnreachable extends Error {}
+
+/** The table endpoint a connection string names (TableEndpoint=…, or the account's public one). */
+function tableEndpoint(connection: string): string {
+  const parts = Object.fromEntries(
+    connection
+      .split(";")
+      .filter((p) => p.includes("="))
+      .map((p) => [p.slice(0, p.indexOf("=")).toLowerCase(), p.slice(p.indexOf("=") + 1)]),
+  );
+  if (parts.tableendpoint) return parts.tableendpoint;
+  if (parts.accountname) return `${parts.defaultendpointsprotocol ?? "https"}://${parts.accountname}.table.${parts.endpointsuffix ?? "core.windows.net"}`;
+  throw new StorageUnreachable("--storage-connection is not a storage connection string (no TableEndpoint= or AccountName=): copy it from the storage account's Access keys, or leave it out for Azurite");
+}
+
+/** Any HTTP answer will do: the point is a clear line now instead of the SDK's retries and a stack later. */
+async function reachable(endpoint: string): Promise<void> {
+  try {
+    await fetch(endpoint, { signal: AbortSignal.timeout(5_000) });
+  } catch (error) {
+    const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).name;
+    throw new StorageUnreachable(`the storage account at ${endpoint} did not answer (${cause}): check --storage-connection (its TableEndpoint or AccountName, the network, the account's firewall), or leave it out for Azurite`);
+  }
+}
+
 export function formatSummary(s: StartSummary): string {
+  const handoffs = `  lock handoffs: ${s.handoffs.count}${s.handoffs.count ? ` (release → next cordon of a node that was waiting, p50 ${ms(s.handoffs.p50)}, p99 ${ms(s.handoffs.p99)})` : ""}`;
+  if (s.mode === "cluster") {
+    // Against a real cluster Rollcall sees only its own transitions: say what was measured, and what was not.
+    const measured = PHASES.filter((p) => s.phases[p].count > 0);
+    return [
+      `Summary: ${s.nodes} nodes seen, served for ${seconds(s.totalMs)}`,
+      ...(measured.length === 0
+        ? ["  no completed reboot seen: no phase durations"]
+        : ["  phase     mean      max    nodes", ...measured.map((p) => `  ${p.padEnd(8)} ${seconds(s.phases[p].mean).padStart(7)}  ${seconds(s.phases[p].max).padStart(7)}  ${String(s.phases[p].count).padStart(5)}`)]),
+      handoffs,
+      "  not checked on a real cluster: reboots per node, PodDisruptionBudget violations, nodes unavailable at once (only the simulation observes them; see GET …/history)",
+    ].join("\n");
+  }
   const lines = [
-    s.mode === "simulation"
-      ? `Summary: ${s.rebooted.length} of ${s.marked.length} marked nodes rebooted (${s.nodes} nodes) in ${seconds(s.totalMs)}`
-      : `Summary: ${s.nodes} nodes seen, served for ${seconds(s.totalMs)}`,
+    `Summary: ${s.rebooted.length} of ${s.marked.length} marked nodes rebooted (${s.nodes} nodes) in ${seconds(s.totalMs)}`,
     "  phase     mean      max    nodes",
     ...PHASES.map((p) => `  ${p.padEnd(8)} ${seconds(s.phases[p].mean).padStart(7)}  ${seconds(s.phases[p].max).padStart(7)}  ${String(s.phases[p].count).padStart(5)}`),
-    `  lock handoffs: ${s.handoffs.count}${s.handoffs.count ? ` (release → next cordon p50 ${ms(s.handoffs.p50)}, p99 ${ms(s.handoffs.p99)})` : ""}`,
+    handoffs,
   ];
   if (s.maxNodesUnavailable !== undefined) lines.push(`  max nodes unavailable at once: ${s.maxNodesUnavailable} (concurrency ${s.concurrency})`);
   if (s.pdbViolations !== undefined) lines.push(`  PDB violations: ${s.pdbViolations}`);

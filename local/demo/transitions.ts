@@ -110,21 +110,29 @@ export class TransitionLog {
   }
 
   /**
-   * Lock hand-offs: each slot freed by a node (releasing → idle) paired with the next node's cordon
-   * (cordoning → draining) that followed it, in order. Returns each hand-off's latency in ms.
+   * Lock hand-offs: each slot freed by a node (releasing → idle) paired with the next cordon
+   * (cordoning → draining) of another node that was already waiting (pending) when the slot was
+   * freed. A node that asked only later starts a separate rollout: the gap is no hand-off.
+   * Returns each hand-off's latency in ms.
    */
   handoffs(): number[] {
-    const releases = this.transitions.filter((t) => t.from === "releasing" && t.to === "idle").map((t) => ({ at: t.at, node: t.node }));
-    const cordons = this.transitions.filter((t) => t.from === "cordoning" && t.to === "draining").map((t) => ({ at: t.at, node: t.node }));
+    const releases = this.transitions.filter((t) => t.from === "releasing" && t.to === "idle");
+    const cordons = this.transitions.filter((t) => t.from === "cordoning" && t.to === "draining");
     const latencies: number[] = [];
-    let c = 0;
+    const used = new Set<Transition>();
     for (const release of releases) {
-      while (c < cordons.length && (cordons[c]!.at < release.at || cordons[c]!.node === release.node)) c++;
-      if (c >= cordons.length) break;
-      latencies.push(cordons[c]!.at - release.at);
-      c++;
+      const next = cordons.find((c) => !used.has(c) && c.at >= release.at && c.node !== release.node && this.waitingAt(c, release.at));
+      if (!next) continue;
+      used.add(next);
+      latencies.push(next.at - release.at);
     }
     return latencies;
+  }
+
+  /** Whether the run that `cordon` belongs to was pending already at `at`. */
+  private waitingAt(cordon: Transition, at: number): boolean {
+    const run = this.runs.get(cordon.node)?.find((r) => r.drainingAt === cordon.at || (r.lockedAt !== undefined && r.lockedAt <= cordon.at && (r.drainingAt ?? Infinity) >= cordon.at));
+    return run?.pendingAt !== undefined && run.pendingAt <= at;
   }
 }
 

@@ -1,8 +1,8 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
-import { Writable } from "node:stream";
 import { runStart } from "../../local/start";
+import { collector } from "../support/output";
 
 /** Children of this process, from /proc (no `ps`, which would be a child itself). */
 function childProcesses(): string[] {
@@ -18,17 +18,6 @@ function childProcesses(): string[] {
     }
   }
   return children;
-}
-
-function collector(): { stream: Writable; text: () => string } {
-  let text = "";
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      text += chunk.toString();
-      callback();
-    },
-  });
-  return { stream, text: () => text };
 }
 
 describe("npm start in simulation mode", () => {
