@@ -331,6 +331,8 @@ describe("azd and Kubernetes files", () => {
     const role = docs.find((d) => d.kind === "ClusterRole")!;
     const grants = role.rules.flatMap((r: Json) => r.resources.flatMap((res: string) => r.verbs.map((v: string) => `${r.apiGroups.join(",")}/${res}:${v}`))).sort();
     assert.deepEqual(grants, [
+      "/events:create",
+      "/events:patch",
       "/nodes:get",
       "/nodes:list",
       "/nodes:patch",
