@@ -48,7 +48,7 @@ export class LiveView {
   render(rows: NodeRow[]): void {
     if (!this.tty) return;
     const width = Math.max(60, this.out.columns || COLUMNS || 120) - 1;
-    const lines = [this.header(), "", table(rows, width), "", ...this.recent.map((l) => clip(`  ${l}`, width))].join("\n").split("\n");
+    const lines = [this.header(), "", table(rows, width), "", ...wrap(LEGEND, width), "", ...this.recent.map((l) => clip(`  ${l}`, width))].join("\n").split("\n");
     let text = this.drawn > 0 ? `\x1b[${this.drawn}A` : "";
     for (const line of lines) text += `\x1b[2K${line}\n`;
     // Clear what is left of a longer previous frame.
@@ -64,6 +64,12 @@ export class LiveView {
   }
 }
 
+/** What each column means; WHY is the one people misread (a hold reason now, or why the state began). */
+export const LEGEND =
+  "* marked reboot-required · STATE: Rollcall's state of the node · KUBERNETES: the node object (Ready or NotReady, cordoned) · " +
+  "PODS: pods on the node · BOOT ID: changes with each reboot · REBOOTS: reboots its agent carried out · " +
+  "WHY: what holds the node right now (holdReason), else why it entered its state";
+
 function table(rows: NodeRow[], width: number): string {
   const head = ["NODE", "STATE", "KUBERNETES", "PODS", "BOOT ID", "REBOOTS", "WHY"];
   const body = rows.map((r) => [
@@ -76,9 +82,40 @@ function table(rows: NodeRow[], width: number): string {
     r.record ? (r.record.holdReason ?? r.record.why) : "",
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
-  widths[6] = Math.max(10, width - widths.slice(0, 6).reduce((a, b) => a + b + 2, 0));
-  const fmt = (row: string[]) => clip(row.map((cell, i) => (i === 6 ? cell : cell.padEnd(widths[i]!))).join("  "), width);
-  return [fmt(head), ...body.map(fmt)].join("\n");
+  // The WHY column wraps onto continuation lines under itself (a hold reason cut short says something
+  // else); on a terminal too narrow for a readable column, it goes onto indented lines under the row.
+  const columnAt = widths.slice(0, 6).reduce((a, b) => a + b + 2, 0);
+  const below = width - columnAt < MIN_WHY_WIDTH;
+  const whyAt = below ? WHY_INDENT : columnAt;
+  const fmt = (row: string[], header = false): string => {
+    const cells = row.slice(0, 6).map((cell, i) => cell.padEnd(widths[i]!));
+    if (below && header) return `${clip(cells.join("  ").trimEnd(), width)}\n${" ".repeat(whyAt)}WHY`;
+    if (below) return [clip(cells.join("  ").trimEnd(), width), ...wrap(row[6]!, width - whyAt).map((l) => `${" ".repeat(whyAt)}${l}`)].join("\n");
+    const [first = "", ...more] = wrap(row[6]!, width - whyAt);
+    return [[...cells, first].join("  "), ...more.map((rest) => `${" ".repeat(whyAt)}${rest}`)].join("\n");
+  };
+  return [fmt(head, true), ...body.map((row) => fmt(row))].join("\n");
+}
+
+const MIN_WHY_WIDTH = 30;
+const WHY_INDENT = 4;
+
+/** Words into lines of at most `width` characters; a word longer than that is split. */
+export function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (let word of text.split(/\s+/).filter(Boolean)) {
+    while (word.length > width) {
+      if (line) lines.push(line), (line = "");
+      lines.push(word.slice(0, width));
+      word = word.slice(width);
+    }
+    if (!line) line = word;
+    else if (line.length + 1 + word.length <= width) line += ` ${word}`;
+    else lines.push(line), (line = word);
+  }
+  if (line || lines.length === 0) lines.push(line);
+  return lines;
 }
 
 function clip(text: string, width: number): string {
