@@ -124,6 +124,9 @@ param checkinBusySeconds string = ''
 @description('ROLLCALL_STEP_BUDGET_MS: longest one invocation spends advancing a node.')
 param stepBudgetMs string = ''
 
+@description('ROLLCALL_STEP_WAIT_MS: longest a check-in waits within its invocation for evicted pods, a budget or Ready.')
+param stepWaitMs string = ''
+
 @description('ROLLCALL_UPGRADE_SCHEDULE: six-field NCRONTAB (UTC) of the upgrade planner timer.')
 param upgradeSchedule string = ''
 
@@ -191,6 +194,7 @@ var operatorSettings = {
   ROLLCALL_CHECKIN_IDLE_SECONDS: checkinIdleSeconds
   ROLLCALL_CHECKIN_BUSY_SECONDS: checkinBusySeconds
   ROLLCALL_STEP_BUDGET_MS: stepBudgetMs
+  ROLLCALL_STEP_WAIT_MS: stepWaitMs
   ROLLCALL_UPGRADE_SCHEDULE: upgradeSchedule
   ROLLCALL_UPGRADE_APPLY_SCHEDULE: upgradeApplySchedule
   ROLLCALL_UPGRADE_REPLAN_SECONDS: upgradeReplanSeconds

@@ -22,6 +22,8 @@ export interface SimAgentOptions {
   root: string;
   /** How long a simulated reboot keeps the node down. */
   downMs: number;
+  /** How long after its new boot id the node reports Ready (a real kubelet: about 1 s). */
+  readyAfterBootMs?: number;
   /** Multiplies the orchestrator's answered intervals (e.g. 0.5). */
   intervalScale?: number;
   backoffBaseSeconds?: number;
@@ -77,12 +79,14 @@ export async function startSimAgents(options: SimAgentOptions): Promise<SimAgent
     const entry: SimAgent = { node, dir, sentinel, agent: undefined as unknown as AgentLoop, reboots: 0 };
     const rebooter = new CallbackRebooter(async () => {
       entry.reboots++;
-      const newBootId = await abortable(sim.rebootNode(node, { downMs: options.downMs }), aborted.signal);
+      const newBootId = await abortable(sim.rebootNode(node, { downMs: options.downMs, readyAfterBootMs: options.readyAfterBootMs }), aborted.signal);
       if (newBootId === undefined) return;
       // The node is back: a new boot id for the agent, the same the kubelet reports; the sentinel is gone.
       await writeFile(bootIdFile, `${newBootId}\n`);
       await rm(sentinel, { force: true });
       await rm(`${sentinel}.pkgs`, { force: true });
+      // A real agent starts again with the node and checks in at once, not after its interval.
+      entry.agent.checkInNow();
     }, "simulated reboot (sim.rebootNode)");
     entry.agent = createAgent(config, { rebooter, ...(options.log ? { log: options.log(node) } : { log: () => {} }) });
     agents.push(entry);

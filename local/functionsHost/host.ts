@@ -56,6 +56,8 @@ export interface FunctionsHost {
   readonly registrations: Registration[];
   /** Runs a timer function now, as its schedule would. */
   invokeTimer(name: string): Promise<void>;
+  /** Function executions so far and their summed duration, as Flex Consumption bills them (the bench's cost figures). */
+  readonly executions: { count: number; ms: number };
   stop(): Promise<void>;
 }
 
@@ -97,6 +99,7 @@ export async function startFunctionsHost(options: FunctionsHostOptions = {}): Pr
     });
   });
 
+  const executions = { count: 0, ms: 0 };
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", `http://${req.headers.host ?? "127.0.0.1"}`);
     const prefix = routePrefix ? `/${routePrefix}/` : "/";
@@ -131,11 +134,15 @@ export async function startFunctionsHost(options: FunctionsHostOptions = {}): Pr
     });
     const context = newContext(fn, { ...params, Headers: headers, Query: Object.fromEntries(url.searchParams) });
     let result: unknown;
+    const started = performance.now();
     try {
       result = await invoke(fn, [request, context], context);
     } catch (error) {
       log(`[${fn.name}] Executed with an error: ${(error as Error).stack ?? String(error)}`, "error");
       return empty(res, 500);
+    } finally {
+      executions.count++;
+      executions.ms += performance.now() - started;
     }
     const response = result instanceof az.HttpResponse ? result : new az.HttpResponse((result ?? {}) as AzureFunctions.HttpResponseInit);
     const out = Buffer.from(await response.arrayBuffer());
@@ -196,6 +203,7 @@ export async function startFunctionsHost(options: FunctionsHostOptions = {}): Pr
     url,
     key,
     routePrefix,
+    executions,
     registrations: functions.map(({ callback: _c, compiled: _r, ...registration }) => registration),
     async invokeTimer(name) {
       const fn = timerFns.find((f) => f.name === name);

@@ -128,6 +128,12 @@ export const Settings = z.object({
   ROLLCALL_CHECKIN_BUSY_SECONDS: positiveInt.default(2),
   /** Longest a single invocation spends advancing one node before answering; keeps HTTP calls short. */
   ROLLCALL_STEP_BUDGET_MS: positiveInt.default(5000),
+  /**
+   * Longest a step waits within one invocation for what it waits on (evicted pods, a refusing budget,
+   * the node's Ready) so that a turn advances on the event, not at the next check-in; always capped to
+   * leave 40% of the step budget. 0: never wait (each waiting check-in is billed execution time).
+   */
+  ROLLCALL_STEP_WAIT_MS: nonNegativeInt.default(3000),
   /** NCRONTAB schedule of the upgrade planner timer; default daily at 03:00 UTC. */
   ROLLCALL_UPGRADE_SCHEDULE: ncrontab.default(DEFAULT_UPGRADE_SCHEDULE),
   /** NCRONTAB schedule of the upgrade apply timer (starts due steps, follows running ones). */
@@ -178,6 +184,7 @@ export type Config = {
     checkinBusySeconds: number;
   };
   stepBudgetMs: number;
+  stepWaitMs: number;
   upgrade: { schedule: string; applySchedule: string; replanIntervalMs: number };
   /** ROLLCALL_AZURE_CLOUD's endpoints (ROLLCALL_ARM_ENDPOINT may move ARM's host). */
   azure: { cloud: AzureCloudName; armEndpoint: string; armScope: string; authorityHost: string };
@@ -265,6 +272,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       checkinBusySeconds: s.ROLLCALL_CHECKIN_BUSY_SECONDS,
     },
     stepBudgetMs: s.ROLLCALL_STEP_BUDGET_MS,
+    stepWaitMs: s.ROLLCALL_STEP_WAIT_MS,
     upgrade: { schedule: s.ROLLCALL_UPGRADE_SCHEDULE, applySchedule: s.ROLLCALL_UPGRADE_APPLY_SCHEDULE, replanIntervalMs: s.ROLLCALL_UPGRADE_REPLAN_SECONDS * 1000 },
     azure: {
       cloud: s.ROLLCALL_AZURE_CLOUD,

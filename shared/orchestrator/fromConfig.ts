@@ -56,6 +56,7 @@ async function build(): Promise<Rollcall> {
     gate,
     telemetry: getTelemetry(),
     stepBudgetMs: config.stepBudgetMs,
+    stepWaitMs: config.stepWaitMs,
     // Decisions measure time on the storage service's clock, so instances with skewed clocks agree.
     clock: serverClock.now,
   });

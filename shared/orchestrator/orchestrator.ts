@@ -25,6 +25,8 @@ export interface OrchestratorDeps {
   telemetry: Telemetry;
   /** How long one invocation may spend advancing one node before it answers. */
   stepBudgetMs: number;
+  /** Longest a step waits within an invocation for its event (ROLLCALL_STEP_WAIT_MS); 3 s when not given. */
+  stepWaitMs?: number;
   clock?: () => Date;
   newLeaseId?: () => string;
 }
@@ -49,15 +51,12 @@ export const LAST_CHECKIN_GRANULARITY_MS = 5 * 60_000;
 
 function checkinOutdated(record: NodeRecord, now: Date, policy: Policy): boolean {
   // A queued node's check-in is what makes it eligible for a freed slot (`agentEngaged`): kept to the busy interval.
-  const granularityMs = record.state === "pending" ? policy.checkinBusySeconds * 1000 : LAST_CHECKIN_GRANULARITY_MS;
+  const queued = record.state === "pending" || (record.state === "idle" && wantsTurn(record));
+  const granularityMs = queued ? policy.checkinBusySeconds * 1000 : LAST_CHECKIN_GRANULARITY_MS;
   return record.lastCheckinAt === undefined || now.getTime() - Date.parse(record.lastCheckinAt) >= granularityMs;
 }
 
-/**
- * The longest a step waits within one invocation for what it waits on (evicted pods, a budget, Ready),
- * and what of the step budget it always leaves for the writes and the answer.
- */
-const EVENT_WAIT_MS = 3_000;
+/** What of the step budget a step's wait always leaves for the writes and the answer. */
 const WAIT_RESERVE = 0.4;
 
 /** A safety net against a step that keeps moving without converging; real chains are at most ~8 steps. */
@@ -278,7 +277,7 @@ export class Orchestrator {
     const left = deadline.getTime() - now.getTime() - WAIT_RESERVE * this.deps.stepBudgetMs;
     return {
       now,
-      waitMs: how.wait === false ? 0 : Math.max(0, Math.min(EVENT_WAIT_MS, left)),
+      waitMs: how.wait === false ? 0 : Math.max(0, Math.min(this.deps.stepWaitMs ?? 3_000, left)),
       sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
       clock: () => this.now(),
       checkinOf: how.checkinOf,

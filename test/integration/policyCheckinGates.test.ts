@@ -240,7 +240,10 @@ describe("concurrency caps through the check-in path", () => {
     // pq-a comes back; its release is followed by lockReleaseDelay, so nobody takes the slot yet.
     await until(() => a!.last?.state === "idle", () => a!.tick(send));
     assert.deepEqual(await lockHolders(), []);
-    clock.advance(121_000);
+    clock.advance(119_500);
+    // pq-c's agent checks in while it waits, so it is there to take the slot (a node is cordoned only then).
+    assert.equal((await c.tick(send)).state, "pending");
+    clock.advance(1_500);
     // pq-b happens to check in first once the delay is over, but pq-c's priority puts it ahead.
     const b2 = await b!.tick(send);
     assert.equal(b2.state, "pending");
@@ -357,7 +360,8 @@ describe("blockers through the check-in path", () => {
     try {
       await setPolicy({ blockers: { prometheus: { url: prometheus.url } } });
       const clock = new ManualClock();
-      const { send } = await clocked(clock);
+      // No wait within the check-in: the alert starts firing between the drain's start and its end.
+      const { send } = await clocked(clock, { stepWaitMs: 0 });
       const agent = await TestAgent.on(sim, "pr-a", true);
       const started = await agent.tick(send);
       assert.equal(started.state, "draining", started.reason);

@@ -34,7 +34,10 @@ describe("the reconcile timer", () => {
     assert.equal((await agent.tick(send)).action, "wait", "no reboot after a failed drain");
     clock.advance(31 * 60_000);
     await orchestrator.reconcile(CLUSTER, log);
-    assert.equal((await rollcall.store.get(CLUSTER, "tmo-a"))!.value.state, "draining", "tried again after the back-off");
+    const queued = (await rollcall.store.get(CLUSTER, "tmo-a"))!.value;
+    assert.equal(queued.state, "pending", "back in the queue after the back-off");
+    assert.match(queued.holdReason ?? "", /waiting for the node's agent to check in/, "not cordoned again before its agent is there");
+    assert.equal((await agent.tick(send)).state, "draining", "tried again at the agent's check-in");
   });
 
   it("marks a node that never came back from its reboot as stuck, loudly, and hands its slot to the next node at once", async () => {
@@ -51,6 +54,8 @@ describe("the reconcile timer", () => {
     assert.equal((await b.tick(send)).state, "pending");
     // ttl-a was told to reboot and is never heard of again.
     clock.advance(31 * 60_000);
+    // ttl-b's agent keeps checking in while it waits, so it is there to take the slot.
+    assert.equal((await b.tick(send)).state, "pending");
     const report = await orchestrator.reconcile(CLUSTER, log);
     assert.deepEqual(report.expired, ["ttl-a"]);
     const stuck = (await rollcall.store.get(CLUSTER, "ttl-a"))!.value;

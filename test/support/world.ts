@@ -51,6 +51,8 @@ export function useWorld(options: { simOptions?: Parameters<typeof SimCluster.st
     },
     configure(settings = {}) {
       tableName = `world${process.pid}x${tableCounter++}`;
+      // A test that watches a drain between check-ins turns the in-invocation wait off for itself only.
+      delete process.env.ROLLCALL_STEP_WAIT_MS;
       Object.assign(process.env, {
         ROLLCALL_STORAGE_CONNECTION: azurite!.connectionString,
         ROLLCALL_TABLE: tableName,
@@ -156,7 +158,7 @@ export class ManualClock {
  * The configured world's orchestrator with a hand-moved clock and a telemetry recorder: the real
  * policy store and, unless a test passes another, the production gate. `send` is a check-in.
  */
-export async function clocked(clock: ManualClock, options: { gate?: RebootGate } = {}) {
+export async function clocked(clock: ManualClock, options: { gate?: RebootGate; stepWaitMs?: number } = {}) {
   const rollcall = await getRollcall();
   const telemetry = new MemoryTelemetry();
   const orchestrator = new Orchestrator({
@@ -167,6 +169,7 @@ export async function clocked(clock: ManualClock, options: { gate?: RebootGate }
     gate: options.gate ?? rollcall.gate,
     telemetry,
     stepBudgetMs: 5_000,
+    stepWaitMs: options.stepWaitMs,
     clock: clock.read,
   });
   const log = invocation("clocked");
