@@ -86,6 +86,7 @@ const exercise: Record<string, (api: ClusterApi, sim: SimCluster) => Promise<unk
   listNodes: (api) => api.listNodes(),
   listPods: (api) => api.listPods({ labelSelector: "app=web", nodeName: "roles-node-1" }),
   listPodDisruptionBudgets: (api) => api.listPodDisruptionBudgets(),
+  getPodDisruptionBudget: (api) => api.getPodDisruptionBudget("apps", "web"),
   setTaint: (api) => api.setTaint("roles-node-1", "rollcall.io/reboot", { effect: "PreferNoSchedule" }),
   // Twice: the repeat is counted on the first event (a patch), not written anew.
   recordEvent: async (api) => {

@@ -339,6 +339,7 @@ describe("azd and Kubernetes files", () => {
       "/pods/eviction:create",
       "/pods:list",
       "authentication.k8s.io/tokenreviews:create",
+      "policy/poddisruptionbudgets:get",
       "policy/poddisruptionbudgets:list",
     ]);
     const binding = docs.find((d) => d.kind === "ClusterRoleBinding")!;
