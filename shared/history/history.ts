@@ -79,7 +79,9 @@ export function historyAction(entry: HistoryEntry): TransactionAction {
   const { cluster, reasons, phases, ...rest } = entry;
   const entity = {
     partitionKey: cluster,
-    rowKey: historyRowKey(new Date(entry.finishedAt), entry.node),
+    // The end of a stuck episode may be written in the same millisecond as its start (a hand-moved clock, a
+    // node that checks in at once): the start sorts just after it, i.e. as the older of the two.
+    rowKey: `${historyRowKey(new Date(entry.finishedAt), entry.node)}${entry.outcome === "stuck" ? ":stuck" : ""}`,
     ...Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)),
     why: clip(entry.why, MAX_MESSAGE_CHARS),
     ...textProperties("reasons", JSON.stringify(reasons)),

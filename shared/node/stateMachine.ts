@@ -111,6 +111,9 @@ export function agentEngaged(record: NodeRecord, ports: Pick<StepPorts, "checkin
 
 const ENGAGED_INTERVALS = 2;
 
+/** The `why` of a node whose object is gone; the check-in of a node that later takes its name replaces it. */
+export const NODE_GONE = "the node no longer exists in the cluster";
+
 /** How many transitions a record keeps for the node API. */
 const RECENT_TRANSITIONS = 10;
 
@@ -245,8 +248,7 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     // in the answer to the agent's next check-in, so a drained node never sits waiting for one.
     if (!agentEngaged(record, ports)) return waitInQueue(record, ports, `waiting for the node's agent to check in (within ${ports.policy.checkinIdleSeconds} s); the node stays uncordoned until then`);
     const node = await (await ports.kube()).getNode(record.node);
-    // Like a release after the node was deleted: forget the machine's facts, so that a node that later takes its name reports its own.
-    if (!node) return { kind: "move", to: "idle", why: "the node no longer exists in the cluster", set: { pendingSince: undefined, bootId: undefined, rebootRequired: false, reasons: [] } };
+    if (!node) return { kind: "move", to: "idle", why: NODE_GONE, set: { pendingSince: undefined } };
 
     const leaseId = ports.newLeaseId();
     const holder = {
@@ -275,7 +277,7 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
   async cordoning(record, _etag, ports) {
     const kube = await ports.kube();
     const node = await kube.getNode(record.node);
-    if (!node) return release("node-deleted", "the node no longer exists in the cluster");
+    if (!node) return release("node-deleted", NODE_GONE);
     if (!wantsTurn(record)) return release("cancelled", "reboot no longer required");
     if (ports.policy.mode === "shadow") return shadowTurn(kube, record, ports);
     // Decided again on the node as it is now: an administrator may have cordoned it since the slot was
@@ -298,7 +300,7 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
   async draining(record, _etag, ports) {
     const kube = await ports.kube();
     const node = await kube.getNode(record.node);
-    if (!node) return release("node-deleted", "the node no longer exists in the cluster");
+    if (!node) return release("node-deleted", NODE_GONE);
     // Before any eviction: is this still our node, cordoned under this lease? Has it rebooted by itself?
     const lost = leaseLost(record, node);
     if (lost) return lost;
@@ -367,7 +369,7 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     if (record.bootId && record.orderBootId && record.bootId !== record.orderBootId) {
       return { kind: "move", to: "rebooted", why: `the agent reports a new boot id ${record.bootId}`, set: { rebootedAt: iso(ports.now) } };
     }
-    if (!node) return release("node-deleted", "the node no longer exists in the cluster");
+    if (!node) return release("node-deleted", NODE_GONE);
     // Checked before every answer that carries the order, so the agent is never told to reboot a node that is not ours.
     const lost = leaseLost(record, node);
     if (lost) return lost;
@@ -377,7 +379,7 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
   async rebooted(record, _etag, ports) {
     const kube = await ports.kube();
     let node = await kube.getNode(record.node);
-    if (!node) return release("node-deleted", "the node no longer exists in the cluster");
+    if (!node) return release("node-deleted", NODE_GONE);
     if (node.bootId === record.orderNodeBootId) return { kind: "wait", why: "waiting for the node object to report the new boot id" };
     // After a reboot the node noticed first, the agent's facts (the sentinel) are only current once it checked in again.
     if (record.orderBootId && record.bootId === record.orderBootId) return { kind: "wait", why: "waiting for the agent to check in after the reboot" };
@@ -387,7 +389,7 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
       await ports.sleep(READY_POLL_MS);
       node = await kube.getNode(record.node);
     }
-    if (!node) return release("node-deleted", "the node no longer exists in the cluster");
+    if (!node) return release("node-deleted", NODE_GONE);
     if (!node.ready) return { kind: "wait", why: "waiting for the node to be Ready" };
     const neededAt = Date.parse(record.pendingSince ?? iso(ports.now));
     const chained = record.lastRebootAt !== undefined && neededAt - Date.parse(record.lastRebootAt) < REBOOT_CHAIN_MS;

@@ -4,7 +4,7 @@ import { NodeChangedError, nodeAnnotations } from "../kube/clusterApi";
 import type { ClusterApiFactory } from "../kube/connect";
 import type { ClusterLock } from "../lock/tableLock";
 import { type NodeRecord, type NodeStore, StaleRecordError, type Versioned } from "../node/nodeRecord";
-import { leftoverRepair, LOCK_HOLDING_STATES, wantsTurn, nextRecord, type NodeState, onLeaseExpired, type StepEvent, STEPS, type StepPorts } from "../node/stateMachine";
+import { leftoverRepair, LOCK_HOLDING_STATES, NODE_GONE, wantsTurn, nextRecord, type NodeState, onLeaseExpired, type StepEvent, STEPS, type StepPorts } from "../node/stateMachine";
 import type { Policy, PolicySource, RebootGate } from "../policy/policy";
 import { telemetryEvents, telemetryMetrics, type Telemetry } from "../telemetry/names";
 import { type AgentVerifier, describeAgent } from "../auth/tokenReview";
@@ -366,10 +366,12 @@ function reportedFacts(request: CheckinRequest): ReportedFacts {
 
 /**
  * An idle record without a boot id was known only from an operator request, or its machine left the
- * cluster (the release forgets the boot id): its `why` says so until an agent checks in from the node.
+ * cluster (a release forgets the boot id; a pending node found gone keeps it): its `why` says so until
+ * an agent checks in from the node with a boot id of its own.
  */
 function registered(record: NodeRecord, facts: ReportedFacts): Partial<NodeRecord> {
-  if (record.state !== "idle" || record.bootId !== undefined || facts.bootId === undefined) return {};
+  if (record.state !== "idle" || facts.bootId === undefined || facts.bootId === record.bootId) return {};
+  if (record.bootId !== undefined && record.why !== NODE_GONE) return {};
   return { why: `the agent on this node checked in (boot id ${facts.bootId})` };
 }
 
