@@ -108,14 +108,19 @@ export async function tellWait(kube: () => Promise<ClusterApi>, record: NodeReco
   await onOwnNode(kube, record, log, (api, node) => api.recordEvent({ node, ...event }));
 }
 
+/** How long the answer to a check-in waits for its events; a slower write goes on, and may still land, without it. */
+const TELL_BUDGET_MS = 2_000;
+
 async function onOwnNode(kube: () => Promise<ClusterApi>, record: NodeRecord, log: Logger, work: (api: ClusterApi, node: KubeNode) => Promise<void>): Promise<void> {
-  try {
+  const told = (async () => {
     const api = await kube();
     const node = await api.getNode(record.node);
     // A node re-created under the name is another machine: this story is not its own.
     if (!node || (record.nodeUid && node.uid !== record.nodeUid)) return;
     await work(api, node);
-  } catch (error) {
-    log.warn(`node event not written cluster=${record.cluster} node=${record.node} state=${record.state}: ${(error as Error).message}`);
-  }
+  })().catch((error: unknown) => log.warn(`node event not written cluster=${record.cluster} node=${record.node} state=${record.state}: ${(error as Error).message}`));
+  let timer: NodeJS.Timeout | undefined;
+  const budget = new Promise<void>((resolve) => (timer = setTimeout(resolve, TELL_BUDGET_MS)));
+  await Promise.race([told, budget]);
+  clearTimeout(timer);
 }

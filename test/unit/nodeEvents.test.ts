@@ -50,6 +50,15 @@ describe("node events", () => {
     assert.equal(kube.nodes.get("n1")!.annotations[nodeAnnotations.state], "reboot-ordered", "the annotation was still written");
   });
 
+  it("does not hold the check-in's answer past its budget for an Event write that hangs", async () => {
+    const kube = new FakeClusterApi();
+    kube.addNode("n1");
+    kube.recordEvent = () => new Promise(() => undefined);
+    const started = Date.now();
+    await tellNode(async () => kube, "draining", record({ state: "reboot-ordered" }), logger().log);
+    assert.ok(Date.now() - started < 3_000, `answered after ${Date.now() - started} ms`);
+  });
+
   it("writes the step's own event before the transition's, on the node object of this lease only", async () => {
     const kube = new FakeClusterApi();
     kube.addNode("n1");
