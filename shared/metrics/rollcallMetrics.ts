@@ -63,7 +63,7 @@ export function renderMetrics(clusters: readonly ClusterSnapshot[]): string {
     .gauge(
       "rollcall_phase_window_entries",
       `Finished leases the phase histograms cover: the newest ${PHASE_WINDOW_ENTRIES} history entries of the cluster, or fewer.`,
-      perCluster((c) => c.history.length),
+      perCluster((c) => finished(c.history).length),
     )
     .histogram(
       "rollcall_phase_duration_seconds",
@@ -72,9 +72,14 @@ export function renderMetrics(clusters: readonly ClusterSnapshot[]): string {
       clusters.flatMap((c) =>
         PHASES.map((phase) => ({
           labels: { cluster: c.cluster, phase },
-          observations: c.history.flatMap((e) => (e.phases[phase] === undefined ? [] : [e.phases[phase]!])),
+          observations: finished(c.history).flatMap((e) => (e.phases[phase] === undefined ? [] : [e.phases[phase]!])),
         })),
       ),
     )
     .text();
+}
+
+/** A stuck episode's entry is no finished lease: the entry that ends it carries the same phases again. */
+function finished(history: readonly HistoryEntry[]): readonly HistoryEntry[] {
+  return history.filter((e) => e.outcome !== "stuck");
 }

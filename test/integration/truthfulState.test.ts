@@ -1,6 +1,8 @@
 import { describe, it } from "node:test";
+import { HttpRequest } from "@azure/functions";
 import assert from "node:assert/strict";
 import { history } from "../../functions/history";
+import { metrics } from "../../functions/metrics";
 import { nodeStatus } from "../../functions/nodeStatus";
 import { cancelReboot, requestReboot } from "../../functions/rebootRequest";
 import { retryNode } from "../../functions/retryNode";
@@ -110,6 +112,10 @@ describe("history", () => {
       ["completed", "stuck"],
       "newest first: the late reboot completed after the stuck episode",
     );
+    const scraped = await metrics(new HttpRequest({ method: "GET", url: "http://localhost/api/metrics", headers: READER }), invocation("metrics"));
+    const text = typeof scraped.body === "string" ? scraped.body : "";
+    assert.equal(scraped.status ?? 200, 200, text);
+    assert.match(text, new RegExp(`rollcall_phase_window_entries\\{cluster="${CLUSTER}"\\} 1\\b`), "the phase histograms count the lease once, not its stuck episode too");
   });
 });
 
