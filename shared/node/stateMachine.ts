@@ -92,6 +92,18 @@ export function canTransition(from: NodeState, to: NodeState): boolean {
   return TRANSITIONS[from].includes(to);
 }
 
+/** States in which a node holds nothing an active turn did to it: what shadow mode decides without writing. */
+const SHADOW_STATES: ReadonlySet<NodeState> = new Set<NodeState>(["idle", "pending", "cordoning"]);
+
+/**
+ * Whether this record's step runs in shadow (policy `mode: shadow`): a new turn, or the release of a
+ * shadow one. A lease that an active turn began before the switch still finishes with its writes, so
+ * no node is left cordoned or half-drained by switching to shadow.
+ */
+export function inShadow(policy: Policy, record: NodeRecord): boolean {
+  return policy.mode === "shadow" && (SHADOW_STATES.has(record.state) || record.outcome === "shadow");
+}
+
 /** The node wants a turn under the lock: its agent reports the sentinel, or an operator asked. */
 export function wantsTurn(record: NodeRecord): boolean {
   return record.rebootRequired || (record.request !== undefined && record.request.cancelledBy === undefined);
@@ -307,6 +319,8 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     const rebooted = rebootedDuringLease(record, node, ports);
     if (rebooted) return rebooted;
     if (!wantsTurn(record)) return release("cancelled", "reboot no longer required");
+    // Shadow mode orders no reboot: a drain an active turn began ends here, and the release uncordons.
+    if (ports.policy.mode === "shadow") return release("cancelled", "the policy switched to shadow mode: turn ended without a reboot");
     const started = Date.parse(record.drainStartedAt ?? iso(ports.now));
     if (ports.now.getTime() - started > ports.policy.drain.timeoutMs) {
       const why = `drain timed out after ${minutes(ports.policy.drain.timeoutMs)}: ${record.drainBlocker ?? "pods remained"}`;

@@ -4,7 +4,7 @@ import { NodeChangedError, nodeAnnotations } from "../kube/clusterApi";
 import type { ClusterApiFactory } from "../kube/connect";
 import type { ClusterLock } from "../lock/tableLock";
 import { type NodeRecord, type NodeStore, StaleRecordError, type Versioned } from "../node/nodeRecord";
-import { leftoverRepair, LOCK_HOLDING_STATES, NODE_GONE, wantsTurn, nextRecord, type NodeState, onLeaseExpired, type StepEvent, STEPS, type StepPorts } from "../node/stateMachine";
+import { leftoverRepair, LOCK_HOLDING_STATES, NODE_GONE, wantsTurn, nextRecord, type NodeState, onLeaseExpired, inShadow, type StepEvent, STEPS, type StepPorts } from "../node/stateMachine";
 import type { Policy, PolicySource, RebootGate } from "../policy/policy";
 import { telemetryEvents, telemetryMetrics, type Telemetry } from "../telemetry/names";
 import { type AgentVerifier, describeAgent } from "../auth/tokenReview";
@@ -147,7 +147,10 @@ export class Orchestrator {
     let yielded = false;
     for (let i = 0; i < MAX_STEPS_PER_RUN && this.now() < deadline; i++) {
       const from = current.value.state;
-      const ports = this.ports(cluster, policy, deadline, how);
+      const ports = this.ports(cluster, node, policy, deadline, how);
+      // Shadow mode decides a new turn from reads alone; a lease an active turn began still finishes.
+      const shadow = inShadow(policy, current.value);
+      if (shadow) ports.kube = () => this.deps.kube(cluster).then(readOnlyClusterApi);
       let result;
       try {
         result = await STEPS[from](current.value, current.etag, ports);
@@ -167,7 +170,7 @@ export class Orchestrator {
       }
       if (result.kind === "wait") {
         current = await this.recordWait(current, result.why, result.set);
-        if (result.event && policy.mode !== "shadow") await tellWait(ports.kube, current.value, result.event, log);
+        if (result.event && !shadow) await tellWait(ports.kube, current.value, result.event, log);
         if (result.yieldTo && !yielded) {
           // Serve the node ahead in the queue now, then look again: a slot may be left for this one too.
           yielded = true;
@@ -193,7 +196,7 @@ export class Orchestrator {
         current = (await this.deps.store.get(cluster, node)) ?? current;
         continue;
       }
-      await this.recordTransition(from, next, ports.now, log, policy, result.kind === "committed" ? result.event : undefined);
+      await this.recordTransition(from, next, ports.now, log, policy, { event: result.kind === "committed" ? result.event : undefined, quiet: shadow });
       if (from === "releasing") freedSlot = true;
     }
     if (freedSlot) await this.startNextPending(cluster, deadline, log, how.wait);
@@ -272,17 +275,20 @@ export class Orchestrator {
     }
   }
 
-  private ports(cluster: string, policy: Policy, deadline: Date, how: RunOptions): StepPorts {
+  private ports(cluster: string, node: string, policy: Policy, deadline: Date, how: RunOptions): StepPorts {
     const now = this.now();
     const left = deadline.getTime() - now.getTime() - WAIT_RESERVE * this.deps.stepBudgetMs;
+    // Only the answer to the node's own agent is worth waiting for: it carries what the wait was for
+    // (the reboot order); a node served in another's stead (a freed slot) waits at its own check-in.
+    const waits = how.wait !== false && how.checkinOf === node;
     return {
       now,
-      waitMs: how.wait === false ? 0 : Math.max(0, Math.min(this.deps.stepWaitMs ?? 3_000, left)),
+      waitMs: waits ? Math.max(0, Math.min(this.deps.stepWaitMs ?? 3_000, left)) : 0,
       sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
       clock: () => this.now(),
       checkinOf: how.checkinOf,
       policy,
-      kube: policy.mode === "shadow" ? () => this.deps.kube(cluster).then(readOnlyClusterApi) : () => this.deps.kube(cluster),
+      kube: () => this.deps.kube(cluster),
       lock: this.deps.lock,
       store: this.deps.store,
       gate: this.deps.gate,
@@ -330,10 +336,11 @@ export class Orchestrator {
   }
 
   /** The log line, telemetry and notification of one transition, after it was written. */
-  private async recordTransition(from: NodeState, next: NodeRecord, now: Date, log: Logger, policy: Policy, told?: StepEvent): Promise<void> {
+  /** `tell.event`: the Event the step named; `tell.quiet`: a shadow-mode transition, told to no one in the cluster. */
+  private async recordTransition(from: NodeState, next: NodeRecord, now: Date, log: Logger, policy: Policy, tell: { event?: StepEvent; quiet?: boolean } = {}): Promise<void> {
     logTransition(log, from, next);
     const { cluster, node } = next;
-    if (policy.mode !== "shadow") await tellNode(() => this.deps.kube(cluster), from, next, log, told);
+    if (!tell.quiet) await tellNode(() => this.deps.kube(cluster), from, next, log, tell.event);
     this.deps.telemetry.event(telemetryEvents.transition, { cluster, node, from, to: next.state, why: next.why, leaseId: next.leaseId });
     const since = (field: string | undefined) => (field ? (now.getTime() - Date.parse(field)) / 1000 : undefined);
     const phase: [string, number | undefined] | undefined =
@@ -354,7 +361,7 @@ export class Orchestrator {
 interface RunOptions {
   /** The node whose agent's check-in this run answers. */
   checkinOf?: string;
-  /** `false`: no step waits within this run (the reconcile timer). */
+  /** `false`: no step waits within this run (the reconcile timer); otherwise only the node whose check-in it answers waits. */
   wait?: boolean;
 }
 

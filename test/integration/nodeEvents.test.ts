@@ -158,6 +158,27 @@ describe("Kubernetes Events and annotations on the node", () => {
 });
 
 describe("shadow mode beside kured", () => {
+  it("ends a drain an active turn began when the policy switches to shadow: uncordoned, no reboot", async () => {
+    world.configure();
+    const { sim } = world;
+    for (const name of ["sw-a", "sw-spare"]) sim.addNode(name);
+    sim.addDeployment("shop", "sw-web", { replicas: 2, pdb: { minAvailable: 2 }, nodes: ["sw-a", "sw-spare"] });
+    await setPolicy({ blockers: { pdbPrecheck: false } });
+    const agent = await TestAgent.on(sim, "sw-a", true);
+    const { store } = await getRollcall();
+    await runAgents([agent], async () => (await store.get(CLUSTER, "sw-a"))?.value.drainBlocker !== undefined, 30_000);
+    assert.equal(sim.getNode("sw-a")!.spec?.unschedulable, true);
+    await setPolicy({ mode: "shadow", blockers: { pdbPrecheck: false } });
+    await agent.tick();
+    const history = await readHistory(world.table(), CLUSTER, { limit: 5 });
+    // Newest first: the active turn ended, then the node, still needing its reboot, took a shadow turn.
+    assert.deepEqual(history.entries.map((e) => [e.node, e.outcome]), [["sw-a", "shadow"], ["sw-a", "cancelled"]]);
+    assert.match(history.entries[1]!.why, /switched to shadow mode/);
+    assert.ok(!sim.getNode("sw-a")!.spec?.unschedulable, "uncordoned");
+    assert.equal(sim.getNode("sw-a")!.metadata.annotations?.[nodeAnnotations.state], undefined);
+    assert.equal(agent.reboots, 0);
+  });
+
   it("decides a whole rollout, shows who would take the lock and what would be evicted, and only reads the cluster", async () => {
     world.configure();
     const { sim } = world;
