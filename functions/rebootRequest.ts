@@ -75,6 +75,10 @@ export const requestReboot = httpHandler(async (request: HttpRequest, context: I
           statusUrl,
           created: result.kind === "accepted",
           request: result.request,
+          // The request waits out the drain-failure back-off like the node's own turn: say how not to wait.
+          ...(result.state === "drain-failed" && {
+            message: `Node ${node} is drain-failed: the request waits until its drain-failure back-off ends; POST ${statusUrl}/retry starts it now`,
+          }),
         },
         { location: statusUrl },
       );

@@ -23,7 +23,9 @@ export const releaseNode = httpHandler(async (request: HttpRequest, context: Inv
       throw new HttpError(
         409,
         "not_releasable",
-        `Node ${node} is ${result.state}: only nodes in maintenance, stuck or quarantined can be released`,
+        result.state === "drain-failed"
+          ? `Node ${node} is drain-failed, which is not released but retried: POST ${nodeStatusUrl(cluster, node)}/retry moves it back to pending now`
+          : `Node ${node} is ${result.state}: only nodes in maintenance, stuck or quarantined can be released`,
         { state: result.state },
       );
     case "unknown-node":

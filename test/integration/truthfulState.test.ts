@@ -5,6 +5,7 @@ import { history } from "../../functions/history";
 import { metrics } from "../../functions/metrics";
 import { nodeStatus } from "../../functions/nodeStatus";
 import { cancelReboot, requestReboot } from "../../functions/rebootRequest";
+import { releaseNode } from "../../functions/releaseNode";
 import { retryNode } from "../../functions/retryNode";
 import type { HistoryEntry } from "../../shared/history/history";
 import { getRollcall } from "../../shared/orchestrator/fromConfig";
@@ -205,6 +206,13 @@ describe("POST …/retry", () => {
 
   it("moves a drain-failed node back to pending now, recorded with who asked", async () => {
     await drainFailedNode("retry-a");
+    const { path, params } = nodeParams("retry-a");
+    const release = await call(releaseNode, { method: "POST", path: `${path}/release`, params, headers: ONCALL });
+    assert.equal(release.status, 409, release.text);
+    assert.match(release.body.error.message, /drain-failed, which is not released but retried: POST \/api\/clusters\/prod\/nodes\/retry-a\/retry/);
+    const asked = await postReboot("retry-a", { reason: "now please" });
+    assert.equal(asked.status, 202, asked.text);
+    assert.match(asked.body.message, /drain-failed: the request waits until its drain-failure back-off ends; POST .*\/retry starts it now/);
     const answer = await postRetry("retry-a");
     assert.equal(answer.status, 200, answer.text);
     assert.equal(answer.body.retriedBy, entraLabel("oncall@example.com"));
