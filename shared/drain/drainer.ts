@@ -35,8 +35,9 @@ export type PdbRef = string;
 export type DrainPass =
   | { kind: "done"; evicted: number }
   /**
-   * Pods remain; no blind retry earlier than `retryAfterMs` from now. `pdbs`: budgets that refused an
-   * eviction (re-read to retry sooner); `serverRetryAfter`: the server said when, so no earlier retry.
+   * Pods remain; no blind retry earlier than `retryAfterMs` from now (0: look again at the next chance,
+   * pods are only terminating). `pdbs`: budgets that refused an eviction (re-read to retry sooner);
+   * `serverRetryAfter`: the server said when, so no earlier retry.
    */
   | { kind: "waiting"; evicted: number; remaining: number; blocker: string; retryAfterMs: number; pdbBlocked: boolean; pdbs: PdbRef[]; serverRetryAfter: boolean }
   /** The drain cannot succeed without an operator: unmanaged or emptyDir pods refused, or a PDB misconfiguration. */
@@ -48,8 +49,6 @@ export type DrainPass =
  * allowed; a real PDB 429 carries no Retry-After (../shared/k8s-captured), only "still being processed" does.
  */
 export const BLIND_RETRY_MS = 5_000;
-/** Pods still terminating are checked again soon by the next invocation. */
-const TERMINATING_RECHECK_MS = 1_000;
 /** How often a bounded wait looks again at terminating pods and refusing budgets. */
 export const DRAIN_POLL_MS = 200;
 /** Evictions in flight at once: enough to drain a busy node in one pass without flooding the API server. */
@@ -99,7 +98,7 @@ export async function drainPass(api: ClusterApi, node: string, options: DrainOpt
     evicted,
     remaining,
     blocker: `waiting for ${remaining} evicted pod(s) to terminate`,
-    retryAfterMs: TERMINATING_RECHECK_MS,
+    retryAfterMs: 0,
     pdbBlocked: false,
     pdbs: [],
     serverRetryAfter: false,

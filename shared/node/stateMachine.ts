@@ -201,6 +201,7 @@ const LEASE_FIELDS: Partial<NodeRecord> = {
   rebootedAt: undefined,
   outcome: undefined,
   turnReasons: undefined,
+  retriedBy: undefined,
 };
 
 /** What a drain that waits records about its blocker, cleared once it stops waiting. */
@@ -237,7 +238,7 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     if (!wantsTurn(record)) {
       // Also when the option is off now: the node may carry the taint from when it was on.
       if (ports.policy.mode !== "shadow") await applyPendingTaint(await ports.kube(), ports.policy, record.node, false);
-      return { kind: "move", to: "idle", why: "reboot no longer required", set: { pendingSince: undefined } };
+      return { kind: "move", to: "idle", why: "reboot no longer required", set: { pendingSince: undefined, retriedBy: undefined } };
     }
     const notBefore = record.request?.notBefore;
     if (notBefore && !record.rebootRequired && Date.parse(notBefore) > ports.now.getTime()) {
@@ -350,7 +351,8 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
         why: pass.blocker,
         set: {
           drainBlocker: pass.blocker,
-          drainRetryAt: iso(new Date(ports.clock().getTime() + pass.retryAfterMs)),
+          // Terminating pods are looked at again by the next check-in; only a refusal backs off.
+          drainRetryAt: pass.retryAfterMs > 0 ? iso(new Date(ports.clock().getTime() + pass.retryAfterMs)) : undefined,
           drainBlockedBy: pass.pdbs.length > 0 ? pass.pdbs : undefined,
           drainRetryHinted: pass.serverRetryAfter || undefined,
           // Consecutive refusals by a budget, not passes that made progress (shown in the node's status).
@@ -435,7 +437,8 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     if (!wantsTurn(record)) return { kind: "move", to: "idle", why: "reboot no longer required", set: { retryAt: undefined, retryRequestedBy: undefined, pendingSince: undefined } };
     if (record.retryRequestedBy) {
       const skipped = record.retryAt ? ` (back-off until ${record.retryAt} skipped)` : "";
-      return { kind: "move", to: "pending", why: `retry requested by ${record.retryRequestedBy}${skipped}`, set: { retryAt: undefined, retryRequestedBy: undefined } };
+      const set = { retryAt: undefined, retryRequestedBy: undefined, retriedBy: record.retryRequestedBy };
+      return { kind: "move", to: "pending", why: `retry requested by ${record.retryRequestedBy}${skipped}`, set };
     }
     if (record.retryAt && Date.parse(record.retryAt) > now.getTime()) return { kind: "wait", why: record.why };
     return { kind: "move", to: "pending", why: "retrying after the drain-failure back-off", set: { retryAt: undefined } };
