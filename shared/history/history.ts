@@ -30,6 +30,8 @@ export interface HistoryEntry {
   requestedBy: string;
   requestId?: string;
   cancelledBy?: string;
+  /** Who ended the drain-failure back-off of this turn with POST …/retry. */
+  retriedBy?: string;
   reasons: string[];
   startedAt?: string;
   finishedAt: string;
@@ -63,6 +65,7 @@ export function historyEntry(record: NodeRecord, now: Date, outcome: HistoryOutc
     requestedBy: record.request?.requestedBy ?? (record.rebootReportedBy ? `agent ${record.rebootReportedBy}` : "sentinel"),
     requestId: record.request?.id,
     cancelledBy: record.request?.cancelledBy,
+    retriedBy: record.retriedBy,
     reasons: record.request ? [record.request.reason] : (record.turnReasons ?? record.reasons),
     startedAt: record.pendingSince,
     finishedAt: end,
@@ -151,6 +154,7 @@ export async function readHistory(
       requestedBy: String(e.requestedBy),
       requestId: e.requestId as string | undefined,
       cancelledBy: e.cancelledBy as string | undefined,
+      retriedBy: e.retriedBy as string | undefined,
       reasons: JSON.parse(readText(e, "reasons") ?? "[]") as string[],
       startedAt: e.startedAt as string | undefined,
       finishedAt: String(e.finishedAt),

@@ -74,6 +74,8 @@ export interface NodeRecord {
   request?: ManualRequest;
   /** Who asked to retry a drain-failed node now rather than after its back-off; set by the retry API, acted on by the state's step. */
   retryRequestedBy?: string;
+  /** Who retried the turn now under way, for the history entry of the lease it leads to. */
+  retriedBy?: string;
   /** Who released the node from maintenance, stuck or quarantine; set by the release API, acted on by the state's step. */
   releaseRequestedBy?: string;
   /** The node's last transitions, newest last, for the node API. */

@@ -201,11 +201,11 @@ describe("POST …/retry", () => {
     clock.advance(11 * 60_000);
     await orchestrator.reconcile(CLUSTER, log);
     assert.equal((await record(name))?.state, "drain-failed");
-    return agent;
+    return { agent, clock, orchestrator, send };
   }
 
   it("moves a drain-failed node back to pending now, recorded with who asked", async () => {
-    await drainFailedNode("retry-a");
+    const { agent, clock, orchestrator, send } = await drainFailedNode("retry-a");
     const { path, params } = nodeParams("retry-a");
     const release = await call(releaseNode, { method: "POST", path: `${path}/release`, params, headers: ONCALL });
     assert.equal(release.status, 409, release.text);
@@ -223,6 +223,17 @@ describe("POST …/retry", () => {
     const retried = after.recent!.find((t) => t.from === "drain-failed" && t.to === "pending");
     assert.ok(retried, JSON.stringify(after.recent));
     assert.match(retried.why, /retry requested by .*oncall@example.com/);
+
+    // The budget still refuses: the retried turn fails again, and its history entry names who retried it.
+    assert.equal((await agent.tick(send)).state, "draining");
+    clock.advance(11 * 60_000);
+    await orchestrator.reconcile(CLUSTER, log);
+    assert.equal((await record("retry-a"))?.state, "drain-failed");
+    const [again, first] = await historyOf("retry-a");
+    assert.equal(again?.outcome, "drain-failed");
+    assert.equal(again?.retriedBy, entraLabel("oncall@example.com"));
+    assert.equal(first?.retriedBy, undefined, "the first failure was nobody's retry");
+    assert.equal((await record("retry-a"))?.retriedBy, undefined, "cleared with the lease");
   });
 
   it("answers 409 naming the state for a node that is not drain-failed, 404 for an unknown node, 403 without Rollcall.Operate", async () => {
