@@ -1,5 +1,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import { nodeAnnotations } from "../../shared/kube/clusterApi";
 import { readOnlyClusterApi } from "../../shared/kube/readOnly";
 import type { NodeRecord } from "../../shared/node/nodeRecord";
@@ -38,6 +40,15 @@ describe("node events", () => {
       assert.equal(event?.type, type, `${from} → ${next.state}`);
       if (event) assert.ok((EVENT_REASONS as readonly string[]).includes(event.reason));
     }
+  });
+
+  it("documents exactly the reasons it writes, the steps' own included", () => {
+    const repo = path.resolve(__dirname, "../..");
+    const section = readFileSync(path.join(repo, "docs/monitoring.md"), "utf8").split("## Kubernetes Events")[1]!.split("\n## ")[0]!;
+    const documented = [...section.matchAll(/^\| `(Rollcall\w+)` \|/gm)].map((m) => m[1]);
+    assert.deepEqual(documented, [...EVENT_REASONS]);
+    const stepReasons = [...readFileSync(path.join(repo, "shared/node/stateMachine.ts"), "utf8").matchAll(/reason: "(Rollcall\w+)"/g)].map((m) => m[1]!);
+    assert.ok(stepReasons.length >= 2 && stepReasons.every((r) => (EVENT_REASONS as readonly string[]).includes(r)), stepReasons.join(", "));
   });
 
   it("never fails a transition when the Event cannot be written: it logs and moves on", async () => {
