@@ -47,9 +47,6 @@ export function eventsV1FieldSelector(text: string): string {
     .join(",");
 }
 
-/** Kinds of cluster-scoped objects that Rollcall and kubelet write events about. */
-const CLUSTER_SCOPED_KINDS = new Set(["Node", "Namespace", "PersistentVolume", "ClusterRole", "StorageClass"]);
-
 /** ValidateEventCreate: what kube-apiserver answers 422 for, through the API version `v1Api` says. */
 export function validateEventCreate(event: Json, v1Api: boolean): void {
   const causes: { field: string; message: string }[] = [];
@@ -57,14 +54,11 @@ export function validateEventCreate(event: Json, v1Api: boolean): void {
   const involved = isPlainObject(event?.involvedObject) ? event.involvedObject : {};
   const eventNamespace = (meta.namespace as string | undefined) ?? "";
   const objectNamespace = (involved.namespace as string | undefined) ?? "";
-  const prefix = v1Api ? "regarding" : "involvedObject";
-  if (CLUSTER_SCOPED_KINDS.has(involved.kind as string)) {
-    // A cluster-scoped object's events live in "default" (or no namespace, for compatibility).
-    if (objectNamespace !== "") causes.push({ field: `${prefix}.namespace`, message: "not allowed for cluster-scoped involved object" });
-    if (eventNamespace !== "" && eventNamespace !== "default") causes.push({ field: `${prefix}.namespace`, message: "does not match event.namespace" });
-  } else if (objectNamespace !== eventNamespace) {
-    causes.push({ field: `${prefix}.namespace`, message: "does not match event.namespace" });
-  }
+  const field = `${v1Api ? "regarding" : "involvedObject"}.namespace`;
+  // An object without a namespace (a Node) has its events in "default" (or none, for old clients);
+  // a namespaced object's events are in its own namespace.
+  const allowed = objectNamespace === "" ? eventNamespace === "" || eventNamespace === "default" : eventNamespace === objectNamespace;
+  if (!allowed) causes.push({ field, message: "does not match event.namespace" });
   if (v1Api) {
     // events.k8s.io/v1 requires the fields the new API is built on (validateV1EventSeries and friends).
     if (!event?.eventTime) causes.push({ field: "eventTime", message: "Required value" });
