@@ -17,6 +17,8 @@ import { checkinPath } from "../../shared/protocol/checkin";
 import { benchCluster, rolloutSettings } from "./benchCluster";
 import { faultRun, type FaultFigures } from "./faultRun";
 import { kuredRolloutMs } from "./kuredModel";
+import { PRICES } from "./prices";
+import { scaleFigures, type ScaleFigures } from "./scale";
 
 /**
  * `npm run bench [-- --quick] [--json FILE] [--nodes N]`: how fast Rollcall is, measured on this
@@ -26,12 +28,23 @@ import { kuredRolloutMs } from "./kuredModel";
  */
 
 const ROOT = resolve(__dirname, "../..");
+/** A real kubelet posts the new boot id while NotReady and Ready about 1 s later; scaled like the reboot. */
+const READY_AFTER_BOOT_MS = 100;
 
 interface RolloutFigures {
   nodes: number;
   concurrency: number;
+  /** Pods of the one PDB-protected app on each node; 2 meets the budget's natural 429. */
+  podsPerNode: number;
+  /** The pods' termination time (the drain's own work). */
   drainMs: number;
   rebootMs: number;
+  /** (wall − ideal) / rounds: what Rollcall adds to each round of `concurrency` nodes; target ≤ 300 ms. */
+  addedPerRoundMs: number;
+  /** Per node of the rollout: function executions, their summed duration and Table Storage operations. */
+  executionsPerNode: number;
+  executionMsPerNode: number;
+  storageOpsPerNode: number;
   wallMs: number;
   idealMs: number;
   overhead: number;
@@ -58,6 +71,8 @@ interface ThroughputFigures {
   storageOpsPerCheckin: number;
   /** Calls to the API server per idle check-in (TokenReview and pod read included): 0 while the review is remembered. */
   kubeCallsPerCheckin: number;
+  /** Mean duration of one idle check-in's execution. */
+  executionMs: number;
   azuritePointReadsPerSecond: number;
   ratioToPointReads: number;
 }
@@ -78,8 +93,44 @@ interface Results {
   /** The rollout under host kills and a delayed instance: the counts after `rolloutsFinished` must be 0. */
   faults: FaultFigures;
   throughput: ThroughputFigures;
+  idleRequest: IdleRequestFigures;
+  scale: ScaleFigures;
+  kuredAtRealDurations: KuredRealFigures;
+  cost: CostFigures;
   coldStart: ColdStartFigures;
   agentIdleRssMb: number;
+  /** The same `node --max-old-space-size=32` doing nothing: the floor the agent is measured against. */
+  bareNodeRssMb: number;
+  agentRssRatio: number;
+}
+
+/** An operator's reboot request on an idle node: request → cordon waits for the agent's check-in, cordon → reboot order is the drain. */
+interface IdleRequestFigures {
+  trials: number;
+  /** The idle interval the agents were told, as scaled in the run (ms). */
+  idleIntervalMs: number;
+  drainMs: number;
+  requestToCordonMsMax: number;
+  /** Cordon → the agent received the reboot order (its reboot started). Target ≤ drain + 1 s. */
+  cordonToOrderMsMax: number;
+  nodesCordonedWithoutAgent: number;
+}
+
+/** From the measured per-node overhead, rollouts at real durations (drain + reboot = 5 min) against the kured model at its 1 h period. */
+interface KuredRealFigures {
+  addedPerNodeMs: number;
+  perNodeWorkMs: number;
+  rows: { nodes: number; rollcallMs: number; kuredMs: number }[];
+  windowMs: number;
+  rollcallNodesInWindow: number;
+  kuredNodesInWindow: number;
+}
+
+interface CostFigures {
+  prices: string;
+  idleIntervalSeconds: number;
+  perNodePerMonth: { executions: number; gbSeconds: number; tableTransactions: number; usd: number };
+  monthlyUsd: { nodes: number; usd: number; usdAfterFreeGrants: number }[];
 }
 
 async function main(): Promise<void> {
@@ -94,26 +145,40 @@ async function main(): Promise<void> {
   const azurite = await startAzurite();
   try {
     const rollouts: RolloutFigures[] = [];
-    for (const concurrency of [1, 5]) {
-      log(`rollout: ${nodes} nodes, concurrency ${concurrency}…`);
-      rollouts.push(await rollout(azurite, { nodes, concurrency, drainMs: 200, rebootMs: 500 }));
+    for (const [concurrency, podsPerNode] of [[1, 1], [5, 1], [1, 2], [5, 2]] as const) {
+      log(`rollout: ${nodes} nodes, concurrency ${concurrency}, ${podsPerNode} pod(s) of one PDB-protected app per node…`);
+      rollouts.push(await rollout(azurite, { nodes, concurrency, podsPerNode, drainMs: 200, rebootMs: 500 }));
     }
     log("fault run: host kills and a delayed instance during a rollout…");
     const faults = await faultRun(azurite, { nodes: quick ? 6 : 10, concurrency: 2, table: tableName("f"), settings: useSettings });
     log("check-in throughput…");
     const throughput = await checkinThroughput(azurite, { nodes: quick ? 20 : 50, checkins: quick ? 1000 : 3000, concurrency: 16 });
+    log("operator request on an idle node…");
+    const idleRequest = await idleRequestFigures(azurite, { trials: quick ? 2 : 3 });
+    log("scale: a queued node's check-in with 1, 100 and 1,000 queued; a reconcile pass…");
+    const scale = await scaleFigures(azurite, { sizes: [1, 100, 1_000], samples: 10, table: tableName("s"), settings: useSettings });
+    const base = rollouts.find((x) => x.concurrency === 1 && x.podsPerNode === 1)!;
+    const kuredAtRealDurations = kuredReal(Math.max(0, base.addedPerRoundMs));
+    const cost = costFigures(base, throughput);
     log("cold start…");
     const coldStart = await coldStartFigures(quick ? 3 : 5);
     log("agent idle RSS…");
     const agentIdleRssMb = await agentIdleRss(azurite);
+    const bareNodeRssMb = await bareNodeRss();
     const results: Results = {
       machine: { node: process.version, platform: `${process.platform}-${process.arch}`, cpus: (await import("node:os")).cpus().length },
       quick,
       rollouts,
       faults,
       throughput,
+      idleRequest,
+      scale,
+      kuredAtRealDurations,
+      cost,
       coldStart,
       agentIdleRssMb,
+      bareNodeRssMb,
+      agentRssRatio: round(agentIdleRssMb / bareNodeRssMb, 2),
     };
     process.stdout.write(`${formatTable(results)}\n`);
     if (values.json) {
@@ -145,19 +210,24 @@ let tableCounter = 0;
 const tableName = (what: string) => `bench${what}${Date.now().toString(36)}${tableCounter++}`;
 
 /** A cluster with one PDB-protected pod per node and the agent DaemonSet; every node marked at once. */
-async function rollout(azurite: RunningAzurite, o: { nodes: number; concurrency: number; drainMs: number; rebootMs: number }): Promise<RolloutFigures> {
+async function rollout(azurite: RunningAzurite, o: { nodes: number; concurrency: number; podsPerNode: number; drainMs: number; rebootMs: number }): Promise<RolloutFigures> {
   const { sim, names } = await benchCluster(o);
   const restore = useSettings(rolloutSettings(azurite, sim.kubeconfig, tableName(`r${o.concurrency}`), o.concurrency));
   const transitions = new TransitionLog();
   // No timers: the rollout is driven by the agents' check-ins alone.
   const host = await startFunctionsHost({ port: 0, timers: false, log: (line) => void transitions.addLine(line) });
   const root = await mkdtemp(join(tmpdir(), "rollcall-bench-"));
-  const agents = await startSimAgents({ sim, nodes: names, cluster: "bench", url: host.url, functionKey: host.key, root, downMs: o.rebootMs, intervalScale: 0.5 });
+  // The reboot's time includes the kubelet's Ready, posted after the new boot id.
+  const agents = await startSimAgents({ sim, nodes: names, cluster: "bench", url: host.url, functionKey: host.key, root, downMs: o.rebootMs - READY_AFTER_BOOT_MS, readyAfterBootMs: READY_AFTER_BOOT_MS, intervalScale: 0.5 });
+  let storageOps = 0;
+  const counter: PipelinePolicy = { name: "benchRolloutCounter", sendRequest: (request, next) => (storageOps++, next(request)) };
   try {
     agents.start();
     // Let every agent register first, so that the measured rollout starts from a settled, idle fleet.
     await until(() => transitions.transitions.length === 0 && agents.agents.every((a) => a.agent.checkins > 0), 60_000);
     await new Promise((r) => setTimeout(r, 500));
+    (await getRollcall()).table.pipeline.addPolicy(counter);
+    const executionsBefore = { ...host.executions };
     const t0 = Date.now();
     await Promise.all(names.map((n) => agents.markRebootRequired(n)));
     const bound = 120_000 + o.nodes * 20_000;
@@ -175,8 +245,13 @@ async function rollout(azurite: RunningAzurite, o: { nodes: number; concurrency:
       median([1, 2, 3, 4, 5].map((seed) => kuredRolloutMs({ nodes: o.nodes, concurrency: o.concurrency, periodMs: kuredPeriodMs, drainMs: holdMs, rebootMs: 0, seed }))),
     );
     const wallMs = end - t0;
+    const rounds = Math.ceil(o.nodes / o.concurrency);
     return {
       ...o,
+      addedPerRoundMs: Math.round((wallMs - idealMs) / rounds),
+      executionsPerNode: round((host.executions.count - executionsBefore.count) / o.nodes, 1),
+      executionMsPerNode: Math.round((host.executions.ms - executionsBefore.ms) / o.nodes),
+      storageOpsPerNode: round(storageOps / o.nodes, 1),
       wallMs,
       idealMs,
       overhead: round(wallMs / idealMs, 2),
@@ -194,6 +269,7 @@ async function rollout(azurite: RunningAzurite, o: { nodes: number; concurrency:
       speedupVsKured: round(kuredMs / wallMs, 2),
     };
   } finally {
+    (await getRollcall()).table.pipeline.removePolicy({ name: "benchRolloutCounter" });
     await agents.stop();
     await host.stop();
     await sim.stop();
@@ -236,10 +312,12 @@ async function checkinThroughput(azurite: RunningAzurite, o: { nodes: number; ch
     const counter: PipelinePolicy = { name: "benchCounter", sendRequest: (request, next) => (storageOps++, next(request)) };
     rollcall.table.pipeline.addPolicy(counter);
     const kubeCallsBefore = sim.requestLog.length;
+    const executionsBefore = { ...host.executions };
     const started = performance.now();
     await pool(o.checkins, o.concurrency, (i) => send(names[i % names.length]!));
     const seconds = (performance.now() - started) / 1000;
     const kubeCalls = sim.requestLog.length - kubeCallsBefore;
+    const executionMs = (host.executions.ms - executionsBefore.ms) / (host.executions.count - executionsBefore.count);
     rollcall.table.pipeline.removePolicy({ name: "benchCounter" });
     const checkinsPerSecond = o.checkins / seconds;
 
@@ -256,6 +334,7 @@ async function checkinThroughput(azurite: RunningAzurite, o: { nodes: number; ch
       checkinsPerSecond: round(checkinsPerSecond, 0),
       storageOpsPerCheckin: round(storageOps / o.checkins, 2),
       kubeCallsPerCheckin: round(kubeCalls / o.checkins, 2),
+      executionMs: round(executionMs, 2),
       azuritePointReadsPerSecond: round(pointReadsPerSecond, 0),
       ratioToPointReads: round(checkinsPerSecond / pointReadsPerSecond, 2),
     };
@@ -264,6 +343,107 @@ async function checkinThroughput(azurite: RunningAzurite, o: { nodes: number; ch
     await sim.stop();
     restore();
   }
+}
+
+/**
+ * An operator's reboot request on an idle node, one node at a time: the node stays uncordoned until
+ * its agent checks in (at most the idle interval), and the answer to that check-in starts the turn.
+ */
+async function idleRequestFigures(azurite: RunningAzurite, o: { trials: number }): Promise<IdleRequestFigures> {
+  const drainMs = 200;
+  const { sim, names } = await benchCluster({ nodes: o.trials + 1, concurrency: 1, drainMs });
+  const idleSeconds = 10;
+  const restore = useSettings({ ...rolloutSettings(azurite, sim.kubeconfig, tableName("i"), 1), ROLLCALL_CHECKIN_IDLE_SECONDS: String(idleSeconds) });
+  const transitions = new TransitionLog();
+  const host = await startFunctionsHost({ port: 0, timers: false, log: (line) => void transitions.addLine(line) });
+  const root = await mkdtemp(join(tmpdir(), "rollcall-bench-idle-"));
+  const scale = 0.5;
+  const agents = await startSimAgents({ sim, nodes: names, cluster: "bench", url: host.url, functionKey: host.key, root, downMs: 400, readyAfterBootMs: READY_AFTER_BOOT_MS, intervalScale: scale });
+  const requestToCordon: number[] = [];
+  const cordonToOrder: number[] = [];
+  let cordonedWithoutAgent = 0;
+  try {
+    agents.start();
+    // The counter counts check-ins begun: a second one begun means the first was answered.
+    await until(() => agents.agents.every((a) => a.agent.checkins > 1), 60_000);
+    for (const entry of agents.agents.slice(0, o.trials)) {
+      const requested = Date.now();
+      const response = await fetch(`${host.url}/${host.routePrefix}/clusters/bench/nodes/${entry.node}/reboot`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-functions-key": host.key },
+        body: JSON.stringify({ reason: "bench: operator request on an idle node" }),
+      });
+      if (response.status !== 202) throw new Error(`the reboot request answered ${response.status}: ${await response.text()}`);
+      const checkinsAtRequest = entry.agent.checkins;
+      const reboots = entry.reboots;
+      await until(() => entry.reboots > reboots, 60_000);
+      const ordered = Date.now();
+      await until(() => transitions.nodeRuns().some((r) => r.node === entry.node && r.completed), 60_000);
+      const run = transitions.nodeRuns().find((r) => r.node === entry.node && r.completed)!;
+      requestToCordon.push((run.drainingAt ?? ordered) - requested);
+      cordonToOrder.push(ordered - (run.drainingAt ?? ordered));
+      if (entry.agent.checkins === checkinsAtRequest) cordonedWithoutAgent++;
+    }
+  } finally {
+    await agents.stop();
+    await host.stop();
+    await sim.stop();
+    await rm(root, { recursive: true, force: true });
+    restore();
+  }
+  return {
+    trials: o.trials,
+    idleIntervalMs: idleSeconds * 1000 * scale,
+    drainMs,
+    requestToCordonMsMax: Math.round(Math.max(...requestToCordon)),
+    cordonToOrderMsMax: Math.round(Math.max(...cordonToOrder)),
+    nodesCordonedWithoutAgent: cordonedWithoutAgent,
+  };
+}
+
+/** kured's default period and a real drain + reboot; the 4-hour maintenance window AKS planned maintenance allows at least. */
+const KURED_PERIOD_MS = 3_600_000;
+const REAL_NODE_WORK_MS = 5 * 60_000;
+const WINDOW_MS = 4 * 3_600_000;
+
+function kuredReal(addedPerNodeMs: number): KuredRealFigures {
+  const kured = (nodes: number) => median([1, 2, 3].map((seed) => kuredRolloutMs({ nodes, concurrency: 1, periodMs: KURED_PERIOD_MS, drainMs: REAL_NODE_WORK_MS, rebootMs: 0, seed })));
+  const rollcall = (nodes: number) => nodes * (REAL_NODE_WORK_MS + addedPerNodeMs);
+  let kuredInWindow = 0;
+  while (kuredInWindow < 1_000 && kured(kuredInWindow + 1) <= WINDOW_MS) kuredInWindow++;
+  return {
+    addedPerNodeMs,
+    perNodeWorkMs: REAL_NODE_WORK_MS,
+    rows: [10, 100, 1_000].map((nodes) => ({ nodes, rollcallMs: rollcall(nodes), kuredMs: Math.round(kured(nodes)) })),
+    windowMs: WINDOW_MS,
+    rollcallNodesInWindow: Math.floor(WINDOW_MS / (REAL_NODE_WORK_MS + addedPerNodeMs)),
+    kuredNodesInWindow: kuredInWindow,
+  };
+}
+
+/**
+ * Per node per month: idle check-ins at the default idle interval (each costing what the throughput
+ * run counted) plus one reboot a month (what the concurrency-1 rollout counted per node). GB-s are
+ * execution time × instance memory, an upper bound: Flex Consumption bills an instance's memory while
+ * it executes, and overlapping executions share it.
+ */
+function costFigures(rolloutRun: RolloutFigures, idle: ThroughputFigures): CostFigures {
+  const idleIntervalSeconds = 60;
+  const idleCheckins = (30 * 86_400) / idleIntervalSeconds;
+  const executions = idleCheckins + rolloutRun.executionsPerNode;
+  const executionSeconds = (idleCheckins * idle.executionMs + rolloutRun.executionMsPerNode) / 1000;
+  const gbSeconds = executionSeconds * PRICES.instanceMemoryGb;
+  const tableTransactions = idleCheckins * idle.storageOpsPerCheckin + rolloutRun.storageOpsPerNode;
+  const usd = (n: number, free: boolean) =>
+    Math.max(0, n * gbSeconds - (free ? PRICES.flexFreeGbSeconds : 0)) * PRICES.flexGbSecondUsd +
+    Math.max(0, n * executions - (free ? PRICES.flexFreeExecutions : 0)) * PRICES.flexExecutionUsd +
+    n * tableTransactions * PRICES.tableTransactionUsd;
+  return {
+    prices: PRICES.source,
+    idleIntervalSeconds,
+    perNodePerMonth: { executions: Math.round(executions), gbSeconds: round(gbSeconds, 1), tableTransactions: Math.round(tableTransactions), usd: round(usd(1, false), 4) },
+    monthlyUsd: [100, 1_000].map((nodes) => ({ nodes, usd: round(usd(nodes, false), 2), usdAfterFreeGrants: round(usd(nodes, true), 2) })),
+  };
 }
 
 /** Loads the function app's entry modules, compiled to CommonJS as Azure runs them, in fresh processes. */
@@ -366,20 +546,35 @@ async function agentIdleRss(azurite: RunningAzurite): Promise<number> {
   }
 }
 
+/** A bare Node process with the agent image's flags, idle: the floor for the agent's RSS. */
+async function bareNodeRss(): Promise<number> {
+  const child = spawn(process.execPath, ["--max-old-space-size=32", "-e", "setInterval(() => {}, 1000)"], { stdio: "ignore" });
+  try {
+    await new Promise((r) => setTimeout(r, 2000));
+    const status = await readFile(`/proc/${child.pid}/status`, "utf8");
+    return round(Number(status.match(/VmRSS:\s+(\d+) kB/)?.[1] ?? NaN) / 1024, 1);
+  } finally {
+    child.kill("SIGTERM");
+    await new Promise((r) => child.once("close", r));
+  }
+}
+
 function formatTable(r: Results): string {
   const lines: string[] = [];
   const s = (ms: number | undefined) => (ms === undefined ? "-" : `${(ms / 1000).toFixed(1)} s`);
   const msText = (ms: number | undefined) => (ms === undefined ? "-" : `${Math.round(ms)} ms`);
   lines.push(`Rollcall benchmark (${r.machine.node}, ${r.machine.platform}, ${r.machine.cpus} CPUs${r.quick ? ", --quick" : ""})`, "");
   lines.push("Rollout of a simulated cluster (drain ≈ 200 ms pod termination, reboot 500 ms; every node marked at once)");
-  lines.push("  nodes  conc   wall      ideal    overhead  handoff p50  handoff p99  max unavail  PDB viol  kured model  speed-up");
+  lines.push("  nodes  conc  pods/node   wall      ideal    overhead  added/round  handoff p50  handoff p99  max unavail  PDB viol  kured model  speed-up");
   for (const x of r.rollouts) {
     lines.push(
-      `  ${String(x.nodes).padStart(5)}  ${String(x.concurrency).padStart(4)}  ${s(x.wallMs).padStart(7)}  ${s(x.idealMs).padStart(7)}  ${`${x.overhead}×`.padStart(8)}  ${msText(x.handoffP50Ms).padStart(11)}  ${msText(x.handoffP99Ms).padStart(11)}  ${String(x.maxNodesUnavailable).padStart(11)}  ${String(x.pdbViolations).padStart(8)}  ${s(x.kuredMs).padStart(11)}  ${`${x.speedupVsKured}×`.padStart(8)}`,
+      `  ${String(x.nodes).padStart(5)}  ${String(x.concurrency).padStart(4)}  ${String(x.podsPerNode).padStart(9)}  ${s(x.wallMs).padStart(7)}  ${s(x.idealMs).padStart(7)}  ${`${x.overhead}×`.padStart(8)}  ${msText(x.addedPerRoundMs).padStart(11)}  ${msText(x.handoffP50Ms).padStart(11)}  ${msText(x.handoffP99Ms).padStart(11)}  ${String(x.maxNodesUnavailable).padStart(11)}  ${String(x.pdbViolations).padStart(8)}  ${s(x.kuredMs).padStart(11)}  ${`${x.speedupVsKured}×`.padStart(8)}`,
     );
   }
   for (const x of r.rollouts) {
-    lines.push(`  conc ${x.concurrency}: per node the lock was held ${s(x.holdMs)} (drain phase ${s(x.drainPhaseMs)}, reboot phase ${s(x.rebootPhaseMs)})`);
+    lines.push(
+      `  conc ${x.concurrency}, ${x.podsPerNode} pod(s)/node: lock held ${s(x.holdMs)} per node (drain phase ${msText(x.drainPhaseMs)} for ${msText(x.drainMs)} of pod termination, reboot phase ${msText(x.rebootPhaseMs)}); per node ${x.executionsPerNode} executions (${msText(x.executionMsPerNode)}), ${x.storageOpsPerNode} storage operations`,
+    );
   }
   lines.push(
     `  kured model: every node checks every ${s(r.rollouts[0]?.kuredPeriodMs)} (kured's 1 h scaled like the reboot) and takes the lock at its next tick after a release;`,
@@ -396,10 +591,32 @@ function formatTable(r: Results): string {
   const t = r.throughput;
   lines.push(`Idle check-ins, one orchestrator process, Azurite in memory (${t.nodes} nodes, ${t.concurrency} in flight, ${t.checkins} check-ins)`);
   lines.push(`  ${t.checkinsPerSecond} check-ins/s, ${t.storageOpsPerCheckin} storage operations and ${t.kubeCallsPerCheckin} Kubernetes calls each (authenticated agents); Azurite point reads ${t.azuritePointReadsPerSecond}/s; ratio ${t.ratioToPointReads}`, "");
+  const q = r.idleRequest;
+  lines.push(`Operator request on an idle node (${q.trials} trials, idle interval ${s(q.idleIntervalMs)} as scaled, drain ${msText(q.drainMs)})`);
+  lines.push(
+    `  request → cordon ≤ ${msText(q.requestToCordonMsMax)} (target ≤ idle interval); cordon → reboot order at the agent ≤ ${msText(q.cordonToOrderMsMax)} (target ≤ drain + 1 s); nodes cordoned before their agent checked in: ${q.nodesCordonedWithoutAgent}`,
+    "",
+  );
+  lines.push("Scale: one queued node's check-in behind a held slot (mean of 10), and one reconcile pass");
+  for (const c of r.scale.checkins) {
+    const which = c.kubeCallPaths.length > 0 ? ` [${c.kubeCallPaths.join(", ")}]` : "";
+    lines.push(`  ${String(c.queued).padStart(5)} queued: ${c.storageOps} storage operations, ${c.kubeCalls} Kubernetes calls${which} (+ ${c.authKubeCalls} of check-in authentication), ${c.ms} ms`);
+  }
+  const rc = r.scale.reconcile;
+  lines.push(`  reconcile at ${rc.nodes} nodes: advanced ${rc.advanced} within its budget, ${rc.storageOps} storage operations, ${rc.kubeCalls} Kubernetes calls, ${msText(rc.ms)}`, "");
+  const k = r.kuredAtRealDurations;
+  lines.push(`At real durations (drain + reboot ${s(k.perNodeWorkMs)} per node, concurrency 1; Rollcall adds its measured ${msText(k.addedPerNodeMs)} per node; kured model at its 1 h period)`);
+  for (const row of k.rows) lines.push(`  ${String(row.nodes).padStart(5)} nodes: Rollcall ${(row.rollcallMs / 3_600_000).toFixed(1)} h, kured ${(row.kuredMs / 3_600_000).toFixed(1)} h`);
+  lines.push(`  nodes finished inside one ${s(k.windowMs)} window: Rollcall ${k.rollcallNodesInWindow}, kured ${k.kuredNodesInWindow}`, "");
+  const m = r.cost;
+  lines.push(`Cost (idle check-in every ${m.idleIntervalSeconds} s plus one reboot a month; prices ${m.prices})`);
+  lines.push(`  per node per month: ${m.perNodePerMonth.executions} executions, ${m.perNodePerMonth.gbSeconds} GB-s (upper bound), ${m.perNodePerMonth.tableTransactions} Table transactions, $${m.perNodePerMonth.usd}`);
+  for (const row of m.monthlyUsd) lines.push(`  ${row.nodes} nodes: $${row.usd} a month ($${row.usdAfterFreeGrants} after Flex Consumption's monthly free grants)`);
+  lines.push("");
   const c = r.coldStart;
   lines.push(`Cold start (require of functions/*.js compiled to CommonJS, fresh process, median of ${c.runs})`);
   lines.push(`  entry modules ${c.requireMsMedian} ms (process ${c.processMsMedian} ms), RSS ${c.rssMb} MB, ${c.functionsRegistered} functions registered, heavy SDKs loaded: ${c.heavyModulesLoaded.length ? c.heavyModulesLoaded.join(", ") : "none"}`, "");
-  lines.push(`Agent idle RSS (bundled agent, idle check-ins): ${r.agentIdleRssMb} MB (a bare Node 22 process is ~43 MB on this machine)`);
+  lines.push(`Agent idle RSS (bundled agent, idle check-ins): ${r.agentIdleRssMb} MB; a bare Node process with the same flags ${r.bareNodeRssMb} MB; ratio ${r.agentRssRatio}× (target ≤ 1.1×)`);
   return lines.join("\n");
 }
 

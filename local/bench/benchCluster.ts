@@ -2,12 +2,16 @@ import type { RunningAzurite } from "../azurite/startAzurite";
 import { AGENT_NAMESPACE, AGENT_SERVICE_ACCOUNT, nodeNames } from "../demo/demoCluster";
 import { SimCluster } from "../kubeSim";
 
-/** The benchmark's rollout cluster: `nodes` nodes, one PDB-protected pod per node, the agent DaemonSet. */
-export async function benchCluster(o: { nodes: number; concurrency: number; drainMs: number }): Promise<{ sim: SimCluster; names: string[] }> {
-  const sim = await SimCluster.start({ terminationDelayMs: o.drainMs, podStartDelayMs: 100, evictionRetryAfterSeconds: 1 });
+/**
+ * The benchmark's rollout cluster: `nodes` nodes, `podsPerNode` pods of one PDB-protected app on each
+ * (two: evicting both at once meets the budget's natural 429), the agent DaemonSet. Like a real
+ * kube-apiserver, the budget's 429 carries no Retry-After (../shared/k8s-captured/README.md).
+ */
+export async function benchCluster(o: { nodes: number; concurrency: number; drainMs: number; podsPerNode?: number }): Promise<{ sim: SimCluster; names: string[] }> {
+  const sim = await SimCluster.start({ terminationDelayMs: o.drainMs, podStartDelayMs: 100 });
   const names = nodeNames(o.nodes);
   names.forEach((n) => sim.addNode(n));
-  sim.addDeployment("bench", "web", { replicas: o.nodes, pdb: { maxUnavailable: o.concurrency }, terminationGracePeriodSeconds: 30 });
+  sim.addDeployment("bench", "web", { replicas: o.nodes * (o.podsPerNode ?? 1), pdb: { maxUnavailable: o.concurrency }, terminationGracePeriodSeconds: 30 });
   sim.addDaemonSet(AGENT_NAMESPACE, AGENT_SERVICE_ACCOUNT, { labels: { "app.kubernetes.io/name": "rollcall-agent" } });
   return { sim, names };
 }
