@@ -1,5 +1,5 @@
 import { stat } from "node:fs/promises";
-import { MAX_REASON_LENGTH, MAX_REASONS, MAX_REASONS_JSON_BYTES, reasonsJsonBytes } from "../shared/protocol/checkin";
+import { MAX_REASON_LENGTH, MAX_REASONS, MAX_REASONS_JSON_BYTES, reasonsJsonBytes } from "../shared/protocol/wire";
 import { runCommand } from "./command";
 import { readHead } from "./files";
 

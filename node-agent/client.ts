@@ -1,6 +1,7 @@
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
-import { checkinPath, type CheckinRequest, CheckinResponse } from "../shared/protocol/checkin";
+import type { CheckinRequest, CheckinResponse } from "../shared/protocol/checkin";
+import { checkinPath, parseCheckinAnswer } from "../shared/protocol/wire";
 import { MAX_ANSWER_BYTES } from "./bounds";
 import { readHead } from "./files";
 
@@ -89,9 +90,9 @@ export class HttpOrchestratorClient implements OrchestratorClient {
     } catch {
       throw new RejectedError(200, "the orchestrator's answer is not JSON");
     }
-    const parsed = CheckinResponse.safeParse(body);
-    if (!parsed.success) throw new RejectedError(200, `the orchestrator's answer is not a check-in answer: ${parsed.error.issues[0]?.message}`);
-    return parsed.data;
+    const parsed = parseCheckinAnswer(body);
+    if ("problem" in parsed) throw new RejectedError(200, `the orchestrator's answer is not a check-in answer: ${parsed.problem}`);
+    return parsed.answer;
   }
 }
 

@@ -1,4 +1,4 @@
-import { clusterName, nodeName } from "../shared/protocol/names";
+import { isClusterName, isNodeName } from "../shared/protocol/wire";
 
 /**
  * The agent's settings, all from environment variables (the DaemonSet sets them from a Secret,
@@ -59,9 +59,9 @@ export function parseAgentConfig(env: Env): AgentConfig {
   }
 
   const cluster = required(env, "ROLLCALL_CLUSTER");
-  if (!clusterName.safeParse(cluster).success) throw new AgentConfigError("ROLLCALL_CLUSTER", `must be the cluster's name in ROLLCALL_CLUSTERS, a DNS label (got ${JSON.stringify(cluster)})`);
+  if (!isClusterName(cluster)) throw new AgentConfigError("ROLLCALL_CLUSTER", `must be the cluster's name in ROLLCALL_CLUSTERS, a DNS label (got ${JSON.stringify(cluster)})`);
   const node = required(env, "NODE_NAME");
-  if (!nodeName.safeParse(node).success) throw new AgentConfigError("NODE_NAME", `must be a Kubernetes node name (got ${JSON.stringify(node)}); set it from spec.nodeName with the downward API`);
+  if (!isNodeName(node)) throw new AgentConfigError("NODE_NAME", `must be a Kubernetes node name (got ${JSON.stringify(node)}); set it from spec.nodeName with the downward API`);
 
   const tokenFile = env.ROLLCALL_TOKEN_FILE === undefined ? "/var/run/secrets/rollcall/token" : env.ROLLCALL_TOKEN_FILE.trim() || undefined;
   const backoffBaseMs = seconds(env, "ROLLCALL_BACKOFF_BASE_SECONDS", 5, 0.1, 3_600);

@@ -1,7 +1,6 @@
 import { mkdir, open, rename } from "node:fs/promises";
 import { join } from "node:path";
-import { z } from "zod";
-import { leaseId } from "../shared/protocol/checkin";
+import { LEASE_ID_PATTERN } from "../shared/protocol/wire";
 import { BOOT_ID_PATTERN } from "./bootId";
 import { isMissing } from "./checker";
 import { readHead } from "./files";
@@ -18,7 +17,15 @@ export interface ActedLease {
   rebootedAt: string;
 }
 
-const ActedLeaseRecord = z.object({ leaseId: leaseId.optional(), bootId: z.string().regex(BOOT_ID_PATTERN), rebootedAt: z.string().max(64) });
+/** What is wrong with a parsed lease file, or undefined when it is a lease record. */
+function leaseRecordProblem(value: unknown): string | undefined {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return "the record: must be an object";
+  const v = value as Record<string, unknown>;
+  if (v.leaseId !== undefined && (typeof v.leaseId !== "string" || !LEASE_ID_PATTERN.test(v.leaseId))) return "leaseId: must be a UUID";
+  if (typeof v.bootId !== "string" || !BOOT_ID_PATTERN.test(v.bootId)) return "bootId: must be a boot id";
+  if (typeof v.rebootedAt !== "string" || v.rebootedAt.length > 64) return "rebootedAt: must be a time of at most 64 characters";
+  return undefined;
+}
 
 /** A record is a few hundred bytes; anything larger is not one, and is not read whole. */
 const MAX_RECORD_BYTES = 4096;
@@ -70,12 +77,10 @@ export class LeaseFile implements LeaseStore {
     } catch {
       throw new DamagedLeaseError(`${this.path} is not JSON (${text.trim() ? `${text.length} bytes` : "empty"})`, writtenAt);
     }
-    const parsed = ActedLeaseRecord.safeParse(value);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      throw new DamagedLeaseError(`${this.path} is not a lease record (${issue?.path.join(".") || "the record"}: ${issue?.message})`, writtenAt);
-    }
-    return parsed.data;
+    const problem = leaseRecordProblem(value);
+    if (problem) throw new DamagedLeaseError(`${this.path} is not a lease record (${problem})`, writtenAt);
+    const { leaseId, bootId, rebootedAt } = value as ActedLease;
+    return { ...(leaseId !== undefined && { leaseId }), bootId, rebootedAt };
   }
 
   /** Write to a temporary file, fsync, rename over: the file is either the old record or the new one. */

@@ -11,28 +11,9 @@ const bootId = z.string().regex(/^[0-9a-fA-F-]{8,64}$/, { message: "must be the 
 
 export const leaseId = z.string().uuid({ message: "must be the lease id (a UUID) from the reboot answer" });
 
-/** The largest check-in body accepted; a full `.pkgs` list of a big patch run fits comfortably. */
-export const MAX_CHECKIN_BYTES = 64 * 1024;
+import { isWellFormed, MAX_REASON_LENGTH, MAX_REASONS, MAX_REASONS_JSON_BYTES, reasonsJsonBytes } from "./wire";
 
-/** Reasons: at most this many, each at most `MAX_REASON_LENGTH` characters… */
-export const MAX_REASONS = 500;
-export const MAX_REASON_LENGTH = 200;
-/**
- * …and all of them together at most this long as JSON (counted in UTF-8 bytes, never fewer than
- * UTF-16 characters), which leaves room in `MAX_CHECKIN_BYTES` for the other fields. The node record
- * and the history row keep the list in two 32,000-character string parts; before this limit a list
- * over one part's 32K characters (500 package names of 68 characters) failed every check-in with 500.
- */
-export const MAX_REASONS_JSON_BYTES = 60_000;
-
-/** False for text with a lone UTF-16 surrogate, which no storage key, URL or UTF-8 body can carry. */
-export function isWellFormed(text: string): boolean {
-  return !/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(text);
-}
-
-export function reasonsJsonBytes(reasons: readonly string[]): number {
-  return Buffer.byteLength(JSON.stringify(reasons));
-}
+export { checkinPath, isWellFormed, MAX_CHECKIN_BYTES, MAX_REASON_LENGTH, MAX_REASONS, MAX_REASONS_JSON_BYTES, reasonsJsonBytes } from "./wire";
 
 export const CheckinRequest = z
   .object({
@@ -67,6 +48,3 @@ export const CheckinResponse = z.object({
 });
 export type CheckinResponse = z.infer<typeof CheckinResponse>;
 
-export function checkinPath(cluster: string, node: string): string {
-  return `/api/clusters/${encodeURIComponent(cluster)}/nodes/${encodeURIComponent(node)}/checkin`;
-}

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { CLUSTER_NAME_PATTERN, NODE_NAME_PATTERN } from "./wire";
 
 /**
  * Node names are Kubernetes DNS-1123 subdomains. They become Table Storage row keys and appear in
@@ -8,7 +9,7 @@ export const nodeName = z
   .string()
   .min(1)
   .max(253)
-  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/, {
+  .regex(NODE_NAME_PATTERN, {
     message: "must be a Kubernetes node name: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit",
   });
 
@@ -17,7 +18,7 @@ export const clusterName = z
   .string()
   .min(1)
   .max(63)
-  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, {
+  .regex(CLUSTER_NAME_PATTERN, {
     message: "must be a DNS label: at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit",
   });
 

@@ -1,7 +1,10 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { CheckinRequest } from "../../shared/protocol/checkin";
+import { resolve } from "node:path";
+import { build } from "esbuild";
+import { CheckinRequest, CheckinResponse } from "../../shared/protocol/checkin";
 import { clusterName, nodeName } from "../../shared/protocol/names";
+import { isClusterName, isNodeName, parseCheckinAnswer } from "../../shared/protocol/wire";
 
 describe("names that reach storage keys", () => {
   it("accept Kubernetes node names such as AKS's", () => {
@@ -32,3 +35,44 @@ describe("the check-in request", () => {
     assert.equal(CheckinRequest.safeParse({ ...valid, bootId: "x; rm -rf /" }).success, false);
   });
 });
+
+describe("the agent's side of the protocol, without a schema library", () => {
+  const lease = "33333333-3333-4333-8333-333333333333";
+  const answers: unknown[] = [
+    { action: "none", state: "idle", reason: "nothing", nextCheckinSeconds: 60 },
+    { action: "reboot", leaseId: lease, state: "reboot-ordered", reason: "drained", nextCheckinSeconds: 2, extra: "ignored" },
+    { action: "reboot", leaseId: "not-a-uuid", state: "reboot-ordered", reason: "drained", nextCheckinSeconds: 2 },
+    { action: "dance", state: "idle", reason: "", nextCheckinSeconds: 1 },
+    { action: "wait", state: "pending", reason: "queued", nextCheckinSeconds: 0 },
+    { action: "wait", state: "pending", reason: "queued", nextCheckinSeconds: 1.5 },
+    { action: "wait", state: 3, reason: "queued", nextCheckinSeconds: 1 },
+    { action: "wait", state: "pending", nextCheckinSeconds: 1 },
+    null,
+    [],
+    "reboot",
+  ];
+
+  it("accepts exactly the answers the orchestrator's schema accepts, with the same fields", () => {
+    for (const value of answers) {
+      const schema = CheckinResponse.safeParse(value);
+      const agent = parseCheckinAnswer(value);
+      assert.equal("answer" in agent, schema.success, JSON.stringify(value));
+      if (schema.success && "answer" in agent) assert.deepEqual(agent.answer, schema.data);
+    }
+  });
+
+  it("checks node and cluster names as the orchestrator does", () => {
+    for (const name of ["aks-nodepool1-12345678-vmss000000", "ip-10-0-0-1.eu-west-1.compute.internal", "Node", "-a", "a".repeat(254), "a'b", "", "prod", "a".repeat(64)]) {
+      assert.equal(isNodeName(name), nodeName.safeParse(name).success, name);
+      assert.equal(isClusterName(name), clusterName.safeParse(name).success, name);
+    }
+  });
+
+  it("keeps zod out of the agent's bundle", async () => {
+    const result = await build({ entryPoints: [resolve(__dirname, "../../node-agent/agent.ts")], bundle: true, platform: "node", format: "cjs", target: "node22", write: false, metafile: true, logLevel: "error" });
+    const inputs = Object.keys(result.metafile.inputs);
+    assert.ok(inputs.some((i) => i.includes("node-agent/")), "the bundle was built");
+    assert.deepEqual(inputs.filter((i) => i.includes("node_modules/")), [], "the agent bundles no package");
+  });
+});
+
