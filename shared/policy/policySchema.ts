@@ -160,8 +160,9 @@ export const PolicyDocument = options({
       query: z.string({ error: () => "must be a PromQL expression string" }).trim().min(1, { error: () => "must be a PromQL expression" }).max(MAX_PROMQL_CHARS, { error: () => `must be at most ${MAX_PROMQL_CHARS} characters` }).optional(),
       alertFilterRegex: regex.optional(),
       alertFilterMatchOnly: bool.default(false),
-      // Issue 14 asks for `ALERTS{alertstate="firing"}` by default; kured's `--alert-firing-only` defaults to false.
-      firingOnly: bool.default(true),
+      // Unset means true (issue 14 asks for `ALERTS{alertstate="firing"}` by default; kured's
+      // `--alert-firing-only` defaults to false); left unset here so that only an explicit one clashes with `query`.
+      firingOnly: bool.optional(),
       auth: oneOf(["none", "azure-managed-identity"]).default("none"),
       tokenScope: z.string({ error: () => tokenScopeProblem("")! }).superRefine((scope, ctx) => {
         const problem = tokenScopeProblem(scope);
@@ -170,7 +171,7 @@ export const PolicyDocument = options({
       bearerTokenSetting: secretSetting.optional(),
       timeoutSeconds: int(1, 60, " of seconds").default(POLICY_DEFAULTS.prometheusTimeoutMs / 1000),
     })
-      .refine((p) => !(p.query && (p.alertFilterRegex !== undefined || p.alertFilterMatchOnly || p.firingOnly)), {
+      .refine((p) => !(p.query && (p.alertFilterRegex !== undefined || p.alertFilterMatchOnly || p.firingOnly !== undefined)), {
         error: () => "alertFilterRegex, alertFilterMatchOnly and firingOnly filter the built-in ALERTS query; with your own query, put the filter in the query",
         path: ["query"],
       })
@@ -318,7 +319,7 @@ export function resolvePolicy(defaults: Policy, document: PolicyDocument): Polic
             query: b.prometheus.query,
             alertFilterRegex: b.prometheus.alertFilterRegex,
             alertFilterMatchOnly: b.prometheus.alertFilterMatchOnly,
-            firingOnly: b.prometheus.firingOnly,
+            firingOnly: b.prometheus.firingOnly ?? true,
             auth: b.prometheus.auth,
             tokenScope: b.prometheus.tokenScope,
             bearerTokenSetting: b.prometheus.bearerTokenSetting,

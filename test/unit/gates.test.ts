@@ -8,7 +8,7 @@ import { healthGate } from "../../shared/policy/gates/health";
 import { pdbPrecheckGate } from "../../shared/policy/gates/pdbPrecheck";
 import { podBlockerGate } from "../../shared/policy/gates/podBlockers";
 import { blockerQuery, blockingAlerts } from "../../shared/policy/gates/prometheus";
-import { parsePolicyDocument } from "../../shared/policy/policySchema";
+import { parsePolicyDocument, resolvePolicy } from "../../shared/policy/policySchema";
 import { windowGate } from "../../shared/policy/gates/window";
 import { withPolicyDefaults, type GateContext, type Policy } from "../../shared/policy/policy";
 import { FakeClusterApi } from "../support/fakeClusterApi";
@@ -262,7 +262,9 @@ describe("the Prometheus alert filter", () => {
 
   it("asks only for firing alerts unless the policy says otherwise, as issue 14 specifies", () => {
     const parsed = parsePolicyDocument({ blockers: { prometheus: { url: "https://ws.westeurope.prometheus.monitor.azure.com" } } });
-    assert.equal(parsed.blockers?.prometheus?.firingOnly, true);
+    assert.equal(resolvePolicy(basePolicy(), parsed).blockers?.prometheus?.firingOnly, true);
+    const ownQuery = parsePolicyDocument({ blockers: { prometheus: { url: "https://ws.westeurope.prometheus.monitor.azure.com", query: "up == 0" } } });
+    assert.equal(resolvePolicy(basePolicy(), ownQuery).blockers?.prometheus?.query, "up == 0", "the operator's own query needs no firingOnly");
     assert.equal(blockerQuery({ firingOnly: true }), 'ALERTS{alertstate="firing"}');
     assert.equal(blockerQuery({ firingOnly: false }), "ALERTS");
   });
