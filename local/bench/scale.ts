@@ -77,7 +77,8 @@ export async function scaleFigures(azurite: RunningAzurite, o: { sizes: number[]
       for (let i = 0; i < o.samples; i++) if ((await send(probe)).state !== "pending") throw new Error(`${probe} is not queued`);
       const ms = (performance.now() - started) / o.samples;
       const made = sim.requestLog.slice(calls);
-      const isAuth = (r: { method: string; path: string }) => r.path.endsWith("/tokenreviews") || (r.method === "GET" && /\/pods\/[^/]+$/.test(r.path));
+      // Authentication reviews the token and reads the agent's pod (in the agent's namespace).
+      const isAuth = (r: { method: string; path: string }) => r.path.endsWith("/tokenreviews") || (r.method === "GET" && r.path.includes(`/namespaces/${AGENT_NAMESPACE}/pods`));
       const own = made.filter((r) => !isAuth(r));
       checkins.push({
         queued: size,
