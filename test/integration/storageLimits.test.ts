@@ -233,6 +233,7 @@ describe("limits that storage holds", () => {
       requestedBy: controls(200),
       requestId: uuid(4),
       cancelledBy: controls(200),
+      retriedBy: controls(200),
       reasons: maximalReasons(),
       startedAt: "2026-12-01T09:00:00.000Z",
       finishedAt: "2026-12-01T10:00:00.000Z",
