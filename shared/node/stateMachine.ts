@@ -208,7 +208,7 @@ const LEASE_FIELDS: Partial<NodeRecord> = {
 const DRAIN_WAIT_CLEARED: Partial<NodeRecord> = { drainBlocker: undefined, drainRetryAt: undefined, drainBlockedBy: undefined, drainRetryHinted: undefined };
 
 /** How often a step that waits for the node's Ready reads the node again. */
-const READY_POLL_MS = 200;
+const READY_POLL_MS = 100;
 
 const iso = (date: Date) => date.toISOString();
 const minutes = (ms: number) => `${Math.round(ms / 60_000)} min`;

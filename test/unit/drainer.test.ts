@@ -1,6 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { BLIND_RETRY_MS, classifyPod, drainFor, drainPass, type DrainOptions } from "../../shared/drain/drainer";
+import { BLIND_RETRY_MS, classifyPod, DRAIN_POLL_MS, drainFor, drainPass, type DrainOptions } from "../../shared/drain/drainer";
 import type { KubePod } from "../../shared/kube/clusterApi";
 import { FakeClusterApi } from "../support/fakeClusterApi";
 import { runningPod } from "../support/fixtures";
@@ -133,7 +133,7 @@ describe("a drain within one invocation", () => {
     const w = wait(api, 1_000);
     const pass = await drainFor(api, "n1", options, w);
     assert.equal(pass.kind, "waiting");
-    assert.equal(w.sleeps(), 5, "1 s of 200 ms looks");
+    assert.equal(w.sleeps(), 1_000 / DRAIN_POLL_MS, "1 s of looks, then it answers");
   });
 
   it("evicts again the moment a re-read budget allows a disruption (two pods of one app on the node)", async () => {
