@@ -267,6 +267,8 @@ describe("cancelling a request", () => {
       assert.equal((await lock.acquire(CLUSTER, blocker, 1)).kind, "acquired");
       const requested = await postReboot(agent.node, { reason: `race ${i}` });
       assert.equal(requested.body.state, "pending");
+      // The agent checks in while its node waits: a node is cordoned only while its agent is heard from (agentEngaged).
+      await agent.tick();
       // ...until the slot frees and the node is taken, while the operator cancels.
       await lock.release(CLUSTER, "blocker", blocker.leaseId);
       const [cancel] = await Promise.all([
