@@ -142,6 +142,24 @@ describe("status", () => {
     assert.match(answer.body.why, new RegExp(`boot id ${reborn.bootId}`));
   });
 
+  it("no longer says a node is gone once another machine of that name checks in, when it was found gone while queued", async () => {
+    world.configure();
+    world.sim.addNode("again-b");
+    const agent = await TestAgent.on(world.sim, "again-b", true);
+    world.sim.deleteNode("again-b");
+    assert.equal((await agent.tick()).state, "idle");
+    assert.match((await record("again-b"))!.why, /no longer exists/);
+    await agent.tick();
+    assert.match((await record("again-b"))!.why, /no longer exists/, "the same machine's agent changes nothing");
+
+    world.sim.addNode("again-b");
+    const reborn = await TestAgent.on(world.sim, "again-b", false);
+    await reborn.tick();
+    const answer = await getNode("again-b");
+    assert.equal(answer.status, 200, answer.text);
+    assert.match(answer.body.why, new RegExp(`checked in \\(boot id ${reborn.bootId}\\)`));
+  });
+
   it("at concurrency 2 names no node as a holder once it released its slot", async () => {
     world.configure({ ROLLCALL_CONCURRENCY: "2" });
     const names = ["hold-a", "hold-b", "hold-c", "hold-d"];
