@@ -316,7 +316,10 @@ export async function runStart(options: StartOptions = {}): Promise<StartResult>
         const ready = ((k8s?.status?.conditions ?? []) as { type: string; status: string }[]).some((c) => c.type === "Ready" && c.status === "True");
         const rebooted = (agents.agents.find((a) => a.node === node)?.reboots ?? 0) >= 1;
         const settled = record?.state === "idle" && !record.rebootRequired && ready && !k8s?.spec?.unschedulable;
-        return settled && (!marked.includes(node) || rebooted);
+        // The log line of the last transition may come a moment after the write the store shows: the summary's
+        // phases and total are read from those lines, so wait for a completed run in them too.
+        const logged = transitions.nodeRuns().some((r) => r.node === node && r.completed);
+        return settled && (!marked.includes(node) || (rebooted && logged));
       });
     };
 
