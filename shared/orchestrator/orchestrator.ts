@@ -94,11 +94,18 @@ export class Orchestrator {
     } else if (factsChanged(current.value, facts) || checkinOutdated(current.value, this.now(), await this.deps.policy(cluster))) {
       current = await this.writeFacts(current, facts);
     }
+    const how: RunOptions = { checkinOf: node };
     if (current.value.state !== "idle" || wantsTurn(current.value)) {
-      current = await this.run(current, this.deadline(), log, { checkinOf: node });
+      current = await this.run(current, this.deadline(), log, how);
     }
     const policy = await this.deps.policy(cluster);
-    return answerFor(current.value, policy, this.now());
+    const answer = answerFor(current.value, policy, this.now());
+    // The reboot order goes out only after its step re-checked the node (same object, cordoned under
+    // this lease); when that check could not run (the API server timed out), the agent asks again.
+    if (answer.action === "reboot" && how.failedIn === "reboot-ordered") {
+      return { action: "wait", state: current.value.state, reason: "could not re-check the node before repeating the reboot order; asking again shortly", nextCheckinSeconds: policy.checkinBusySeconds };
+    }
+    return answer;
   }
 
   /** Advances one node as far as it can go now, e.g. after an operator's request. */
@@ -164,6 +171,7 @@ export class Orchestrator {
           continue;
         }
         log.error(`step failed cluster=${cluster} node=${node} state=${from}: ${(error as Error).message}`);
+        if (how.checkinOf === node) how.failedIn = from;
         this.deps.telemetry.exception(error, { cluster, node, state: from });
         this.deps.telemetry.metric(telemetryMetrics.errors, 1, { cluster, node, state: from });
         break;
@@ -363,6 +371,8 @@ interface RunOptions {
   checkinOf?: string;
   /** `false`: no step waits within this run (the reconcile timer); otherwise only the node whose check-in it answers waits. */
   wait?: boolean;
+  /** Set by the run: the state whose step failed for the checking-in node, if one did. */
+  failedIn?: NodeState;
 }
 
 type ReportedFacts = Pick<NodeRecord, "bootId" | "rebootRequired" | "reasons" | "agentVersion">;

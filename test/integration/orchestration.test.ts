@@ -4,7 +4,10 @@ import { readHistory } from "../../shared/history/history";
 import { nodeAnnotations } from "../../shared/kube/clusterApi";
 import { LOCK_HOLDING_STATES } from "../../shared/node/stateMachine";
 import { getRollcall } from "../../shared/orchestrator/fromConfig";
-import { CLUSTER, postCheckin, runAgents, TestAgent, useWorld } from "../support/world";
+import { Orchestrator } from "../../shared/orchestrator/orchestrator";
+import { CheckinRequest } from "../../shared/protocol/checkin";
+import { MemoryTelemetry } from "../../shared/telemetry/telemetry";
+import { CLUSTER, invocation, postCheckin, runAgents, TestAgent, useWorld } from "../support/world";
 
 const world = useWorld({ simOptions: { terminationDelayMs: 30, podStartDelayMs: 60 } });
 
@@ -95,6 +98,33 @@ describe("a check-in", () => {
     assert.equal(answer.action, "none");
     assert.equal(storageCalls, 1);
     assert.equal(world.sim.requestLog.length, kubeCallsBefore);
+  });
+
+  it("does not repeat a reboot order it could not re-check against the node", async () => {
+    world.configure();
+    world.sim.addNode("recheck-1");
+    const rollcall = await getRollcall();
+    let failing = false;
+    // The API server stops answering node reads (a timeout) while the node waits for its reboot.
+    const kube = async (cluster: string) => {
+      const api = await rollcall.kube(cluster);
+      return new Proxy(api, {
+        get: (target, prop, receiver) =>
+          prop === "getNode" && failing ? async () => Promise.reject(new Error("the API server did not answer in time")) : Reflect.get(target, prop, receiver),
+      });
+    };
+    const orchestrator = new Orchestrator({ store: rollcall.store, lock: rollcall.lock, kube, policy: rollcall.policy, gate: rollcall.gate, telemetry: new MemoryTelemetry(), stepBudgetMs: 5_000 });
+    const agent = await TestAgent.on(world.sim, "recheck-1", true);
+    const send = () => orchestrator.checkin(CLUSTER, "recheck-1", CheckinRequest.parse(agent.body()), invocation("recheck"));
+    let answer = await send();
+    for (let i = 0; i < 20 && answer.action !== "reboot"; i++) answer = await send();
+    assert.equal(answer.action, "reboot");
+    failing = true;
+    const blind = await send();
+    assert.equal(blind.action, "wait");
+    assert.match(blind.reason ?? "", /could not re-check the node/);
+    failing = false;
+    assert.equal((await send()).action, "reboot", "the order stands once the node could be checked again");
   });
 
   it("does not release a node that reports the old boot id after a reboot order", async () => {
