@@ -295,7 +295,8 @@ describe("fenced node writes", () => {
       await fast.orchestrator.reconcile(CLUSTER, log);
 
       assert.ok(proxy.forwarded.length > 0, "writes were held and forwarded late");
-      assert.ok(proxy.forwarded.some((w) => w.status === 409), "a late write was refused by its precondition");
+      // Whether one of those late writes meets a changed node depends on the random interleaving; the
+      // refusal itself is shown deterministically by "never lets a slow instance's late uncordon land…".
       assert.deepEqual(
         agents.map((a) => a.reboots),
         agents.map(() => 1),
