@@ -13,7 +13,7 @@ export interface QueuedCheckinCost {
   storageOps: number;
   /** Kubernetes calls of the orchestrator itself. */
   kubeCalls: number;
-  /** Check-in authentication's own calls (TokenReview and the agent pod's read), made for every check-in of a queued node. */
+  /** Check-in authentication's own calls (TokenReview and the agent pod's read): none while a remembered review vouches for the unchanged check-in. */
   authKubeCalls: number;
   /** What the orchestrator's own calls were (method and path), to say where any comes from. */
   kubeCallPaths: string[];

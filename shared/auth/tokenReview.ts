@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import type { HttpRequest } from "@azure/functions";
 import { DEFAULT_AGENT, getConfig } from "../config/config";
 import { HttpError } from "../http/http";
+import type { ClusterApi, KubePodIdentity } from "../kube/clusterApi";
 import type { ClusterApiFactory } from "../kube/connect";
 import type { Logger } from "../orchestrator/transitionLog";
 import { telemetryEvents, type Telemetry } from "../telemetry/names";
@@ -27,7 +28,11 @@ import type { RejectionLog } from "./rejections";
  * A review is remembered for a few minutes (never past the token's expiry), but a remembered review
  * may only let through a check-in that changes nothing (the caller says so with `allowCached`): a
  * deleted pod's token keeps passing the API server's own cache for ~10 s and would otherwise pass ours
- * for minutes. Every check-in that could change a node is reviewed afresh, pod read included.
+ * for minutes. Every check-in that could change a node is reviewed afresh, pod read included. A
+ * queued node's unchanged check-in may ride on one too (a long queue would otherwise cost the API server
+ * two calls per node per busy interval), because waiting changes nothing: before such a node takes a
+ * slot, its own check-in is reviewed afresh, or, when another node's release hands it the slot, the pod
+ * of its last fresh review is read (`recordedAgentProblem`).
  */
 
 export const POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name";
@@ -63,6 +68,8 @@ export interface AgentIdentity {
   /** `system:serviceaccount:<namespace>:<name>`. */
   username: string;
   pod: { namespace: string; name: string; uid: string };
+  /** A remembered review vouched for this check-in: no Kubernetes call was made for it. */
+  remembered?: boolean;
 }
 
 /** `rollcall/rollcall-agent-x7k2p (uid 1956016e-…)`: how history and logs name the agent that asked. */
@@ -123,7 +130,7 @@ export class AgentAuthenticator {
     const token = agentToken(headers);
     const key = createHash("sha256").update(`${cluster}\n${this.options.audience}\n${token}`).digest("base64url");
     const cached = this.cache.get(key);
-    if (options.allowCached && cached && cached.expiresAt > this.clock() && cached.identity.node === node) return cached.identity;
+    if (options.allowCached && cached && cached.expiresAt > this.clock() && cached.identity.node === node) return { ...cached.identity, remembered: true };
     const identity = await this.review(token, cluster, node);
     this.remember(key, identity, token);
     return identity;
@@ -175,22 +182,8 @@ export class AgentAuthenticator {
     } catch (error) {
       throw unavailable(cluster, `reading pod ${expected.namespace}/${podName} failed: ${(error as Error).message}`, "may its identity list pods?");
     }
-    if (!pod || pod.uid !== podUid) {
-      throw new AgentAuthError(403, "wrong_pod", `The agent's token is bound to pod ${claimed}, which no longer exists`, claimed);
-    }
-    if (pod.controller?.kind !== "DaemonSet" || pod.controller.name !== expected.daemonSet) {
-      const owner = pod.controller ? `${pod.controller.kind} ${pod.controller.name}` : "no controller";
-      throw new AgentAuthError(403, "wrong_pod", `Pod ${claimed} is owned by ${owner}, not by the agent DaemonSet ${expected.namespace}/${expected.daemonSet}`, claimed);
-    }
-    if (pod.terminating) throw new AgentAuthError(403, "pod_terminating", `Pod ${claimed} is being deleted: its token no longer speaks for the node`, claimed);
-    if (pod.nodeName !== node) {
-      throw new AgentAuthError(
-        403,
-        "wrong_node",
-        `The agent's token belongs to pod ${claimed} on node ${pod.nodeName ?? "(none)"}, not on node ${node}: an agent may only check in for its own node`,
-        claimed,
-      );
-    }
+    const problem = podProblem(pod, podUid, expected, claimed, node);
+    if (problem) throw problem;
     return { cluster, node, username, pod: { namespace: expected.namespace, name: podName, uid: podUid } };
   }
 
@@ -209,6 +202,43 @@ export class AgentAuthenticator {
       this.cache.delete(oldest);
     }
   }
+}
+
+/** Rules 3 and 4 above, on the pod as the API server has it now. */
+function podProblem(pod: KubePodIdentity | undefined, uid: string, expected: ExpectedAgent, claimed: string, node: string): AgentAuthError | undefined {
+  if (!pod || pod.uid !== uid) return new AgentAuthError(403, "wrong_pod", `The agent's token is bound to pod ${claimed}, which no longer exists`, claimed);
+  if (pod.controller?.kind !== "DaemonSet" || pod.controller.name !== expected.daemonSet) {
+    const owner = pod.controller ? `${pod.controller.kind} ${pod.controller.name}` : "no controller";
+    return new AgentAuthError(403, "wrong_pod", `Pod ${claimed} is owned by ${owner}, not by the agent DaemonSet ${expected.namespace}/${expected.daemonSet}`, claimed);
+  }
+  if (pod.terminating) return new AgentAuthError(403, "pod_terminating", `Pod ${claimed} is being deleted: its token no longer speaks for the node`, claimed);
+  if (pod.nodeName !== node) {
+    return new AgentAuthError(
+      403,
+      "wrong_node",
+      `The agent's token belongs to pod ${claimed} on node ${pod.nodeName ?? "(none)"}, not on node ${node}: an agent may only check in for its own node`,
+      claimed,
+    );
+  }
+  return undefined;
+}
+
+/**
+ * Whether the agent pod a fresh review last vouched for still speaks for its node: before a slot is
+ * handed to a node whose queued check-ins rode on a remembered review. A pod-bound token is valid only
+ * while its pod exists with its uid, so reading the pod is as strict as a new review (stricter: the API
+ * server's authentication cache keeps a deleted pod's token valid for ~10 s). Resolves to why not, or undefined.
+ */
+export async function recordedAgentProblem(kube: ClusterApi, expected: ExpectedAgent, pod: { name: string; uid: string } | undefined, node: string): Promise<string | undefined> {
+  if (!pod) return "no check-in of its agent has been verified yet";
+  const claimed = `${expected.namespace}/${pod.name} (uid ${pod.uid})`;
+  let found;
+  try {
+    found = await kube.getPodIdentity(expected.namespace, pod.name);
+  } catch (error) {
+    return `its agent pod ${claimed} could not be read: ${(error as Error).message}`;
+  }
+  return podProblem(found, pod.uid, expected, claimed, node)?.message;
 }
 
 function unavailable(cluster: string, detail: string, hint: string): HttpError {

@@ -24,6 +24,9 @@ export interface NodeRecord {
   turnReasons?: string[];
   /** The agent pod (`namespace/name (uid …)`) that first reported the current reboot requirement. */
   rebootReportedBy?: string;
+  /** The agent pod (name and uid, in the cluster's agent namespace) the last fresh review of a check-in vouched for. */
+  agentPodName?: string;
+  agentPodUid?: string;
 
   /** The lock lease while the node holds a slot. */
   leaseId?: string;

@@ -115,13 +115,18 @@ export function wantsTurn(record: NodeRecord): boolean {
  * request needs no agent. See docs: "Never cordon a node whose agent is not engaged" (issue 15).
  */
 export function agentEngaged(record: NodeRecord, ports: Pick<StepPorts, "checkinOf" | "now" | "policy">): boolean {
-  if (record.request?.mode === "drain-only" && !record.rebootRequired) return true;
+  if (!needsAgent(record)) return true;
   if (ports.checkinOf === record.node) return true;
   const last = record.lastCheckinAt ? Date.parse(record.lastCheckinAt) : Number.NaN;
   return ports.now.getTime() - last <= ENGAGED_INTERVALS * ports.policy.checkinBusySeconds * 1000;
 }
 
 const ENGAGED_INTERVALS = 2;
+
+/** A drain-only request's turn ends drained, with no reboot order for an agent to take. */
+function needsAgent(record: NodeRecord): boolean {
+  return !(record.request?.mode === "drain-only" && !record.rebootRequired);
+}
 
 /** The `why` of a node whose object is gone; the check-in of a node that later takes its name replaces it. */
 export const NODE_GONE = "the node no longer exists in the cluster";
@@ -147,6 +152,12 @@ export interface StepPorts {
   clock(): Date;
   /** The node whose agent's check-in this invocation answers, if any. */
   checkinOf?: string;
+  /**
+   * Asked just before a node that needs its agent takes a slot: why its agent cannot be trusted to be
+   * there (its pod is gone), or undefined. Its own check-in is then reviewed afresh if a remembered
+   * review let it in; a refusal there is thrown and answers that check-in.
+   */
+  agentProblem(record: NodeRecord): Promise<string | undefined>;
 }
 
 export type StepResult =
@@ -254,14 +265,18 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     const context = gateContext(record, ports, "before-lock");
     const hold = await ports.gate.holdReason(context);
     if (hold) return waitInQueue(record, ports, hold);
-    // Whoever checks in first when a hold lifts must not jump the queue: a node ahead that may go, goes first.
-    const ahead = await eligibleAhead(record, ports, context.records);
-    if (ahead) return { ...(await waitInQueue(record, ports, `waiting behind ${ahead}, which is ahead in the queue`)), yieldTo: ahead };
+    // Whoever checks in first when a hold lifts must not jump the queue: the nodes ahead that may go
+    // take the free slots first, and this one waits only if they fill them all.
+    const free = ports.policy.concurrency - holders.length;
+    const ahead = await eligibleAhead(record, ports, context.records, free);
+    if (ahead.length >= free) return { ...(await waitInQueue(record, ports, `waiting behind ${listShort(ahead)}, ahead in the queue`)), yieldTo: ahead[0] };
     // A node is only cordoned when its agent is there to take the reboot order; the turn then starts
     // in the answer to the agent's next check-in, so a drained node never sits waiting for one.
     if (!agentEngaged(record, ports)) return waitInQueue(record, ports, `waiting for the node's agent to check in (within ${ports.policy.checkinIdleSeconds} s); the node stays uncordoned until then`);
     const node = await (await ports.kube()).getNode(record.node);
     if (!node) return { kind: "move", to: "idle", why: NODE_GONE, set: { pendingSince: undefined } };
+    const absent = needsAgent(record) ? await ports.agentProblem(record) : undefined;
+    if (absent) return waitInQueue(record, ports, `waiting for the node's agent: ${absent}; the node stays uncordoned until it checks in`);
 
     const leaseId = ports.newLeaseId();
     const holder = {
@@ -473,17 +488,19 @@ function gateContext(record: NodeRecord, ports: StepPorts, phase: GateContext["p
   };
 }
 
-/** The first pending node ahead of `record` in the policy's queue order that nothing holds back now. */
-async function eligibleAhead(record: NodeRecord, ports: StepPorts, records: GateContext["records"]): Promise<string | undefined> {
+/** Up to `enough` pending nodes ahead of `record` in the policy's queue order that nothing holds back now, first first. */
+async function eligibleAhead(record: NodeRecord, ports: StepPorts, records: GateContext["records"], enough: number): Promise<string[]> {
   const order = pendingOrder(ports.policy);
   const ahead = (await records())
     .filter((other) => other.state === "pending" && other.node !== record.node && wantsTurn(other) && agentEngaged(other, ports) && order(other, record) < 0)
     .filter((other) => !other.request?.notBefore || other.rebootRequired || Date.parse(other.request.notBefore) <= ports.now.getTime())
     .sort(order);
+  const eligible: string[] = [];
   for (const other of ahead) {
-    if (!(await ports.gate.holdReason(gateContext(other, ports, "before-lock", records)))) return other.node;
+    if (eligible.length >= enough) break;
+    if (!(await ports.gate.holdReason(gateContext(other, ports, "before-lock", records)))) eligible.push(other.node);
   }
-  return undefined;
+  return eligible;
 }
 
 function release(outcome: NonNullable<NodeRecord["outcome"]>, why: string): StepResult {

@@ -1,9 +1,10 @@
 import type { TableClient } from "@azure/data-tables";
 import { RejectionLog } from "../auth/rejections";
-import { getConfig, resetConfigForTests } from "../config/config";
+import { recordedAgentProblem } from "../auth/tokenReview";
+import { DEFAULT_AGENT, getConfig, resetConfigForTests } from "../config/config";
 import { clusterApiFactory, type ClusterApiFactory } from "../kube/connect";
 import { TableLock } from "../lock/tableLock";
-import { NodeStore } from "../node/nodeRecord";
+import { type NodeRecord, NodeStore } from "../node/nodeRecord";
 import { aksMaintenanceScheduleLoader } from "../policy/aksMaintenance";
 import { compositeGate, policyGates } from "../policy/gates/composite";
 import { upgradePauseGate } from "../policy/gates/upgradePause";
@@ -59,6 +60,13 @@ async function build(): Promise<Rollcall> {
     stepWaitMs: config.stepWaitMs,
     // Decisions measure time on the storage service's clock, so instances with skewed clocks agree.
     clock: serverClock.now,
+    ...(config.agentAuth.mode === "tokenreview" && {
+      agentProblem: async (cluster: string, record: NodeRecord) => {
+        const expected = config.clusters.find((c) => c.name === cluster)?.agent ?? DEFAULT_AGENT;
+        const pod = record.agentPodName && record.agentPodUid ? { name: record.agentPodName, uid: record.agentPodUid } : undefined;
+        return recordedAgentProblem(await kube(cluster), expected, pod, record.node);
+      },
+    }),
   });
   return { table, store, lock, kube, policy, gate, orchestrator, requests: new OperatorRequests(store, kube, orchestrator), rejections: new RejectionLog(table) };
 }

@@ -15,6 +15,7 @@ import { pendingOrder } from "../policy/lifecycle";
 import { type Logger, logTransition } from "./transitionLog";
 import { tellNode, tellWait } from "./nodeEvents";
 import { readOnlyClusterApi } from "../kube/readOnly";
+import { HttpError } from "../http/http";
 
 export interface OrchestratorDeps {
   store: NodeStore;
@@ -29,6 +30,11 @@ export interface OrchestratorDeps {
   stepWaitMs?: number;
   clock?: () => Date;
   newLeaseId?: () => string;
+  /**
+   * Whether a node's agent pod, as its last fresh review recorded it, still speaks for the node (see
+   * `recordedAgentProblem`); without it (authentication off) every recorded agent is taken as present.
+   */
+  agentProblem?: (cluster: string, record: NodeRecord) => Promise<string | undefined>;
 }
 
 export interface ReconcileReport {
@@ -80,12 +86,14 @@ export class Orchestrator {
   async checkin(cluster: string, node: string, request: CheckinRequest, log: Logger, verify: AgentVerifier = async () => undefined): Promise<CheckinResponse> {
     let current = await this.deps.store.get(cluster, node);
     const reported = reportedFacts(request);
-    // Only a check-in that changes nothing may ride on a remembered review; see shared/auth/tokenReview.ts.
-    const noOp = current !== undefined && current.value.state === "idle" && !wantsTurn(current.value) && !factsChanged(current.value, reported);
-    const agent = await verify({ allowCached: noOp, known: current !== undefined });
+    // Only a check-in that changes nothing may ride on a remembered review (shared/auth/tokenReview.ts):
+    // an idle node's, or a queued one's, whose slot is only taken after a fresh review.
+    const unchanged = current !== undefined && !factsChanged(current.value, reported);
+    const waiting = current !== undefined && (current.value.state === "pending" || (current.value.state === "idle" && !wantsTurn(current.value)));
+    const agent = await verify({ allowCached: unchanged && waiting, known: current !== undefined });
     this.deps.telemetry.metric(telemetryMetrics.checkins, 1, { cluster, node });
     const reportedBy = agent && request.rebootRequired && !(current?.value.rebootRequired && current.value.rebootReportedBy) ? describeAgent(agent) : undefined;
-    const facts = reportedBy ? { ...reported, rebootReportedBy: reportedBy } : reported;
+    const facts: ReportedFacts = { ...reported, ...(reportedBy && { rebootReportedBy: reportedBy }), ...(agent && !agent.remembered && { agentPodName: agent.pod.name, agentPodUid: agent.pod.uid }) };
     if (!current) {
       current = await this.createOrReload(
         { cluster, node, state: "idle", since: this.now().toISOString(), why: "first check-in", ...facts, lastCheckinAt: this.now().toISOString() },
@@ -94,7 +102,7 @@ export class Orchestrator {
     } else if (factsChanged(current.value, facts) || checkinOutdated(current.value, this.now(), await this.deps.policy(cluster))) {
       current = await this.writeFacts(current, facts);
     }
-    const how: RunOptions = { checkinOf: node };
+    const how: RunOptions = { checkinOf: node, ...(agent?.remembered && { reviewAfresh: () => verify({ allowCached: false, known: true }).then(() => undefined) }) };
     if (current.value.state !== "idle" || wantsTurn(current.value)) {
       current = await this.run(current, this.deadline(), log, how);
     }
@@ -162,6 +170,8 @@ export class Orchestrator {
       try {
         result = await STEPS[from](current.value, current.etag, ports);
       } catch (error) {
+        // The checking-in agent's fresh review refused it (or could not run): that is the check-in's answer.
+        if (error instanceof HttpError) throw error;
         if (error instanceof NodeChangedError) {
           // The node changed between the step's read and its write, so nothing was written: decide again.
           log.info(`node changed under the step cluster=${cluster} node=${node} state=${from}: ${error.message}`);
@@ -295,6 +305,13 @@ export class Orchestrator {
       sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
       clock: () => this.now(),
       checkinOf: how.checkinOf,
+      agentProblem: async (record) => {
+        if (record.node !== how.checkinOf) return this.deps.agentProblem?.(cluster, record);
+        const review = how.reviewAfresh;
+        how.reviewAfresh = undefined;
+        await review?.();
+        return undefined;
+      },
       policy,
       kube: () => this.deps.kube(cluster),
       lock: this.deps.lock,
@@ -373,9 +390,11 @@ interface RunOptions {
   wait?: boolean;
   /** Set by the run: the state whose step failed for the checking-in node, if one did. */
   failedIn?: NodeState;
+  /** A remembered review let the checking-in agent in: review it afresh before its node takes a slot (throws a refusal). */
+  reviewAfresh?: () => Promise<void>;
 }
 
-type ReportedFacts = Pick<NodeRecord, "bootId" | "rebootRequired" | "reasons" | "agentVersion">;
+type ReportedFacts = Pick<NodeRecord, "bootId" | "rebootRequired" | "reasons" | "agentVersion" | "rebootReportedBy" | "agentPodName" | "agentPodUid">;
 
 function reportedFacts(request: CheckinRequest): ReportedFacts {
   return { bootId: request.bootId, rebootRequired: request.rebootRequired, reasons: request.reasons, agentVersion: request.agentVersion };

@@ -44,15 +44,15 @@ function agentToken(node: string, options: { audiences?: string[]; expiresInSeco
   return world.sim.issueServiceAccountToken({ namespace: AGENT_NS, serviceAccount: AGENT, pod: agentPod(node).metadata.name, audiences: ["rollcall"], ...options });
 }
 
-const report = (rebootRequired: boolean) => ({ bootId: BOOT, rebootRequired, reasons: rebootRequired ? ["linux-image"] : [], agentVersion: "1.0.0" });
+const report = (rebootRequired: boolean, bootId = BOOT) => ({ bootId, rebootRequired, reasons: rebootRequired ? ["linux-image"] : [], agentVersion: "1.0.0" });
 
-async function postCheckin(node: string, authorization: string | undefined, rebootRequired = true, context: InvocationContext = invocation()) {
+async function postCheckin(node: string, authorization: string | undefined, rebootRequired = true, context: InvocationContext = invocation(), bootId = BOOT) {
   const request = new HttpRequest({
     method: "POST",
     url: `http://localhost/api/clusters/${CLUSTER}/nodes/${node}/checkin`,
     params: { cluster: CLUSTER, node },
     headers: { "content-type": "application/json", ...(authorization === undefined ? {} : { authorization }) },
-    body: { string: JSON.stringify(report(rebootRequired)) },
+    body: { string: JSON.stringify(report(rebootRequired, bootId)) },
   });
   const response = await checkin(request, context);
   return { status: response.status ?? 200, body: response.jsonBody as any, text: JSON.stringify(response.jsonBody) };
@@ -191,7 +191,7 @@ describe("check-in authentication", () => {
     }
   });
 
-  it("reviews afresh every check-in of a node that holds or waits for a lock slot", async () => {
+  it("reviews afresh every check-in of a node that holds a slot, and lets a queued node's unchanged check-ins ride on a remembered review", async () => {
     configure({ ROLLCALL_CONCURRENCY: "1" });
     nodesWithAgents("auth-busy-a", "auth-busy-b");
     const tokenA = agentToken("auth-busy-a");
@@ -200,11 +200,42 @@ describe("check-in authentication", () => {
     assert.equal((await postCheckin("auth-busy-b", `Bearer ${tokenB}`)).status, 200);
     assert.equal((await record("auth-busy-b"))?.state, "pending");
     const before = tokenReviews();
-    for (let i = 0; i < 2; i++) {
-      await postCheckin("auth-busy-a", `Bearer ${tokenA}`);
-      await postCheckin("auth-busy-b", `Bearer ${tokenB}`);
-    }
-    assert.equal(tokenReviews() - before, 4);
+    for (let i = 0; i < 2; i++) await postCheckin("auth-busy-a", `Bearer ${tokenA}`);
+    assert.equal(tokenReviews() - before, 2, "the slot holder's check-ins");
+    const calls = world.sim.requestLog.length;
+    for (let i = 0; i < 2; i++) assert.equal((await postCheckin("auth-busy-b", `Bearer ${tokenB}`)).status, 200);
+    assert.deepEqual(world.sim.requestLog.slice(calls).map((r) => `${r.method} ${r.path}`), [], "a queued node's unchanged check-in makes no Kubernetes call");
+    assert.equal((await record("auth-busy-b"))?.state, "pending");
+  });
+
+  it("hands a freed slot only to a queued node whose agent pod still exists, and reviews its remembered check-in afresh before its turn", async () => {
+    configure({ ROLLCALL_CONCURRENCY: "1" });
+    nodesWithAgents("auth-q-a", "auth-q-b");
+    const tokenA = agentToken("auth-q-a");
+    const tokenB = agentToken("auth-q-b");
+    assert.equal((await postCheckin("auth-q-a", `Bearer ${tokenA}`)).body.action, "reboot");
+    assert.equal((await postCheckin("auth-q-b", `Bearer ${tokenB}`)).status, 200);
+    assert.equal((await record("auth-q-b"))?.state, "pending");
+    // B's agent pod is deleted; its token still passes the remembered review while B waits in the queue.
+    world.sim.deletePod(AGENT_NS, agentPod("auth-q-b").metadata.name);
+    assert.equal((await postCheckin("auth-q-b", `Bearer ${tokenB}`)).body.action, "wait");
+
+    // A reboots and comes back: its release offers the slot to B, whose recorded pod is gone.
+    const newBoot = await world.sim.rebootNode("auth-q-a", { downMs: 10 });
+    assert.equal((await postCheckin("auth-q-a", `Bearer ${tokenA}`, false, invocation(), newBoot)).status, 200);
+    assert.equal((await record("auth-q-a"))?.state, "idle");
+    const b = await record("auth-q-b");
+    assert.equal(b?.state, "pending");
+    assert.match(b?.holdReason ?? "", /waiting for the node's agent: .* no longer exists/);
+    assert.equal(world.sim.getNode("auth-q-b")!.spec?.unschedulable, undefined, "B was never cordoned");
+    assert.deepEqual((await (await getRollcall()).lock.view(CLUSTER)).holders, []);
+
+    // With the slot free, B's own check-in on the remembered review is reviewed afresh, and refused.
+    const reviews = tokenReviews();
+    assertRefused(await postCheckin("auth-q-b", `Bearer ${tokenB}`), 403, "wrong_pod", /no longer exists/);
+    assert.equal(tokenReviews() - reviews, 1);
+    assert.equal((await record("auth-q-b"))?.state, "pending");
+    assert.deepEqual((await (await getRollcall()).lock.view(CLUSTER)).holders, []);
   });
 
   it("refuses an agent's token for another node with 403 wrong_node", async () => {

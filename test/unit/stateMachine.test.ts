@@ -54,8 +54,15 @@ function setup() {
     clock: () => now,
     // These steps answer n1's own check-in, so its agent is there to take an order.
     checkinOf: "n1",
+    agentProblem: async () => undefined,
   };
   return { kube, lock, ports };
+}
+
+/** The ports' store, listing `records` as the cluster's queue (writes still go through the real store's actions). */
+function queueOf(ports: StepPorts, records: NodeRecord[]): StepPorts["store"] {
+  const store = ports.store;
+  return Object.assign(Object.create(store) as typeof store, { list: async () => records.map((value) => ({ value, etag: "e" })) });
 }
 
 /** The fake node as a lease's cordon leaves it. */
@@ -113,6 +120,39 @@ describe("the node state machine", () => {
     const result = await STEPS.pending(record({ state: "pending" }), "e", ports);
     assert.equal(result.kind, "wait");
     assert.match(result.kind === "wait" ? result.why : "", /held by n9/);
+  });
+
+  it("does not take a slot for a node whose agent pod no longer speaks for it, and leaves the node uncordoned", async () => {
+    const { ports, lock, kube } = setup();
+    const asked: string[] = [];
+    const agentProblem = async (r: NodeRecord) => (asked.push(r.node), "its agent pod rollcall/agent-x (uid u) no longer exists");
+    const result = await STEPS.pending(record({ state: "pending", lastCheckinAt: now.toISOString() }), "e", { ...ports, checkinOf: undefined, agentProblem });
+    assert.equal(result.kind, "wait");
+    assert.match(result.kind === "wait" ? result.why : "", /agent-x .* no longer exists; the node stays uncordoned/);
+    assert.deepEqual(asked, ["n1"]);
+    assert.equal(lock.holders.length, 0);
+    assert.equal(kube.nodes.get("n1")!.unschedulable, false);
+  });
+
+  it("takes one of several free slots while fewer engaged nodes than free slots are ahead of it in the queue", async () => {
+    const { ports, lock } = setup();
+    const ahead = record({ node: "n0", state: "pending", pendingSince: "2026-11-24T02:00:00Z", lastCheckinAt: now.toISOString() });
+    const me = record({ state: "pending", pendingSince: "2026-11-24T02:30:00Z" });
+    const withQueue = { ...ports, policy: { ...policy, concurrency: 3 }, store: queueOf(ports, [ahead, me]) };
+    const result = await STEPS.pending(me, "e", withQueue);
+    assert.equal(result.kind, "committed", result.kind === "wait" ? result.why : "");
+    assert.equal(lock.holders[0]?.node, "n1");
+  });
+
+  it("waits behind the engaged nodes ahead of it in the queue when they fill the free slots, and names the first", async () => {
+    const { ports, lock } = setup();
+    lock.holders.push({ node: "n9", leaseId: "x", acquiredAt: now.toISOString(), expiresAt: now.toISOString() });
+    const ahead = record({ node: "n0", state: "pending", pendingSince: "2026-11-24T02:00:00Z", lastCheckinAt: now.toISOString() });
+    const me = record({ state: "pending", pendingSince: "2026-11-24T02:30:00Z" });
+    const result = await STEPS.pending(me, "e", { ...ports, policy: { ...policy, concurrency: 2 }, store: queueOf(ports, [ahead, me]) });
+    assert.equal(result.kind, "wait");
+    assert.equal(result.kind === "wait" && result.yieldTo, "n0");
+    assert.equal(lock.holders.length, 1);
   });
 
   it("remembers that a node was already cordoned by someone else and never uncordons it", async () => {
