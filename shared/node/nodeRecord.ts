@@ -207,9 +207,11 @@ export class NodeStore {
     return ["update", toEntity(record), "Replace", { etag }];
   }
 
-  async list(cluster: string): Promise<Versioned<NodeRecord>[]> {
+  /** The cluster's records; with `state`, only those in it (filtered by the service: a long idle fleet is not sent). */
+  async list(cluster: string, only: { state?: NodeState } = {}): Promise<Versioned<NodeRecord>[]> {
     const { from, to } = prefixFilter(rowKeys.nodePrefix);
-    const filter = odata`PartitionKey eq ${cluster} and RowKey ge ${from} and RowKey lt ${to}`;
+    const range = odata`PartitionKey eq ${cluster} and RowKey ge ${from} and RowKey lt ${to}`;
+    const filter = only.state ? `${range} and ${odata`state eq ${only.state}`}` : range;
     const records: Versioned<NodeRecord>[] = [];
     for await (const entity of this.table.listEntities<Record<string, unknown>>({ queryOptions: { filter } })) {
       records.push({ value: fromEntity(entity), etag: entity.etag });

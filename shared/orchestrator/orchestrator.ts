@@ -65,6 +65,9 @@ function checkinOutdated(record: NodeRecord, now: Date, policy: Policy): boolean
 /** What of the step budget a step's wait always leaves for the writes and the answer. */
 const WAIT_RESERVE = 0.4;
 
+/** Queued nodes a release steps beyond those its freed slots may start (see `startNextPending`). */
+const HOLD_REFRESH_AFTER_HANDOFF = 10;
+
 /** A safety net against a step that keeps moving without converging; real chains are at most ~8 steps. */
 const MAX_STEPS_PER_RUN = 16;
 
@@ -225,14 +228,15 @@ export class Orchestrator {
   private async startNextPending(cluster: string, deadline: Date, log: Logger, wait?: boolean): Promise<void> {
     const policy = await this.deps.policy(cluster);
     const order = pendingOrder(policy);
-    const waiting = (await this.deps.store.list(cluster))
-      .filter((r) => r.value.state === "pending")
-      .sort((a, b) => order(a.value, b.value));
-    // Once the slots are taken again, the rest still step (a lock read each, a write only if the reason
-    // changed): a hold reason that names the node just released would be untrue until the next tick.
+    const waiting = (await this.deps.store.list(cluster, { state: "pending" })).sort((a, b) => order(a.value, b.value));
+    // Once the slots are taken again, the next few still step (a lock read each, a write only if the
+    // reason changed), so that a hold reason naming the node just released is not left standing; the
+    // rest of a long queue refresh theirs at their own check-ins, or a release would cost O(queue).
+    let refreshed = 0;
     for (const candidate of waiting) {
-      if (this.now() >= deadline) return;
+      if (this.now() >= deadline || refreshed >= policy.concurrency + HOLD_REFRESH_AFTER_HANDOFF) return;
       await this.run(candidate, deadline, log, { wait });
+      refreshed++;
     }
   }
 

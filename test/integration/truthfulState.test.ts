@@ -181,6 +181,29 @@ describe("status", () => {
     assert.match(d?.holdReason ?? "", /hold-b/);
   });
 
+  it("steps only the next few nodes of a long queue after a release, leaving the rest to refresh their hold reasons at their own check-ins", async () => {
+    world.configure({ ROLLCALL_CONCURRENCY: "1" });
+    const names = Array.from({ length: 16 }, (_, i) => `long-${String(i).padStart(2, "0")}`);
+    for (const name of names) world.sim.addNode(name);
+    const agents = [];
+    for (const name of names) {
+      const agent = await TestAgent.on(world.sim, name, true);
+      await agent.tick();
+      agents.push(agent);
+    }
+    const store = (await getRollcall()).store;
+    const before = new Map((await store.list(CLUSTER)).map((r) => [r.value.node, r.etag]));
+    await runAgents([agents[0]!], async () => (await record("long-00"))?.state === "idle");
+    const after = new Map((await store.list(CLUSTER)).map((r) => [r.value.node, r.etag]));
+    const touched = names.slice(1).filter((name) => before.get(name) !== after.get(name));
+    // The freed slot's node and the ten behind it: the 1 + 10 oldest of the 15 waiting.
+    assert.deepEqual(touched, names.slice(1, 12));
+    assert.equal((await record("long-01"))?.state, "reboot-ordered");
+    assert.match((await record("long-15"))?.holdReason ?? "", /held by long-00/, "not refreshed by the release");
+    await agents[15]!.tick();
+    assert.match((await record("long-15"))?.holdReason ?? "", /held by long-01/, "refreshed by its own check-in");
+  });
+
   it("moves lastCheckinAt on an idle check-in at most once per granularity period, and the idle check-in stays one read otherwise", async () => {
     world.configure();
     world.sim.addNode("seen-a");
