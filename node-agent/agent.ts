@@ -45,7 +45,7 @@ export function createAgent(config: AgentConfig, overrides: Partial<AgentParts> 
       backoffBaseMs: config.backoffBaseMs,
       backoffMaxMs: config.backoffMaxMs,
       intervalScale: config.intervalScale,
-      watchFile: config.watch && !config.sentinelCommand ? config.sentinelFile : undefined,
+      watch: config.watch ? { sentinelFile: config.sentinelCommand ? undefined : config.sentinelFile, bootIdFile: config.bootIdFile, pollMs: config.watchPollMs } : undefined,
     },
     parts,
   );

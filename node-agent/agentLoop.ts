@@ -1,11 +1,11 @@
-import { watch, type FSWatcher } from "node:fs";
-import { basename, dirname } from "node:path";
+import { basename } from "node:path";
 import type { CheckinRequest, CheckinResponse } from "../shared/protocol/checkin";
 import { backoffDelay, withJitter } from "./backoff";
 import { boundAnswer } from "./bounds";
 import type { BootIdReader } from "./bootId";
 import type { Checker } from "./checker";
 import { RejectedError, UnavailableError, type OrchestratorClient } from "./client";
+import { type FileWatch, watchFileChanges } from "./fileWatch";
 import { type ActedLease, DamagedLeaseError, type LeaseStore } from "./leaseFile";
 import type { AgentLog } from "./log";
 import type { Rebooter } from "./rebooter";
@@ -17,8 +17,14 @@ export interface AgentLoopSettings {
   backoffMaxMs: number;
   /** Multiplies answered intervals (simulation only; 1 in production). */
   intervalScale: number;
-  /** The sentinel file to watch for an immediate check-in; undefined when a command decides. */
-  watchFile?: string;
+  /** The files whose changes start a check-in at once; undefined waits out the intervals. */
+  watch?: {
+    /** Undefined when a command decides. */
+    sentinelFile?: string;
+    bootIdFile?: string;
+    /** How often a file that cannot be watched is read instead (`ROLLCALL_WATCH_POLL_SECONDS`). */
+    pollMs: number;
+  };
 }
 
 export interface AgentParts {
@@ -43,14 +49,13 @@ export type CycleOutcome =
  */
 export class AgentLoop {
   private timer?: NodeJS.Timeout;
-  private watcher?: FSWatcher;
-  private debounce?: NodeJS.Timeout;
+  private watches: FileWatch[] = [];
   private running?: Promise<void>;
   private again = false;
   private stopped = true;
   private failures = 0;
   private lastRequired?: boolean;
-  private watchRetryAt = 0;
+  private lastBootId?: string;
   private readonly random: () => number;
   readonly listeners = new Set<(outcome: CycleOutcome) => void>();
   /** How many times the reboot was started, for tests and the simulation. */
@@ -75,9 +80,8 @@ export class AgentLoop {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
-    clearTimeout(this.debounce);
-    this.watcher?.close();
-    this.watcher = undefined;
+    for (const watch of this.watches) watch.close();
+    this.watches = [];
     await this.running;
   }
 
@@ -111,7 +115,6 @@ export class AgentLoop {
     } finally {
       this.running = undefined;
     }
-    if (!this.watcher) this.startWatch();
     if (this.again && this.failures === 0) {
       this.again = false;
       next = 0;
@@ -161,6 +164,7 @@ export class AgentLoop {
   private async facts(): Promise<CheckinRequest> {
     const [bootId, status] = await Promise.all([this.parts.bootId.read(), this.parts.checker.check()]);
     this.lastRequired = status.required;
+    this.lastBootId = bootId;
     const request: CheckinRequest = { bootId, rebootRequired: status.required, reasons: status.reasons, agentVersion: this.settings.agentVersion };
     let acted: ActedLease | undefined;
     try {
@@ -253,28 +257,17 @@ export class AgentLoop {
     return { kind: "failed", error, unavailable, nextMs };
   }
 
-  /** Watches the sentinel's folder (the file may not exist yet) and checks in when its presence changes. */
+  /** Starts the watches on the sentinel and the boot id; a file that cannot be watched is polled (fileWatch.ts). */
   private startWatch(): void {
-    const file = this.settings.watchFile;
-    if (!file || this.watcher || this.stopped || Date.now() < this.watchRetryAt) return;
-    const names = new Set([basename(file), `${basename(file)}.pkgs`]);
-    try {
-      this.watcher = watch(dirname(file), { persistent: false }, (_event, name) => {
-        if (name && !names.has(name.toString())) return;
-        clearTimeout(this.debounce);
-        this.debounce = setTimeout(() => void this.onSentinelEvent(), 50);
-      });
-      this.watcher.on("error", (error) => {
-        this.parts.log("warn", "lost the watch on the sentinel folder; relying on the interval", { error: error.message });
-        this.watcher?.close();
-        this.watcher = undefined;
-      });
-    } catch (error) {
-      this.watcher = undefined;
-      this.parts.log("warn", "cannot watch the sentinel folder; relying on the interval", { folder: dirname(file), error: (error as Error).message });
-      // Tried again after a minute, at a check-in; the interval covers the gap.
-      this.watchRetryAt = Date.now() + 60_000;
+    const watch = this.settings.watch;
+    if (!watch) return;
+    const { sentinelFile, bootIdFile, pollMs } = watch;
+    const onPolling = (what: string) => (reason: string, error?: Error) =>
+      this.parts.log(error ? "warn" : "info", `${reason}: reading the ${what} every ${pollMs / 1000} s instead`, error ? { error: error.message } : {});
+    if (sentinelFile) {
+      this.watches.push(watchFileChanges(sentinelFile, () => void this.onSentinelEvent(), { pollMs, alsoNames: [`${basename(sentinelFile)}.pkgs`], onPolling: onPolling("sentinel") }));
     }
+    if (bootIdFile) this.watches.push(watchFileChanges(bootIdFile, () => void this.onBootIdEvent(), { pollMs, onPolling: onPolling("boot id") }));
   }
 
   private async onSentinelEvent(): Promise<void> {
@@ -287,7 +280,21 @@ export class AgentLoop {
     }
     if (required === this.lastRequired) return;
     this.lastRequired = required;
-    this.parts.log("info", required ? "sentinel appeared: checking in now" : "sentinel removed: checking in now", { file: this.settings.watchFile });
+    this.parts.log("info", required ? "sentinel appeared: checking in now" : "sentinel removed: checking in now", { file: this.settings.watch?.sentinelFile });
+    this.checkInNow();
+  }
+
+  private async onBootIdEvent(): Promise<void> {
+    if (this.stopped) return;
+    let bootId: string;
+    try {
+      bootId = await this.parts.bootId.read();
+    } catch {
+      return;
+    }
+    if (bootId === this.lastBootId) return;
+    this.lastBootId = bootId;
+    this.parts.log("info", "the boot id changed: checking in now", { bootId });
     this.checkInNow();
   }
 }

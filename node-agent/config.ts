@@ -27,8 +27,14 @@ export interface AgentConfig {
   requestTimeoutMs: number;
   /** Simulation and benchmarks only: multiplies the answered interval (e.g. 0.2 for a 5× faster demo). */
   intervalScale: number;
-  /** Watch the sentinel's folder and check in at once when the sentinel appears or goes. */
+  /** Watch the sentinel and the boot id and check in at once when either changes. */
   watch: boolean;
+  /**
+   * How often a watched file that gives no change events is read instead. The boot id always is:
+   * `/proc/sys/kernel/random/boot_id` is procfs, which inotify never reports on. Every 5 s is one
+   * 256-byte read, nothing beside a check-in, and still far sooner than an idle interval.
+   */
+  watchPollMs: number;
 }
 
 export class AgentConfigError extends Error {
@@ -85,6 +91,7 @@ export function parseAgentConfig(env: Env): AgentConfig {
     requestTimeoutMs: seconds(env, "ROLLCALL_REQUEST_TIMEOUT_SECONDS", 30, 1, 300),
     intervalScale: number(env, "ROLLCALL_INTERVAL_SCALE", 1, (n) => n >= 0.01 && n <= 1, "must be a number between 0.01 and 1"),
     watch: (env.ROLLCALL_WATCH ?? "true") !== "false",
+    watchPollMs: seconds(env, "ROLLCALL_WATCH_POLL_SECONDS", 5, 0.1, 3_600),
   };
 }
 

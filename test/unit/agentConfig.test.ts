@@ -29,6 +29,7 @@ describe("the agent's configuration", () => {
     assert.equal(config.bootIdFile, "/proc/sys/kernel/random/boot_id");
     assert.equal(config.tokenFile, "/var/run/secrets/rollcall/token");
     assert.equal(config.intervalScale, 1);
+    assert.equal(config.watchPollMs, 5000, "the boot id, on procfs, is read every 5 s");
   });
 
   it("names the missing variable", () => {
@@ -53,11 +54,12 @@ describe("the agent's configuration", () => {
       ROLLCALL_REQUEST_TIMEOUT_SECONDS: ["0.5", "301"],
       ROLLCALL_JITTER: ["-0.1", "0.6"],
       ROLLCALL_INTERVAL_SCALE: ["0.001", "1.5", "0"],
+      ROLLCALL_WATCH_POLL_SECONDS: ["0.01", "3601", "NaN"],
       ROLLCALL_FUNCTION_KEY: ["key\nx-injected: 1", "k".repeat(1025)],
     };
     for (const [name, values] of Object.entries(refused)) for (const value of values) assert.equal(problemWith({ ...base, [name]: value }), name, `${name}=${value}`);
-    const widest = parseAgentConfig({ ...base, ROLLCALL_BACKOFF_BASE_SECONDS: "3600", ROLLCALL_BACKOFF_MAX_SECONDS: "86400", ROLLCALL_REQUEST_TIMEOUT_SECONDS: "300", ROLLCALL_JITTER: "0.5", ROLLCALL_INTERVAL_SCALE: "0.01" });
-    assert.ok(widest.backoffMaxMs <= 2 ** 31 - 1 && widest.requestTimeoutMs <= 2 ** 31 - 1);
+    const widest = parseAgentConfig({ ...base, ROLLCALL_BACKOFF_BASE_SECONDS: "3600", ROLLCALL_BACKOFF_MAX_SECONDS: "86400", ROLLCALL_REQUEST_TIMEOUT_SECONDS: "300", ROLLCALL_JITTER: "0.5", ROLLCALL_INTERVAL_SCALE: "0.01", ROLLCALL_WATCH_POLL_SECONDS: "3600" });
+    assert.ok(widest.backoffMaxMs <= 2 ** 31 - 1 && widest.requestTimeoutMs <= 2 ** 31 - 1 && widest.watchPollMs <= 2 ** 31 - 1);
   });
 
   it("refuses plain http outside loopback, where the key and token would travel in clear", () => {

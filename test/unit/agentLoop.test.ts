@@ -1,9 +1,10 @@
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm, utimes, writeFile, unlink } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, utimes, writeFile, unlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { AgentLoop, type AgentParts, type CycleOutcome } from "../../node-agent/agentLoop";
+import { AgentLoop, type AgentParts } from "../../node-agent/agentLoop";
+import { FileBootIdReader } from "../../node-agent/bootId";
 import { SentinelFileChecker } from "../../node-agent/checker";
 import { UnavailableError } from "../../node-agent/client";
 import { LeaseFile, type LeaseStore, MemoryLeaseStore } from "../../node-agent/leaseFile";
@@ -271,37 +272,91 @@ describe("the running agent", () => {
     for (const dir of dirs) await rm(dir, { recursive: true, force: true });
   });
 
-  it("checks in at once when the sentinel appears, without waiting for the interval", async () => {
+  /** An agent answered "nothing to do, next in an hour", watching a sentinel and a boot id file; `next()` resolves at its next check-in. */
+  function watching(files: { sentinel: string; bootIdFile: string; pollMs?: number }) {
+    const requests: CheckinRequest[] = [];
+    const idle: CheckinResponse = { action: "none", state: "idle", reason: "no reboot required", nextCheckinSeconds: 3600 };
+    const loop = new AgentLoop(
+      { agentVersion: "0.1.0", jitter: 0, backoffBaseMs: 1000, backoffMaxMs: 8000, intervalScale: 1, watch: { sentinelFile: files.sentinel, bootIdFile: files.bootIdFile, pollMs: files.pollMs ?? 60_000 } },
+      {
+        checker: new SentinelFileChecker(files.sentinel),
+        rebooter: { describe: "x", reboot: async () => {} },
+        bootId: new FileBootIdReader(files.bootIdFile),
+        client: { checkin: async (r) => (requests.push(r), idle) },
+        leases: new MemoryLeaseStore(),
+        log: () => {},
+      },
+    );
+    const next = () =>
+      new Promise<CheckinRequest>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error("no check-in within 3 s (the interval is an hour)")), 3000);
+        const off = loop.onCycle(() => {
+          clearTimeout(timer);
+          off();
+          resolve(requests.at(-1)!);
+        });
+      });
+    return { loop, next };
+  }
+
+  async function nodeFiles(): Promise<{ dir: string; sentinel: string; bootIdFile: string }> {
     const dir = await mkdtemp(join(tmpdir(), "rollcall-watch-"));
     dirs.push(dir);
-    const sentinel = join(dir, "reboot-required");
-    const h = harness({ answers: [{ action: "none", state: "idle", reason: "no reboot required", nextCheckinSeconds: 3600 }] });
-    const checker = new SentinelFileChecker(sentinel);
-    const loop = new AgentLoop(
-      { agentVersion: "0.1.0", jitter: 0, backoffBaseMs: 1000, backoffMaxMs: 8000, intervalScale: 1, watchFile: sentinel },
-      { checker, rebooter: { describe: "x", reboot: async () => {} }, bootId: { read: async () => "b0000001", bootedAt: () => new Date(0) }, client: { checkin: async (r) => (h.requests.push(r), h.answers[0] as CheckinResponse) }, leases: new MemoryLeaseStore(), log: () => {} },
-    );
-    const outcomes: CycleOutcome[] = [];
-    const next = () => new Promise<void>((resolve) => {
-      const off = loop.onCycle((o) => {
-        outcomes.push(o);
-        off();
-        resolve();
-      });
-    });
+    const bootIdFile = join(dir, "boot_id");
+    await writeFile(bootIdFile, "b0000001\n");
+    return { dir, sentinel: join(dir, "reboot-required"), bootIdFile };
+  }
+
+  it("checks in at once when the sentinel appears, without waiting for the interval", async () => {
+    const files = await nodeFiles();
+    const { loop, next } = watching(files);
     let seen = next();
     loop.start();
-    await seen;
-    assert.equal(h.requests.at(-1)!.rebootRequired, false);
+    assert.equal((await seen).rebootRequired, false);
     seen = next();
-    await writeFile(sentinel, "");
-    await seen;
-    assert.equal(h.requests.at(-1)!.rebootRequired, true, "checked in with the sentinel long before the hour-long interval");
+    await writeFile(files.sentinel, "");
+    assert.equal((await seen).rebootRequired, true, "checked in with the sentinel long before the hour-long interval");
     seen = next();
-    await unlink(sentinel);
-    await seen;
-    assert.equal(h.requests.at(-1)!.rebootRequired, false);
+    await unlink(files.sentinel);
+    assert.equal((await seen).rebootRequired, false);
     await loop.stop();
+  });
+
+  it("checks in at once when the boot id changes, without waiting for the interval", async () => {
+    const files = await nodeFiles();
+    const { loop, next } = watching(files);
+    let seen = next();
+    loop.start();
+    assert.equal((await seen).bootId, "b0000001");
+    seen = next();
+    await writeFile(files.bootIdFile, "b0000002\n");
+    assert.equal((await seen).bootId, "b0000002", "checked in with the new boot id long before the hour-long interval");
+    await loop.stop();
+  });
+
+  it("polls a sentinel whose folder does not exist yet, and checks in at once when it appears", async () => {
+    const files = await nodeFiles();
+    const sentinel = join(files.dir, "run", "reboot-required");
+    const { loop, next } = watching({ ...files, sentinel, pollMs: 50 });
+    let seen = next();
+    loop.start();
+    assert.equal((await seen).rebootRequired, false);
+    seen = next();
+    await mkdir(join(files.dir, "run"));
+    await writeFile(sentinel, "");
+    assert.equal((await seen).rebootRequired, true);
+    await loop.stop();
+  });
+
+  it("leaves no timer behind once stopped, watched or polled", async () => {
+    const files = await nodeFiles();
+    const before = process.getActiveResourcesInfo().filter((kind) => kind === "Timeout").length;
+    const { loop, next } = watching({ ...files, sentinel: join(files.dir, "run", "reboot-required"), pollMs: 50 });
+    const seen = next();
+    loop.start();
+    await seen;
+    await loop.stop();
+    assert.equal(process.getActiveResourcesInfo().filter((kind) => kind === "Timeout").length, before);
   });
 
   it("does not hot-loop when the orchestrator answers an interval beyond Node's timer range", async () => {
