@@ -1,5 +1,3 @@
-import { request as httpRequest } from "node:http";
-import { request as httpsRequest } from "node:https";
 import type { CheckinRequest, CheckinResponse } from "../shared/protocol/checkin";
 import { checkinPath, parseCheckinAnswer } from "../shared/protocol/wire";
 import { MAX_ANSWER_BYTES } from "./bounds";
@@ -119,7 +117,10 @@ class AnswerTooLarge extends Error {
  * request aborted as soon as it is exceeded (a 50 MB answer once cost 256 MB of RSS).
  */
 function postJson(url: string, headers: Record<string, string>, body: string, timeoutMs: number): Promise<{ status: number; text: string }> {
-  const send = url.startsWith("https:") ? httpsRequest : httpRequest;
+  // Only the scheme in use is loaded: node:https brings TLS (some 4 MB resident), which a loopback
+  // http orchestrator (simulation, benchmark) does not need; production's https loads both anyway.
+  // require(), not import(): import() starts Node's ESM loader, some 5 MB more resident memory.
+  const { request: send } = (url.startsWith("https:") ? require("node:https") : require("node:http")) as typeof import("node:https");
   return new Promise((resolve, reject) => {
     const fail = (error: Error) => {
       clearTimeout(deadline);
