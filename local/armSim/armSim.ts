@@ -1,11 +1,8 @@
-import { execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer } from "node:https";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { selfSignedCertificate } from "../tls/selfSigned";
 import { armActionOf, authorizationFailed, infraGrants, isGranted, type RoleGrant } from "./roles";
 
 /**
@@ -132,21 +129,6 @@ export interface ArmSim {
   stop(): Promise<void>;
 }
 
-function makeCertificate(): { key: string; cert: string } {
-  const dir = mkdtempSync(join(tmpdir(), "armsim-"));
-  try {
-    execFileSync(
-      "openssl",
-      ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"), "-days", "2",
-        "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-      { stdio: "ignore" },
-    );
-    return { key: readFileSync(join(dir, "key.pem"), "utf8"), cert: readFileSync(join(dir, "cert.pem"), "utf8") };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
 const newETag = () => `"${randomUUID()}"`;
 
 export interface ArmSimOptions {
@@ -161,7 +143,7 @@ const clusterIdOf = (c: Pick<SimCluster, "subscriptionId" | "resourceGroup" | "n
   `/subscriptions/${c.subscriptionId}/resourceGroups/${c.resourceGroup}/providers/Microsoft.ContainerService/managedClusters/${c.name}`;
 
 export async function startArmSim(state: SimState, options: ArmSimOptions = {}): Promise<ArmSim> {
-  const { key, cert } = makeCertificate();
+  const { key, cert } = selfSignedCertificate();
   const operations = new Map<string, SimOperation>();
   const requests: SimRequest[] = [];
   const faults: SimFault[] = [];

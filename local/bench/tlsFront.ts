@@ -1,9 +1,9 @@
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createServer } from "node:tls";
+import { selfSignedCertificate } from "../tls/selfSigned";
 
 export interface TlsFront {
   /** `https://127.0.0.1:PORT`, in front of the target. */
@@ -22,13 +22,10 @@ export async function startTlsFront(target: string): Promise<TlsFront> {
   const { hostname, port } = new URL(target);
   const dir = mkdtempSync(join(tmpdir(), "rollcall-tls-front-"));
   const caFile = join(dir, "cert.pem");
-  execFileSync(
-    "openssl",
-    ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "key.pem"), "-out", caFile, "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-    { stdio: "ignore" },
-  );
+  const { key, cert } = selfSignedCertificate();
+  writeFileSync(caFile, cert);
   const sockets = new Set<Socket>();
-  const server = createServer({ key: readFileSync(join(dir, "key.pem")), cert: readFileSync(caFile) }, (client) => {
+  const server = createServer({ key, cert }, (client) => {
     const upstream = connect(Number(port), hostname);
     for (const socket of [client, upstream]) {
       sockets.add(socket);
