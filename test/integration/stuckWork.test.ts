@@ -1,6 +1,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { Timer } from "@azure/functions";
+import { createServer, type AddressInfo, type Socket } from "node:net";
+import { InvocationContext, Timer } from "@azure/functions";
 import { reconcile } from "../../functions/reconcile";
 import { nodeAnnotations } from "../../shared/kube/clusterApi";
 import { getRollcall } from "../../shared/orchestrator/fromConfig";
@@ -15,6 +16,37 @@ const log = invocation("test");
 const clockedOpen = (clock: ManualClock) => clocked(clock, { gate: openGate });
 
 describe("the reconcile timer", () => {
+  it("reconciles twenty clusters in one pass, an API server that never answers holding back none of the others", async () => {
+    // Accepts connections and never answers: every call to it runs into the Kubernetes request timeout.
+    const sockets = new Set<Socket>();
+    const silent = createServer((socket) => void sockets.add(socket));
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    const silentUrl = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    try {
+      const names = Array.from({ length: 20 }, (_, i) => `fleet-${String(i).padStart(2, "0")}`);
+      const kubeconfig = (name: string) => (name === "fleet-00" ? world.sim.kubeconfig.replace(world.sim.url, silentUrl) : world.sim.kubeconfig);
+      world.configure({ ROLLCALL_CLUSTERS: JSON.stringify(names.map((name) => ({ name, kubeconfig: kubeconfig(name) }))), ROLLCALL_STEP_BUDGET_MS: "3000" });
+      const { lock } = await getRollcall();
+      // A slot in every cluster that no node record owns, long expired: the pass must free each.
+      const expired = new Date(Date.now() - 60_000).toISOString();
+      for (const name of names) assert.equal((await lock.acquire(name, { node: "vanished", leaseId: `lease-${name}`, acquiredAt: expired, expiresAt: expired }, 1)).kind, "acquired");
+
+      const lines: string[] = [];
+      const context = new InvocationContext({ functionName: "reconcile", logHandler: (_level, ...args) => void lines.push(args.join(" ")) });
+      await reconcile({ isPastDue: false, scheduleStatus: { last: "", next: "", lastUpdated: "" } } as Timer, context);
+
+      for (const name of names) assert.deepEqual((await lock.view(name)).holders, [], `${name}'s orphaned slot was freed`);
+      const reports = lines.filter((line) => line.startsWith("reconcile {")).map((line) => (JSON.parse(line.slice("reconcile ".length)) as { cluster: string }).cluster);
+      assert.deepEqual([...reports].sort(), names, "every cluster reported its pass");
+      // The silent cluster came first in the settings; the others did not wait for its timeouts.
+      assert.equal(reports.at(-1), "fleet-00", reports.join(" "));
+      assert.ok(lines.some((line) => /leftover repair failed cluster=fleet-00/.test(line)), lines.join("\n"));
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
+  });
+
   it("gives up a drain blocked past its timeout: uncordons, releases, records why, and backs off", async () => {
     world.configure({ ROLLCALL_DRAIN_TIMEOUT_MINUTES: "10" });
     const { sim } = world;
