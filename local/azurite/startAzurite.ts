@@ -11,6 +11,9 @@ export interface RunningAzurite {
   stop(): Promise<void>;
 }
 
+/** `node -e` puts its first argument at argv[1]: Azurite's main reads its options from argv[2] on, as when started directly. */
+const EXIT_WITH_PARENT = 'process.stdin.on("end", () => process.exit(0)).resume(); require(process.argv[1]);';
+
 export async function freePort(host = "127.0.0.1"): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
@@ -33,7 +36,9 @@ export async function startAzurite(options: { location?: string } = {}): Promise
   const args = [main, "--tableHost", "127.0.0.1", "--tablePort", String(port), "--silent", "--disableTelemetry", "--skipApiVersionCheck"];
   if (options.location) args.push("--location", options.location);
   else args.push("--inMemoryPersistence");
-  const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"] });
+  // Azurite runs behind a one-line guard that exits when its stdin closes: when this process dies
+  // without stopping it (a killed test run, a timed-out bench), Azurite goes with it instead of lingering.
+  const child = spawn(process.execPath, ["-e", EXIT_WITH_PARENT, ...args], { stdio: ["pipe", "ignore", "pipe"] });
   let stderr = "";
   child.stderr?.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
   await waitForPort(port, child, () => stderr);
