@@ -256,7 +256,7 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
       return waitInQueue(record, ports, `requested for no earlier than ${notBefore}`);
     }
     // A full lock is the common answer and costs one storage read; the policy gates may cost API calls.
-    const seen = await ports.lock.view(record.cluster);
+    let seen = await ports.lock.view(record.cluster);
     // A policy written since this instance cached its own binds at once (a lower concurrency, a closed
     // window): its version is in the lock row, and the acquire below commits against that very row.
     if ((seen.policyVersion ?? 0) > (ports.policy.version ?? 0)) return { kind: "conflict", policyVersion: seen.policyVersion };
@@ -268,7 +268,7 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     // Whoever checks in first when a hold lifts must not jump the queue: the nodes ahead that may go
     // take the free slots first, and this one waits only if they fill them all.
     const free = ports.policy.concurrency - holders.length;
-    const ahead = await eligibleAhead(record, ports, context.records, free);
+    const ahead = await eligibleAhead(record, ports, context, free);
     if (ahead.length >= free) return { ...(await waitInQueue(record, ports, `waiting behind ${listShort(ahead)}, ahead in the queue`)), yieldTo: ahead[0] };
     // A node is only cordoned when its agent is there to take the reboot order; the turn then starts
     // in the answer to the agent's next check-in, so a drained node never sits waiting for one.
@@ -294,9 +294,17 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
       // The post-boot check-in replaces `reasons` before the release writes history: keep what caused this turn.
       turnReasons: record.reasons,
     });
-    // The gates decided on the cluster as it was when the lock was read (maxPerZone, maxPerPool, …): if a
-    // slot was taken or freed since, the lock's ETag changed and this is a conflict, so the gates run again.
-    const result = await ports.lock.acquire(record.cluster, holder, ports.policy.concurrency, [ports.store.replaceAction(next, etag)], seen);
+    // The acquire commits against the lock row as read (its ETag). When another node's acquire or
+    // release changed it meanwhile, the slot is tried again on the row as it is now, unless a decision
+    // above depended on who holds the slots (maxPerZone, maxPerPool, maxUnavailable): then the whole
+    // step runs again. Re-running it for every lost race made 50 contenders livelock on the row.
+    let result = await ports.lock.acquire(record.cluster, holder, ports.policy.concurrency, [ports.store.replaceAction(next, etag)], seen);
+    for (let retry = 0; result.kind === "conflict" && retry < ACQUIRE_RETRIES && !dependsOnHolders(ports.policy); retry++) {
+      seen = await ports.lock.view(record.cluster);
+      if ((seen.policyVersion ?? 0) > (ports.policy.version ?? 0)) return { kind: "conflict", policyVersion: seen.policyVersion };
+      if (ahead.length >= ports.policy.concurrency - seen.holders.length) return { kind: "conflict" };
+      result = await ports.lock.acquire(record.cluster, holder, ports.policy.concurrency, [ports.store.replaceAction(next, etag)], seen);
+    }
     if (result.kind === "acquired") return { kind: "committed", record: next };
     if (result.kind === "conflict") return { kind: "conflict" };
     return waitInQueue(record, ports, slotsTaken(result.holders));
@@ -476,31 +484,72 @@ async function waitForOperatorRelease(record: NodeRecord): Promise<StepResult> {
   return { kind: "wait", why: record.why };
 }
 
-function gateContext(record: NodeRecord, ports: StepPorts, phase: GateContext["phase"], records?: GateContext["records"]): GateContext {
+function gateContext(record: NodeRecord, ports: StepPorts, phase: GateContext["phase"], shared?: Pick<GateContext, "records" | "kube">): GateContext {
   let listed: Promise<NodeRecord[]> | undefined;
   return {
     record,
     policy: ports.policy,
     now: ports.now,
     phase,
-    kube: ports.kube,
-    records: records ?? (() => (listed ??= ports.store.list(record.cluster).then((list) => list.map((r) => r.value)))),
+    kube: shared?.kube ?? ports.kube,
+    records: shared?.records ?? (() => (listed ??= ports.store.list(record.cluster).then((list) => list.map((r) => r.value)))),
   };
 }
 
-/** Up to `enough` pending nodes ahead of `record` in the policy's queue order that nothing holds back now, first first. */
-async function eligibleAhead(record: NodeRecord, ports: StepPorts, records: GateContext["records"], enough: number): Promise<string[]> {
+/** Lost races on the lock row a pending step retries on the row as it is now, before it runs again. */
+const ACQUIRE_RETRIES = 3;
+
+/** Whether the decision to take a slot depends on which nodes hold the others (a cap beyond the slot count). */
+function dependsOnHolders(policy: Policy): boolean {
+  return policy.maxPerZone !== undefined || policy.maxPerPool !== undefined || policy.maxUnavailable !== undefined;
+}
+
+/** The most nodes ahead whose gates one step asks; the rest of a long queue count as ready to go (see `eligibleAhead`). */
+const GATED_AHEAD_MAX = 10;
+
+/**
+ * Up to `enough` pending nodes ahead of `record` in the policy's queue order that nothing holds back
+ * now, first first. When fewer engaged nodes are ahead than `enough`, no gate is asked at all: even if
+ * all of them may go, a slot is left. Otherwise the gates are asked for the first nodes ahead, at most
+ * GATED_AHEAD_MAX of them, on one set of reads (the budgets and nodes are read once per step, not per
+ * node), and any further node ahead counts as ready to go: a long queue costs each check-in a bounded
+ * number of API calls, at the price of waiting behind nodes that a gate may hold.
+ */
+async function eligibleAhead(record: NodeRecord, ports: StepPorts, context: GateContext, enough: number): Promise<string[]> {
   const order = pendingOrder(ports.policy);
-  const ahead = (await records())
+  const ahead = (await context.records())
     .filter((other) => other.state === "pending" && other.node !== record.node && wantsTurn(other) && agentEngaged(other, ports) && order(other, record) < 0)
     .filter((other) => !other.request?.notBefore || other.rebootRequired || Date.parse(other.request.notBefore) <= ports.now.getTime())
     .sort(order);
+  if (ahead.length < enough) return ahead.map((other) => other.node);
+  const reads = memoizedReads(ports.kube);
   const eligible: string[] = [];
-  for (const other of ahead) {
+  for (const [index, other] of ahead.entries()) {
     if (eligible.length >= enough) break;
-    if (!(await ports.gate.holdReason(gateContext(other, ports, "before-lock", records)))) eligible.push(other.node);
+    if (index >= GATED_AHEAD_MAX) {
+      eligible.push(other.node);
+      continue;
+    }
+    if (!(await ports.gate.holdReason(gateContext(other, ports, "before-lock", { records: context.records, kube: reads })))) eligible.push(other.node);
   }
   return eligible;
+}
+
+/** The cluster API with its whole-cluster reads made once: the gates of several nodes ask the same questions. */
+function memoizedReads(kube: StepPorts["kube"]): StepPorts["kube"] {
+  const once = new Map<string, Promise<unknown>>();
+  const memo = <T>(key: string, read: () => Promise<T>): Promise<T> => {
+    if (!once.has(key)) once.set(key, read());
+    return once.get(key) as Promise<T>;
+  };
+  return async () => {
+    const api = await kube();
+    return Object.assign(Object.create(api) as ClusterApi, {
+      listPodDisruptionBudgets: () => memo("pdbs", () => api.listPodDisruptionBudgets()),
+      listNodes: () => memo("nodes", () => api.listNodes()),
+      getNode: (name: string) => memo(`node/${name}`, () => api.getNode(name)),
+    });
+  };
 }
 
 function release(outcome: NonNullable<NodeRecord["outcome"]>, why: string): StepResult {

@@ -19,10 +19,15 @@ const policy: Policy = {
 class ScriptedLock implements ClusterLock {
   holders: LockHolder[] = [];
   written: TransactionAction[][] = [];
+  /** Acquires to refuse as lost races on the row (someone else wrote first). */
+  conflicts = 0;
+  acquires = 0;
   async view() {
     return { holders: this.holders };
   }
   async acquire(_cluster: string, holder: LockHolder, slots: number, alongWith: TransactionAction[] = []): Promise<AcquireResult> {
+    this.acquires++;
+    if (this.conflicts > 0 && this.conflicts--) return { kind: "conflict" };
     if (this.holders.length >= slots) return { kind: "full", holders: this.holders };
     this.holders.push(holder);
     this.written.push(alongWith);
@@ -142,6 +147,46 @@ describe("the node state machine", () => {
     const result = await STEPS.pending(me, "e", withQueue);
     assert.equal(result.kind, "committed", result.kind === "wait" ? result.why : "");
     assert.equal(lock.holders[0]?.node, "n1");
+  });
+
+  it("asks no gate for the nodes ahead when fewer of them are engaged than there are free slots", async () => {
+    const { ports } = setup();
+    const asked: string[] = [];
+    const gate = { holdReason: async ({ record: r }: { record: NodeRecord }) => (asked.push(r.node), undefined) };
+    const queue = ["n0", "n2"].map((node, i) => record({ node, state: "pending", pendingSince: `2026-11-24T02:0${i}:00Z`, lastCheckinAt: now.toISOString() }));
+    const me = record({ state: "pending", pendingSince: "2026-11-24T02:30:00Z" });
+    const result = await STEPS.pending(me, "e", { ...ports, gate, policy: { ...policy, concurrency: 3 }, store: queueOf(ports, [...queue, me]) });
+    assert.equal(result.kind, "committed");
+    assert.deepEqual(asked, ["n1"], "only its own gates");
+  });
+
+  it("asks the gates of at most ten nodes ahead, counting the rest of a long queue as ready to go", async () => {
+    const { ports } = setup();
+    const asked: string[] = [];
+    // Every node ahead is held: without the bound the check-in would ask the gates of all 30.
+    const gate = { holdReason: async ({ record: r }: { record: NodeRecord }) => (asked.push(r.node), r.node === "n1" ? undefined : "held") };
+    const queue = Array.from({ length: 30 }, (_, i) => record({ node: `q${String(i).padStart(2, "0")}`, state: "pending", pendingSince: `2026-11-24T01:${String(i).padStart(2, "0")}:00Z`, lastCheckinAt: now.toISOString() }));
+    const me = record({ state: "pending", pendingSince: "2026-11-24T02:30:00Z" });
+    const result = await STEPS.pending(me, "e", { ...ports, gate, policy: { ...policy, concurrency: 1 }, store: queueOf(ports, [...queue, me]) });
+    assert.equal(result.kind, "wait");
+    assert.equal(result.kind === "wait" && result.yieldTo, "q10");
+    assert.equal(asked.filter((n) => n !== "n1").length, 10);
+  });
+
+  it("retries a lost race on the lock row without asking the gates again, unless a cap depends on who holds the slots", async () => {
+    const { ports, lock } = setup();
+    let asks = 0;
+    const gate = { holdReason: async () => (asks++, undefined) };
+    lock.conflicts = 2;
+    const result = await STEPS.pending(record({ state: "pending" }), "e", { ...ports, gate });
+    assert.equal(result.kind, "committed");
+    assert.deepEqual([asks, lock.acquires], [1, 3]);
+
+    const capped = setup();
+    capped.lock.conflicts = 1;
+    const again = await STEPS.pending(record({ state: "pending" }), "e", { ...capped.ports, policy: { ...policy, maxPerZone: 1 } });
+    assert.equal(again.kind, "conflict", "the caps are decided again on the new holders");
+    assert.equal(capped.lock.acquires, 1);
   });
 
   it("waits behind the engaged nodes ahead of it in the queue when they fill the free slots, and names the first", async () => {
