@@ -151,6 +151,25 @@ describe("a drain within one invocation", () => {
     assert.ok(api.pdbReads >= 2, "the budget was read again, not waited out blindly");
   });
 
+  it("re-reads the node at most once a second while evicted pods terminate, and before every retry of refused evictions", async () => {
+    const api = new FakeClusterApi();
+    api.addPod("n1", "a");
+    let checks = 0;
+    const terminating = { ...wait(api, 3_000, (n) => n === 25 && api.reapTerminated()), stillHeld: async () => (checks++, true) };
+    assert.equal((await drainFor(api, "n1", options, terminating)).kind, "done");
+    assert.equal(checks, 2, "after 1 s and 2 s of 2.5 s of terminating");
+
+    const refused = new FakeClusterApi();
+    refused.addPod("n1", "web-1");
+    refused.addPod("n1", "web-2");
+    refused.addPdb("default", "web", {}, { disruptionsAllowed: 1 });
+    refused.evictionScript.set("default/web-2", [{ kind: "blocked", pdb: "web", message: "The disruption budget web needs 1 healthy pods and has 1 currently" }]);
+    // An administrator uncordoned the node while the budget refused web-2.
+    const uncordoned = { ...wait(refused, 3_000), stillHeld: async () => false };
+    await drainFor(refused, "n1", options, uncordoned);
+    assert.deepEqual(refused.evictions.sort(), ["default/web-1", "default/web-2"], "no eviction once the node was no longer held");
+  });
+
   it("does not evict again before a Retry-After the server sent", async () => {
     const api = new FakeClusterApi();
     api.addPod("n1", "db-0");
