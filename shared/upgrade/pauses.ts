@@ -120,6 +120,11 @@ export async function activePoolUpgrades(table: TableClient, cluster: string, no
 
 /** A status line for the reboot path: why reboots on `pool` are paused, if they are. */
 export async function rebootPauseReason(table: TableClient, cluster: string, pool: string, now: Date = new Date()): Promise<string | undefined> {
-  const paused = (await pausedPools(table, cluster, now)).find((p) => p.pool === pool);
-  return paused ? `sentinel reboots paused: pool ${pool} is being upgraded: ${paused.reason}; the upgrade replaces its nodes` : undefined;
+  return pauseReasonFor(pool, await pausedPools(table, cluster, now));
+}
+
+/** The same, from pauses already read (`pausedPools`). */
+export function pauseReasonFor(pool: string, paused: readonly PoolPauseReason[]): string | undefined {
+  const match = paused.find((p) => p.pool === pool);
+  return match ? `sentinel reboots paused: pool ${pool} is being upgraded: ${match.reason}; the upgrade replaces its nodes` : undefined;
 }

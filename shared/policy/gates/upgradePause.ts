@@ -1,5 +1,5 @@
 import type { TableClient } from "@azure/data-tables";
-import { rebootPauseReason } from "../../upgrade/pauses";
+import { pausedPools, pauseReasonFor } from "../../upgrade/pauses";
 import { poolOf } from "./concurrency";
 import type { NamedGate } from "./gate";
 
@@ -9,8 +9,11 @@ export function upgradePauseGate(table: TableClient): NamedGate {
     name: "upgrade pause",
     async holdReason({ record, kube, phase }) {
       if (phase !== "before-lock" || record.request) return undefined;
+      // The pauses first (one storage read, almost always none): the node is read for its pool only then.
+      const paused = await pausedPools(table, record.cluster);
+      if (paused.length === 0) return undefined;
       const pool = poolOf(await (await kube()).getNode(record.node));
-      return pool ? rebootPauseReason(table, record.cluster, pool) : undefined;
+      return pool ? pauseReasonFor(pool, paused) : undefined;
     },
   };
 }
