@@ -13,6 +13,8 @@ export interface NodeRecord {
   why: string;
   /** What holds the node in its state right now (lock, drain blocker, policy), kept for the status API. */
   holdReason?: string;
+  /** A policy gate, not the queue or the slots, held the pending node at its last step. */
+  heldByGate?: boolean;
 
   /** Facts the agent reports on every check-in. */
   bootId?: string;

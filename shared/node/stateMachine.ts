@@ -262,14 +262,15 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     if ((seen.policyVersion ?? 0) > (ports.policy.version ?? 0)) return { kind: "conflict", policyVersion: seen.policyVersion };
     const { holders } = seen;
     if (holders.length >= ports.policy.concurrency) return waitInQueue(record, ports, slotsTaken(holders));
-    const context = gateContext(record, ports, "before-lock");
-    const hold = await ports.gate.holdReason(context);
-    if (hold) return waitInQueue(record, ports, hold);
     // Whoever checks in first when a hold lifts must not jump the queue: the nodes ahead that may go
-    // take the free slots first, and this one waits only if they fill them all.
+    // take the free slots first, and this one waits only if they fill them all. Asked before this
+    // node's own gates, so that a node far back in a queue costs no gate at all.
+    const context = gateContext(record, ports, "before-lock");
     const free = ports.policy.concurrency - holders.length;
     const ahead = await eligibleAhead(record, ports, context, free);
     if (ahead.length >= free) return { ...(await waitInQueue(record, ports, `waiting behind ${listShort(ahead)}, ahead in the queue`)), yieldTo: ahead[0] };
+    const hold = await ports.gate.holdReason(context);
+    if (hold) return waitInQueue(record, ports, hold, { heldByGate: true });
     // A node is only cordoned when its agent is there to take the reboot order; the turn then starts
     // in the answer to the agent's next check-in, so a drained node never sits waiting for one.
     if (!agentEngaged(record, ports)) return waitInQueue(record, ports, `waiting for the node's agent to check in (within ${ports.policy.checkinIdleSeconds} s); the node stays uncordoned until then`);
@@ -510,10 +511,12 @@ const GATED_AHEAD_MAX = 10;
 /**
  * Up to `enough` pending nodes ahead of `record` in the policy's queue order that nothing holds back
  * now, first first. When fewer engaged nodes are ahead than `enough`, no gate is asked at all: even if
- * all of them may go, a slot is left. Otherwise the gates are asked for the first nodes ahead, at most
- * GATED_AHEAD_MAX of them, on one set of reads (the budgets and nodes are read once per step, not per
- * node), and any further node ahead counts as ready to go: a long queue costs each check-in a bounded
- * number of API calls, at the price of waiting behind nodes that a gate may hold.
+ * all of them may go, a slot is left. A node ahead whose own last step no gate held (`heldByGate`)
+ * counts as ready to go; only for those a gate held are the gates asked again (the hold may have
+ * lifted), for at most GATED_AHEAD_MAX of them, on one set of reads (the budgets and nodes are read
+ * once per step), and any further one counts as ready to go. So a queued check-in costs a bounded
+ * number of API calls, usually none, at the price of waiting behind a node a gate holds until that
+ * node's own next check-in records it (within the busy interval).
  */
 async function eligibleAhead(record: NodeRecord, ports: StepPorts, context: GateContext, enough: number): Promise<string[]> {
   const order = pendingOrder(ports.policy);
@@ -524,9 +527,10 @@ async function eligibleAhead(record: NodeRecord, ports: StepPorts, context: Gate
   if (ahead.length < enough) return ahead.map((other) => other.node);
   const reads = memoizedReads(ports.kube);
   const eligible: string[] = [];
-  for (const [index, other] of ahead.entries()) {
+  let asked = 0;
+  for (const other of ahead) {
     if (eligible.length >= enough) break;
-    if (index >= GATED_AHEAD_MAX) {
+    if (!other.heldByGate || asked++ >= GATED_AHEAD_MAX) {
       eligible.push(other.node);
       continue;
     }
@@ -725,9 +729,10 @@ function hasNodeLabels(policy: Policy): boolean {
 }
 
 /** A pending node keeps waiting; with the option on, it carries the PreferNoSchedule taint meanwhile. */
-async function waitInQueue(record: NodeRecord, ports: StepPorts, why: string): Promise<StepResult> {
+async function waitInQueue(record: NodeRecord, ports: StepPorts, why: string, held: { heldByGate?: true } = {}): Promise<StepResult> {
   if (ports.policy.preferNoScheduleTaint?.enabled && ports.policy.mode !== "shadow") await applyPendingTaint(await ports.kube(), ports.policy, record.node, true);
-  return { kind: "wait", why };
+  // Whether a gate held it (not the queue or the slots) is what the nodes behind it ask (`eligibleAhead`).
+  return { kind: "wait", why, set: { heldByGate: held.heldByGate } };
 }
 
 /** Names a few holders only: with 1,000 slots the full list would be ~250,000 characters in every answer. */

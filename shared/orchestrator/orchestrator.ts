@@ -209,7 +209,7 @@ export class Orchestrator {
         current = reloaded;
         continue;
       }
-      const next = result.kind === "move" ? nextRecord(current.value, result.to, result.why, ports.now, { ...result.set, holdReason: undefined }) : result.record;
+      const next = result.kind === "move" ? nextRecord(current.value, result.to, result.why, ports.now, { ...result.set, holdReason: undefined, heldByGate: undefined }) : result.record;
       try {
         current = result.kind === "move" ? await this.deps.store.replace(next, current.etag) : ((await this.deps.store.get(cluster, node)) ?? current);
       } catch (error) {

@@ -160,17 +160,36 @@ describe("the node state machine", () => {
     assert.deepEqual(asked, ["n1"], "only its own gates");
   });
 
-  it("asks the gates of at most ten nodes ahead, counting the rest of a long queue as ready to go", async () => {
+  it("asks again the gates of at most ten nodes ahead that a gate held, counting the rest of a long queue as ready to go", async () => {
     const { ports } = setup();
     const asked: string[] = [];
     // Every node ahead is held: without the bound the check-in would ask the gates of all 30.
     const gate = { holdReason: async ({ record: r }: { record: NodeRecord }) => (asked.push(r.node), r.node === "n1" ? undefined : "held") };
-    const queue = Array.from({ length: 30 }, (_, i) => record({ node: `q${String(i).padStart(2, "0")}`, state: "pending", pendingSince: `2026-11-24T01:${String(i).padStart(2, "0")}:00Z`, lastCheckinAt: now.toISOString() }));
+    const queue = Array.from({ length: 30 }, (_, i) =>
+      record({ node: `q${String(i).padStart(2, "0")}`, state: "pending", pendingSince: `2026-11-24T01:${String(i).padStart(2, "0")}:00Z`, lastCheckinAt: now.toISOString(), heldByGate: true }),
+    );
     const me = record({ state: "pending", pendingSince: "2026-11-24T02:30:00Z" });
     const result = await STEPS.pending(me, "e", { ...ports, gate, policy: { ...policy, concurrency: 1 }, store: queueOf(ports, [...queue, me]) });
     assert.equal(result.kind, "wait");
     assert.equal(result.kind === "wait" && result.yieldTo, "q10");
     assert.equal(asked.filter((n) => n !== "n1").length, 10);
+  });
+
+  it("counts a node ahead that no gate held at its last step as ready to go, without asking its gates or its own", async () => {
+    const { ports } = setup();
+    const asked: string[] = [];
+    const gate = { holdReason: async ({ record: r }: { record: NodeRecord }) => (asked.push(r.node), undefined) };
+    const ahead = record({ node: "n0", state: "pending", pendingSince: "2026-11-24T02:00:00Z", lastCheckinAt: now.toISOString(), holdReason: "waiting for a free lock slot (held by n9)" });
+    const me = record({ state: "pending", pendingSince: "2026-11-24T02:30:00Z" });
+    const result = await STEPS.pending(me, "e", { ...ports, gate, store: queueOf(ports, [ahead, me]) });
+    assert.equal(result.kind === "wait" && result.yieldTo, "n0");
+    assert.deepEqual(asked, []);
+  });
+
+  it("records that a gate held the node, for the nodes behind it", async () => {
+    const { ports } = setup();
+    const result = await STEPS.pending(record({ state: "pending" }), "e", { ...ports, gate: { holdReason: async () => "outside the maintenance window" } });
+    assert.deepEqual(result.kind === "wait" && [result.why, result.set?.heldByGate], ["outside the maintenance window", true]);
   });
 
   it("retries a lost race on the lock row without asking the gates again, unless a cap depends on who holds the slots", async () => {
