@@ -267,8 +267,13 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     // node's own gates, so that a node far back in a queue costs no gate at all.
     const context = gateContext(record, ports, "before-lock");
     const free = ports.policy.concurrency - holders.length;
-    const ahead = await eligibleAhead(record, ports, context, free);
-    if (ahead.length >= free) return { ...(await waitInQueue(record, ports, `waiting behind ${listShort(ahead)}, ahead in the queue`)), yieldTo: ahead[0] };
+    const { eligible: ahead, engaged } = await eligibleAhead(record, ports, context, free);
+    if (ahead.length >= free) {
+      const waiting = await waitInQueue(record, ports, `waiting behind ${listShort(ahead)}, ahead in the queue`);
+      // Only the node right behind those that fill the slots serves the first of them in its stead:
+      // every queued check-in doing so made a long queue race for one node's slot.
+      return engaged === free ? { ...waiting, yieldTo: ahead[0] } : waiting;
+    }
     const hold = await ports.gate.holdReason(context);
     if (hold) return waitInQueue(record, ports, hold, { heldByGate: true });
     // A node is only cordoned when its agent is there to take the reboot order; the turn then starts
@@ -518,13 +523,13 @@ const GATED_AHEAD_MAX = 10;
  * number of API calls, usually none, at the price of waiting behind a node a gate holds until that
  * node's own next check-in records it (within the busy interval).
  */
-async function eligibleAhead(record: NodeRecord, ports: StepPorts, context: GateContext, enough: number): Promise<string[]> {
+async function eligibleAhead(record: NodeRecord, ports: StepPorts, context: GateContext, enough: number): Promise<{ eligible: string[]; engaged: number }> {
   const order = pendingOrder(ports.policy);
   const ahead = (await context.records())
     .filter((other) => other.state === "pending" && other.node !== record.node && wantsTurn(other) && agentEngaged(other, ports) && order(other, record) < 0)
     .filter((other) => !other.request?.notBefore || other.rebootRequired || Date.parse(other.request.notBefore) <= ports.now.getTime())
     .sort(order);
-  if (ahead.length < enough) return ahead.map((other) => other.node);
+  if (ahead.length < enough) return { eligible: ahead.map((other) => other.node), engaged: ahead.length };
   const reads = memoizedReads(ports.kube);
   const eligible: string[] = [];
   let asked = 0;
@@ -536,7 +541,7 @@ async function eligibleAhead(record: NodeRecord, ports: StepPorts, context: Gate
     }
     if (!(await ports.gate.holdReason(gateContext(other, ports, "before-lock", { records: context.records, kube: reads })))) eligible.push(other.node);
   }
-  return eligible;
+  return { eligible, engaged: ahead.length };
 }
 
 /** The cluster API with its whole-cluster reads made once: the gates of several nodes ask the same questions. */
