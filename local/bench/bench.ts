@@ -17,6 +17,7 @@ import { checkinPath } from "../../shared/protocol/checkin";
 import { benchCluster, rolloutSettings } from "./benchCluster";
 import { faultRun, type FaultFigures } from "./faultRun";
 import { kuredRolloutMs } from "./kuredModel";
+import { largeRollout, type LargeRolloutFigures } from "./largeRollout";
 import { PRICES } from "./prices";
 import { scaleFigures, type ScaleFigures } from "./scale";
 import { startTlsFront } from "./tlsFront";
@@ -62,6 +63,11 @@ interface RolloutFigures {
   kuredPeriodMs: number;
   kuredMs: number;
   speedupVsKured: number;
+  /**
+   * CPU the bench process used during the rollout, in CPUs (1 = one core busy throughout): the host,
+   * the simulated API server and every agent share it, where on a real cluster they share nothing.
+   */
+  benchProcessCpus: number;
 }
 
 interface ThroughputFigures {
@@ -93,6 +99,8 @@ interface Results {
   rollouts: RolloutFigures[];
   /** The rollout under host kills and a delayed instance: the counts after `rolloutsFinished` must be 0. */
   faults: FaultFigures;
+  /** 1,000 nodes at concurrency 50 (`--quick`: 200); `error` when it did not complete within its bound. */
+  large: LargeRolloutFigures | { nodes: number; concurrency: number; error: string };
   throughput: ThroughputFigures;
   idleRequest: IdleRequestFigures;
   scale: ScaleFigures;
@@ -157,6 +165,9 @@ async function main(): Promise<void> {
     }
     log("fault run: host kills and a delayed instance during a rollout…");
     const faults = await faultRun(azurite, { nodes: quick ? 6 : 10, concurrency: 2, table: tableName("f"), settings: useSettings });
+    const largeNodes = quick ? 200 : 1_000;
+    log(`large rollout: ${largeNodes} nodes, concurrency 50…`);
+    const large = await largeRollout(azurite, { nodes: largeNodes, concurrency: 50, table: tableName("l"), settings: useSettings }).catch((error: Error) => ({ nodes: largeNodes, concurrency: 50, error: error.message }));
     log("check-in throughput…");
     const throughput = await checkinThroughput(azurite, { nodes: quick ? 20 : 50, checkins: quick ? 1000 : 3000, concurrency: 16 });
     log("operator request on an idle node…");
@@ -176,6 +187,7 @@ async function main(): Promise<void> {
       quick,
       rollouts,
       faults,
+      large,
       throughput,
       idleRequest,
       scale,
@@ -195,6 +207,10 @@ async function main(): Promise<void> {
     }
     const violated = faults.rolloutsFinished !== 1 || faults.nodesLeftCordoned + faults.doubleReboots + faults.undrainedReboots + faults.pdbViolations > 0;
     if (violated) throw new Error(`the fault run broke a safety invariant: ${JSON.stringify(faults)}`);
+    if ("error" in large) throw new Error(`the large rollout did not complete: ${large.error}`);
+    if (large.pdbViolations + large.doubleReboots + large.nodesLeftCordoned > 0 || large.maxNodesUnavailable > large.concurrency) {
+      throw new Error(`the large rollout broke a safety invariant: ${JSON.stringify(large)}`);
+    }
   } finally {
     resetForTests();
     await azurite.stop();
@@ -236,6 +252,7 @@ async function rollout(azurite: RunningAzurite, o: { nodes: number; concurrency:
     await new Promise((r) => setTimeout(r, 500));
     (await getRollcall()).table.pipeline.addPolicy(counter);
     const executionsBefore = { ...host.executions };
+    const cpuBefore = process.cpuUsage();
     const t0 = Date.now();
     await Promise.all(names.map((n) => agents.markRebootRequired(n)));
     const bound = 120_000 + o.nodes * 20_000;
@@ -253,6 +270,7 @@ async function rollout(azurite: RunningAzurite, o: { nodes: number; concurrency:
       median([1, 2, 3, 4, 5].map((seed) => kuredRolloutMs({ nodes: o.nodes, concurrency: o.concurrency, periodMs: kuredPeriodMs, drainMs: holdMs, rebootMs: 0, seed }))),
     );
     const wallMs = end - t0;
+    const cpu = process.cpuUsage(cpuBefore);
     const rounds = Math.ceil(o.nodes / o.concurrency);
     return {
       ...o,
@@ -275,6 +293,7 @@ async function rollout(azurite: RunningAzurite, o: { nodes: number; concurrency:
       kuredPeriodMs,
       kuredMs,
       speedupVsKured: round(kuredMs / wallMs, 2),
+      benchProcessCpus: round((cpu.user + cpu.system) / 1000 / (Date.now() - t0), 2),
     };
   } finally {
     (await getRollcall()).table.pipeline.removePolicy({ name: "benchRolloutCounter" });
@@ -592,7 +611,7 @@ function formatTable(r: Results): string {
   }
   for (const x of r.rollouts) {
     lines.push(
-      `  conc ${x.concurrency}, ${x.podsPerNode} pod(s)/node: lock held ${s(x.holdMs)} per node (drain phase ${msText(x.drainPhaseMs)} for ${msText(x.drainMs)} of pod termination, reboot phase ${msText(x.rebootPhaseMs)}); per node ${x.executionsPerNode} executions (${msText(x.executionMsPerNode)}), ${x.storageOpsPerNode} storage operations`,
+      `  conc ${x.concurrency}, ${x.podsPerNode} pod(s)/node: lock held ${s(x.holdMs)} per node (drain phase ${msText(x.drainPhaseMs)} for ${msText(x.drainMs)} of pod termination, reboot phase ${msText(x.rebootPhaseMs)}); per node ${x.executionsPerNode} executions (${msText(x.executionMsPerNode)}), ${x.storageOpsPerNode} storage operations; bench process ${x.benchProcessCpus} CPUs busy`,
     );
   }
   lines.push(
@@ -600,6 +619,13 @@ function formatTable(r: Results): string {
     "  same per-node work as Rollcall's measured lock-hold time, so the speed-up is the lock hand-off alone",
     "",
   );
+  const l = r.large;
+  if ("error" in l) lines.push(`Large rollout: ${l.nodes} nodes, concurrency ${l.concurrency}: DID NOT COMPLETE: ${l.error}`, "");
+  else {
+    lines.push(`Large rollout: ${l.nodes} nodes, concurrency ${l.concurrency}, drain ${msText(l.drainMs)}, reboot ${msText(l.rebootMs)}, busy check-ins every ${s(l.busyIntervalMs)}`);
+    lines.push(`  completed ${l.completed}/${l.nodes} in ${s(l.wallMs)} (ideal ${s(l.idealMs)}, added/round ${msText(l.addedPerRoundMs)}, hand-off p50 ${msText(l.handoffP50Ms)}); max unavailable ${l.maxNodesUnavailable}, PDB violations ${l.pdbViolations}, double reboots ${l.doubleReboots}, left cordoned ${l.nodesLeftCordoned}`);
+    lines.push(`  ${l.checkinsPerSecond} check-ins/s (mean execution ${msText(l.executionMs)}); per node ${l.storageOpsPerNode} storage operations, ${l.transactionsPerNode} lock transactions (${l.transactionConflicts} refused in all), ${l.kubeCallsPerNode} Kubernetes calls; peak RSS ${l.peakRssMb} MB`, "");
+  }
   const f = r.faults;
   lines.push(`Fault run: ${f.nodes} nodes, concurrency ${f.concurrency}, ${f.hosts} host processes behind a random load balancer`);
   lines.push(`  ${f.hostKills} hosts killed (SIGKILL) and restarted, ${f.heldWrites} API-server writes of the slow host held 0.5-2.5 s`);
