@@ -25,11 +25,11 @@ import { benchCluster, rolloutSettings } from "./benchCluster";
  * reboot 3 s keep that interval under half of a round's work, where real clusters (2 s against
  * minutes) keep it far smaller.
  *
- * Measured on the bench machine (2026-12-01), the orchestrator does not complete this rollout: with
- * 200 nodes queued, check-ins took 3–20 s each (mean execution), 80–90% of the lock transactions
- * were refused on a stale ETag, and 5–17 nodes completed in 80–100 s, at concurrency 50 and at 5,
- * with and without the pdb pre-check and health gates. `addedPerRoundMs`, `transactionConflicts` and
- * `executionMs` are the figures that show it.
+ * Measured on the bench machine (2026-12-01): before the queue's fixes of that day (gates asked for
+ * every node ahead, every queued check-in racing for the head node's slot) 200 nodes did not complete
+ * (13 in 156 s, 89% of lock transactions refused); after them, 200 complete in ~110 s against an
+ * ideal of 16 s, with 0 violations. `addedPerRoundMs`, `transactionConflicts` and `executionMs` show
+ * what is left.
  */
 
 export interface LargeRolloutFigures {
