@@ -279,6 +279,21 @@ describe("the simulated API server", () => {
       assert.equal(sim.getPod("default", replacement.metadata.name)?.status.conditions.find((c: { type: string }) => c.type === "Ready").status, "True");
     });
 
+    it("gives a replacement pod another name when its generated name is taken, as the ReplicaSet controller retries a 409", async () => {
+      const { sim } = await cluster();
+      const random = Math.random;
+      // The same draws at first (the ReplicaSet's hash, then two pods'): the second pod's name collides with the first's.
+      let draws = 0;
+      Math.random = () => (draws++ < 20 ? 0 : random());
+      try {
+        const { pods } = sim.addDeployment("default", "twin", { replicas: 2, nodes: ["n1", "n2"] });
+        assert.equal(new Set(pods.map((p) => p.metadata.name)).size, 2);
+        assert.ok(pods.some((p) => p.metadata.name.endsWith("-bbbbb")), pods.map((p) => p.metadata.name).join(" "));
+      } finally {
+        Math.random = random;
+      }
+    });
+
     it("keeps a replacement Pending while no node fits, and schedules it once one does", async () => {
       const { sim, core } = await cluster();
       const { pods } = sim.addDeployment("default", "pinned", { replicas: 1, nodes: ["n1"] });
