@@ -740,9 +740,16 @@ async function waitInQueue(record: NodeRecord, ports: StepPorts, why: string, he
   return { kind: "wait", why, set: { heldByGate: held.heldByGate } };
 }
 
+const SLOT_WAIT = "waiting for a free lock slot";
+
 /** Names a few holders only: with 1,000 slots the full list would be ~250,000 characters in every answer. */
-function slotsTaken(holders: { node: string }[]): string {
-  return `waiting for a free lock slot (held by ${listShort(holders.map((h) => h.node))})`;
+export function slotsTaken(holders: { node: string }[]): string {
+  return `${SLOT_WAIT} (held by ${listShort(holders.map((h) => h.node))})`;
+}
+
+/** Whether a pending node's hold reason is the full lock (and so names holders, which a release makes stale). */
+export function waitsForSlot(record: NodeRecord): boolean {
+  return record.state === "pending" && (record.holdReason?.startsWith(SLOT_WAIT) ?? false);
 }
 
 function orderReboot(record: NodeRecord, node: KubeNode, ports: StepPorts, why: string, extra: Partial<NodeRecord> = {}): StepResult {

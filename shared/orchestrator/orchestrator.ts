@@ -2,9 +2,9 @@ import { randomUUID } from "node:crypto";
 import type { CheckinRequest, CheckinResponse } from "../protocol/checkin";
 import { NodeChangedError, nodeAnnotations } from "../kube/clusterApi";
 import type { ClusterApiFactory } from "../kube/connect";
-import type { ClusterLock } from "../lock/tableLock";
+import type { ClusterLock, LockHolder } from "../lock/tableLock";
 import { type NodeRecord, type NodeStore, StaleRecordError, type Versioned } from "../node/nodeRecord";
-import { leftoverRepair, LOCK_HOLDING_STATES, NODE_GONE, wantsTurn, nextRecord, type NodeState, onLeaseExpired, inShadow, type StepEvent, STEPS, type StepPorts } from "../node/stateMachine";
+import { leftoverRepair, slotsTaken, waitsForSlot, LOCK_HOLDING_STATES, NODE_GONE, wantsTurn, nextRecord, type NodeState, onLeaseExpired, inShadow, type StepEvent, STEPS, type StepPorts } from "../node/stateMachine";
 import type { Policy, PolicySource, RebootGate } from "../policy/policy";
 import { telemetryEvents, telemetryMetrics, type Telemetry } from "../telemetry/names";
 import { type AgentVerifier, describeAgent } from "../auth/tokenReview";
@@ -163,6 +163,9 @@ export class Orchestrator {
     let current = start;
     let freedSlot = false;
     let yielded = false;
+    // A node served in another's stead that someone else moved on meanwhile is theirs to advance: going
+    // on with it here repeated its drain pass in every release that listed it as pending.
+    const takenOver = (reloaded: Versioned<NodeRecord>) => how.handOff === true && reloaded.value.state !== start.value.state;
     for (let i = 0; i < MAX_STEPS_PER_RUN && this.now() < deadline; i++) {
       const from = current.value.state;
       const ports = this.ports(cluster, node, policy, deadline, how);
@@ -179,7 +182,7 @@ export class Orchestrator {
           // The node changed between the step's read and its write, so nothing was written: decide again.
           log.info(`node changed under the step cluster=${cluster} node=${node} state=${from}: ${error.message}`);
           const reloaded = await this.deps.store.get(cluster, node);
-          if (!reloaded) break;
+          if (!reloaded || takenOver(reloaded)) break;
           current = reloaded;
           continue;
         }
@@ -196,7 +199,7 @@ export class Orchestrator {
           // Serve the node ahead in the queue now, then look again: a slot may be left for this one too.
           yielded = true;
           const ahead = await this.deps.store.get(cluster, result.yieldTo);
-          if (ahead) await this.run(ahead, deadline, log, { wait: how.wait });
+          if (ahead) await this.run(ahead, deadline, log, { wait: how.wait, handOff: true });
           current = (await this.deps.store.get(cluster, node)) ?? current;
           continue;
         }
@@ -205,7 +208,7 @@ export class Orchestrator {
       if (result.kind === "conflict") {
         if (result.policyVersion !== undefined) policy = await this.deps.policy(cluster, { atLeastVersion: result.policyVersion });
         const reloaded = await this.deps.store.get(cluster, node);
-        if (!reloaded) break;
+        if (!reloaded || takenOver(reloaded)) break;
         current = reloaded;
         continue;
       }
@@ -214,7 +217,9 @@ export class Orchestrator {
         current = result.kind === "move" ? await this.deps.store.replace(next, current.etag) : ((await this.deps.store.get(cluster, node)) ?? current);
       } catch (error) {
         if (!(error instanceof StaleRecordError)) throw error;
-        current = (await this.deps.store.get(cluster, node)) ?? current;
+        const reloaded = await this.deps.store.get(cluster, node);
+        if (!reloaded || takenOver(reloaded)) break;
+        current = reloaded;
         continue;
       }
       await this.recordTransition(from, next, ports.now, log, policy, { event: result.kind === "committed" ? result.event : undefined, quiet: shadow });
@@ -229,14 +234,34 @@ export class Orchestrator {
     const policy = await this.deps.policy(cluster);
     const order = pendingOrder(policy);
     const waiting = (await this.deps.store.list(cluster, { state: "pending" })).sort((a, b) => order(a.value, b.value));
-    // Once the slots are taken again, the next few still step (a lock read each, a write only if the
-    // reason changed), so that a hold reason naming the node just released is not left standing; the
-    // rest of a long queue refresh theirs at their own check-ins, or a release would cost O(queue).
-    let refreshed = 0;
+    // Candidates step in queue order until the lock is full again. Then the next few only have their
+    // "waiting for a free lock slot (held by …)" rewritten from that one lock read (a write each, only
+    // if it changed), so that no reason names the node just released; the rest of a long queue refresh
+    // theirs at their own check-ins, or a release would cost O(queue) and, at concurrency 5, stepped
+    // every queued node in each of five releases at once.
+    let full: LockHolder[] | undefined;
+    let served = 0;
     for (const candidate of waiting) {
-      if (this.now() >= deadline || refreshed >= policy.concurrency + HOLD_REFRESH_AFTER_HANDOFF) return;
-      await this.run(candidate, deadline, log, { wait });
-      refreshed++;
+      if (this.now() >= deadline || served++ >= policy.concurrency + HOLD_REFRESH_AFTER_HANDOFF) return;
+      if (full) {
+        await this.refreshSlotWait(candidate, full);
+        continue;
+      }
+      const after = await this.run(candidate, deadline, log, { wait, handOff: true });
+      if (after.value.state !== "pending") continue;
+      const { holders } = await this.deps.lock.view(cluster);
+      if (holders.length >= policy.concurrency) full = holders;
+    }
+  }
+
+  /** Rewrites a slot wait's holder names from a fresh lock read; a record changed since it was listed is left to its own step. */
+  private async refreshSlotWait(candidate: Versioned<NodeRecord>, holders: LockHolder[]): Promise<void> {
+    const holdReason = slotsTaken(holders);
+    if (!waitsForSlot(candidate.value) || candidate.value.holdReason === holdReason) return;
+    try {
+      await this.deps.store.replace({ ...candidate.value, holdReason }, candidate.etag);
+    } catch (error) {
+      if (!(error instanceof StaleRecordError)) throw error;
     }
   }
 
@@ -394,6 +419,8 @@ interface RunOptions {
   wait?: boolean;
   /** Set by the run: the state whose step failed for the checking-in node, if one did. */
   failedIn?: NodeState;
+  /** The node is served in another's stead (a freed slot, a yield): stop when a reload shows someone else moved it on. */
+  handOff?: boolean;
   /** A remembered review let the checking-in agent in: review it afresh before its node takes a slot (throws a refusal). */
   reviewAfresh?: () => Promise<void>;
 }
