@@ -158,6 +158,8 @@ export interface StepPorts {
    * review let it in; a refusal there is thrown and answers that check-in.
    */
   agentProblem(record: NodeRecord): Promise<string | undefined>;
+  /** The cluster's records, joining a listing this instance has in flight (see `eligibleAhead`); undefined: always list. */
+  recentRecords?(cluster: string): Promise<NodeRecord[]>;
 }
 
 export type StepResult =
@@ -525,7 +527,10 @@ const GATED_AHEAD_MAX = 10;
  */
 async function eligibleAhead(record: NodeRecord, ports: StepPorts, context: GateContext, enough: number): Promise<{ eligible: string[]; engaged: number }> {
   const order = pendingOrder(ports.policy);
-  const ahead = (await context.records())
+  // Who is ahead only orders the queue: concurrent queued check-ins share one listing (1,000 queued
+  // nodes each listing 1,000 records starved the app). The gates decide on a listing of their own.
+  const listed = ports.recentRecords ? await ports.recentRecords(record.cluster) : await context.records();
+  const ahead = listed
     .filter((other) => other.state === "pending" && other.node !== record.node && wantsTurn(other) && agentEngaged(other, ports) && order(other, record) < 0)
     .filter((other) => !other.request?.notBefore || other.rebootRequired || Date.parse(other.request.notBefore) <= ports.now.getTime())
     .sort(order);

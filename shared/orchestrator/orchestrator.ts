@@ -76,7 +76,25 @@ const MAX_STEPS_PER_RUN = 16;
  * advance nodes through `run`, which applies each step's result by ETag and re-reads on conflict.
  */
 export class Orchestrator {
+  /** Per cluster, the listing in flight that concurrent queue checks join (`StepPorts.recentRecords`). */
+  private readonly listings = new Map<string, Promise<NodeRecord[]>>();
+
   constructor(private readonly deps: OrchestratorDeps) {}
+
+  /**
+   * The cluster's records, from the listing already in flight if there is one: concurrent check-ins
+   * of one instance share one listing instead of each making their own (1,000 queued nodes each
+   * listing 1,000 records starved the app). A check-in alone lists afresh, as before.
+   */
+  private recentRecords(cluster: string): Promise<NodeRecord[]> {
+    const inFlight = this.listings.get(cluster);
+    if (inFlight) return inFlight;
+    const records = this.deps.store.list(cluster).then((list) => list.map((r) => r.value));
+    this.listings.set(cluster, records);
+    const done = () => void (this.listings.get(cluster) === records && this.listings.delete(cluster));
+    records.then(done, done);
+    return records;
+  }
 
   private now(): Date {
     return this.deps.clock?.() ?? new Date();
@@ -334,6 +352,7 @@ export class Orchestrator {
       sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
       clock: () => this.now(),
       checkinOf: how.checkinOf,
+      recentRecords: (c) => this.recentRecords(c),
       agentProblem: async (record) => {
         if (record.node !== how.checkinOf) return this.deps.agentProblem?.(cluster, record);
         const review = how.reviewAfresh;
