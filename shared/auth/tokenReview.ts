@@ -104,7 +104,16 @@ export interface AgentAuthenticatorOptions {
   cacheMs?: number;
   maxCacheEntries?: number;
   clock?: () => number;
+  /** Reviews in flight at once per cluster; the rest wait their turn (REVIEWS_IN_FLIGHT when not given). */
+  maxReviewsInFlight?: number;
 }
+
+/**
+ * Fresh reviews (TokenReview and pod read) one instance has in flight per cluster. When a whole fleet's
+ * sentinels appear at once, 1,000 concurrent reviews all ran into the request timeout, every agent
+ * retried, and none got through; queued behind a bound, they are served at the API server's pace.
+ */
+export const REVIEWS_IN_FLIGHT = 16;
 
 interface CacheEntry {
   identity: AgentIdentity;
@@ -116,8 +125,11 @@ export class AgentAuthenticator {
   private readonly cacheMs: number;
   private readonly maxCacheEntries: number;
   private readonly clock: () => number;
+  private readonly inFlight = new Map<string, { running: number; queue: (() => void)[] }>();
   /** How many TokenReviews this authenticator asked for; tests read it to see the cache work. */
   reviews = 0;
+  /** The most reviews that were in flight at once for one cluster. */
+  peakInFlight = 0;
 
   constructor(private readonly options: AgentAuthenticatorOptions) {
     this.cacheMs = options.cacheMs ?? REVIEW_CACHE_MS;
@@ -131,9 +143,26 @@ export class AgentAuthenticator {
     const key = createHash("sha256").update(`${cluster}\n${this.options.audience}\n${token}`).digest("base64url");
     const cached = this.cache.get(key);
     if (options.allowCached && cached && cached.expiresAt > this.clock() && cached.identity.node === node) return { ...cached.identity, remembered: true };
-    const identity = await this.review(token, cluster, node);
+    const identity = await this.bounded(cluster, () => this.review(token, cluster, node));
     this.remember(key, identity, token);
     return identity;
+  }
+
+  private async bounded<T>(cluster: string, work: () => Promise<T>): Promise<T> {
+    const limit = this.options.maxReviewsInFlight ?? REVIEWS_IN_FLIGHT;
+    let slots = this.inFlight.get(cluster);
+    if (!slots) this.inFlight.set(cluster, (slots = { running: 0, queue: [] }));
+    if (slots.running >= limit) await new Promise<void>((resolve) => slots.queue.push(resolve));
+    else slots.running++;
+    this.peakInFlight = Math.max(this.peakInFlight, slots.running);
+    try {
+      return await work();
+    } finally {
+      // The slot passes straight to the next in line, or is given back.
+      const next = slots.queue.shift();
+      if (next) next();
+      else slots.running--;
+    }
   }
 
   private async review(token: string, cluster: string, node: string): Promise<AgentIdentity> {

@@ -375,6 +375,25 @@ describe("the agent authenticator", () => {
   }
   const refused = (code: string, pattern?: RegExp) => (e: AgentAuthError) => e instanceof AgentAuthError && e.code === code && (!pattern || pattern.test(e.message));
 
+  it("keeps at most sixteen reviews of one cluster in flight and serves the rest in turn, as when a fleet's sentinels appear at once", async () => {
+    const { kube } = setup();
+    let running = 0;
+    let peak = 0;
+    const slow = Object.assign(Object.create(kube) as FakeClusterApi, {
+      reviewToken: async (...args: Parameters<FakeClusterApi["reviewToken"]>) => {
+        peak = Math.max(peak, ++running);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        running--;
+        return kube.reviewToken(...args);
+      },
+    });
+    const auth = new AgentAuthenticator({ kube: async () => slow, audience: "rollcall", agent: () => agent });
+    const answers = await Promise.all(Array.from({ length: 40 }, () => auth.authenticate(`Bearer ${token}`, "prod", "node-x", { allowCached: false })));
+    assert.equal(answers.length, 40);
+    assert.ok(answers.every((a) => a.pod.uid === "uid-1"));
+    assert.deepEqual([peak, auth.peakInFlight, auth.reviews], [16, 16, 40]);
+  });
+
   it("names the agent's pod, read from the cluster, as the identity", async () => {
     const { auth } = setup();
     const identity = await auth.authenticate(`Bearer ${token}`, "prod", "node-x", { allowCached: false });
