@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { HttpRequest } from "@azure/functions";
-import { DEFAULT_AGENT, getConfig } from "../config/config";
+import { type Config, DEFAULT_AGENT, getConfig } from "../config/config";
 import { HttpError } from "../http/http";
 import type { ClusterApi, KubePodIdentity } from "../kube/clusterApi";
 import type { ClusterApiFactory } from "../kube/connect";
@@ -60,6 +60,12 @@ export interface ExpectedAgent {
   namespace: string;
   serviceAccount: string;
   daemonSet: string;
+}
+
+/** Each configured cluster's expected agent, the shipped manifests' names where a cluster sets none. */
+export function expectedAgents(config: Pick<Config, "clusters">): (cluster: string) => ExpectedAgent {
+  const agents = new Map(config.clusters.map((c) => [c.name, c.agent ?? DEFAULT_AGENT]));
+  return (cluster) => agents.get(cluster) ?? DEFAULT_AGENT;
 }
 
 export interface AgentIdentity {
@@ -366,9 +372,7 @@ export function checkinVerifier(request: Pick<HttpRequest, "headers">, cluster: 
       return undefined;
     }
     if (authenticator?.config !== config || authenticator.kube !== deps.kube) {
-      const agents = new Map(config.clusters.map((c) => [c.name, c.agent ?? DEFAULT_AGENT]));
-      const agent = (name: string): ExpectedAgent => agents.get(name) ?? DEFAULT_AGENT;
-      authenticator = { config, kube: deps.kube, value: new AgentAuthenticator({ kube: deps.kube, audience, agent }) };
+      authenticator = { config, kube: deps.kube, value: new AgentAuthenticator({ kube: deps.kube, audience, agent: expectedAgents(config) }) };
     }
     try {
       return await authenticator.value.authenticate(request.headers, cluster, node, { allowCached });

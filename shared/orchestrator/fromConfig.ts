@@ -1,7 +1,7 @@
 import type { TableClient } from "@azure/data-tables";
 import { RejectionLog } from "../auth/rejections";
-import { recordedAgentProblem } from "../auth/tokenReview";
-import { DEFAULT_AGENT, getConfig, resetConfigForTests } from "../config/config";
+import { expectedAgents, recordedAgentProblem } from "../auth/tokenReview";
+import { getConfig, resetConfigForTests } from "../config/config";
 import { clusterApiFactory, type ClusterApiFactory } from "../kube/connect";
 import { TableLock } from "../lock/tableLock";
 import { type NodeRecord, NodeStore } from "../node/nodeRecord";
@@ -49,6 +49,7 @@ async function build(): Promise<Rollcall> {
   const lock = new TableLock(table);
   const kube = clusterApiFactory(config);
   const gate = compositeGate([...policyGates({ aksSchedule: aksMaintenanceScheduleLoader(config) }), upgradePauseGate(table)]);
+  const agentOf = expectedAgents(config);
   const orchestrator = new Orchestrator({
     store,
     lock,
@@ -62,7 +63,7 @@ async function build(): Promise<Rollcall> {
     clock: serverClock.now,
     ...(config.agentAuth.mode === "tokenreview" && {
       agentProblem: async (cluster: string, record: NodeRecord) => {
-        const expected = config.clusters.find((c) => c.name === cluster)?.agent ?? DEFAULT_AGENT;
+        const expected = agentOf(cluster);
         const pod = record.agentPodName && record.agentPodUid ? { name: record.agentPodName, uid: record.agentPodUid } : undefined;
         return recordedAgentProblem(await kube(cluster), expected, pod, record.node);
       },
