@@ -5,6 +5,7 @@ import { unsafeOnAzure } from "../shared/config/hosting";
 import { HttpError, httpHandler, json, parseJsonBody, parseRoute } from "../shared/http/http";
 import { getRollcall } from "../shared/orchestrator/fromConfig";
 import { CheckinRequest, MAX_CHECKIN_BYTES } from "../shared/protocol/checkin";
+import { preferredWaitSeconds } from "../shared/protocol/wire";
 import { getTelemetry } from "../shared/telemetry/telemetry";
 import { nodeRoute } from "../shared/protocol/names";
 
@@ -15,7 +16,7 @@ export const checkin = httpHandler(async (request: HttpRequest, context: Invocat
   requireConfiguredCluster(cluster);
   const rollcall = await getRollcall();
   const verify = checkinVerifier(request, cluster, node, context, { kube: rollcall.kube, rejections: rollcall.rejections, telemetry: getTelemetry() });
-  return json(200, await rollcall.orchestrator.checkin(cluster, node, body, context, verify));
+  return json(200, await rollcall.orchestrator.checkin(cluster, node, body, context, verify, preferredWaitSeconds(request.headers.get("prefer"))));
 });
 
 export function requireConfiguredCluster(cluster: string): void {

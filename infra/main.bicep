@@ -127,6 +127,9 @@ param stepBudgetMs string = ''
 @description('ROLLCALL_STEP_WAIT_MS: longest a check-in waits within its invocation for evicted pods, a budget or Ready.')
 param stepWaitMs string = ''
 
+@description('ROLLCALL_CHECKIN_HOLD_SECONDS: longest a queued node\'s check-in is held open for its turn (0: never).')
+param checkinHoldSeconds string = ''
+
 @description('ROLLCALL_UPGRADE_SCHEDULE: six-field NCRONTAB (UTC) of the upgrade planner timer.')
 param upgradeSchedule string = ''
 
@@ -195,6 +198,7 @@ var operatorSettings = {
   ROLLCALL_CHECKIN_BUSY_SECONDS: checkinBusySeconds
   ROLLCALL_STEP_BUDGET_MS: stepBudgetMs
   ROLLCALL_STEP_WAIT_MS: stepWaitMs
+  ROLLCALL_CHECKIN_HOLD_SECONDS: checkinHoldSeconds
   ROLLCALL_UPGRADE_SCHEDULE: upgradeSchedule
   ROLLCALL_UPGRADE_APPLY_SCHEDULE: upgradeApplySchedule
   ROLLCALL_UPGRADE_REPLAN_SECONDS: upgradeReplanSeconds

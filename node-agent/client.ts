@@ -1,7 +1,10 @@
 import type { CheckinRequest, CheckinResponse } from "../shared/protocol/checkin";
-import { checkinPath, parseCheckinAnswer } from "../shared/protocol/wire";
+import { checkinPath, parseCheckinAnswer, preferWait } from "../shared/protocol/wire";
 import { MAX_ANSWER_BYTES } from "./bounds";
 import { readHead } from "./files";
+
+/** What of the request timeout a held check-in leaves for the answer's own way back. */
+const HOLD_MARGIN_SECONDS = 5;
 
 /** A projected service-account token is one or two KiB; Node refuses request headers over 16 KiB anyway. */
 const MAX_TOKEN_BYTES = 16 * 1024;
@@ -54,6 +57,8 @@ export class HttpOrchestratorClient implements OrchestratorClient {
       accept: "application/json",
       "user-agent": this.options.userAgent,
       "x-functions-key": this.options.functionKey,
+      // A queued node's check-in may be held until its turn: the answer then comes with it, not after an interval.
+      prefer: preferWait(this.options.timeoutMs / 1000 - HOLD_MARGIN_SECONDS),
     };
     if (this.options.tokenFile) {
       let token: string;

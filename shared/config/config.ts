@@ -134,6 +134,12 @@ export const Settings = z.object({
    * leave 40% of the step budget. 0: never wait (each waiting check-in is billed execution time).
    */
   ROLLCALL_STEP_WAIT_MS: nonNegativeInt.default(3000),
+  /**
+   * Longest a queued node's check-in is held open for its turn when the agent offers to wait
+   * (`Prefer: wait`), so the turn starts the moment a slot frees. 0: never held. At most 200 s, inside
+   * the 230 s an HTTP request to a function app may take before Azure's front end answers 502.
+   */
+  ROLLCALL_CHECKIN_HOLD_SECONDS: nonNegativeInt.max(200).default(20),
   /** NCRONTAB schedule of the upgrade planner timer; default daily at 03:00 UTC. */
   ROLLCALL_UPGRADE_SCHEDULE: ncrontab.default(DEFAULT_UPGRADE_SCHEDULE),
   /** NCRONTAB schedule of the upgrade apply timer (starts due steps, follows running ones). */
@@ -185,6 +191,7 @@ export type Config = {
   };
   stepBudgetMs: number;
   stepWaitMs: number;
+  checkinHoldMs: number;
   upgrade: { schedule: string; applySchedule: string; replanIntervalMs: number };
   /** ROLLCALL_AZURE_CLOUD's endpoints (ROLLCALL_ARM_ENDPOINT may move ARM's host). */
   azure: { cloud: AzureCloudName; armEndpoint: string; armScope: string; authorityHost: string };
@@ -273,6 +280,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     },
     stepBudgetMs: s.ROLLCALL_STEP_BUDGET_MS,
     stepWaitMs: s.ROLLCALL_STEP_WAIT_MS,
+    checkinHoldMs: s.ROLLCALL_CHECKIN_HOLD_SECONDS * 1000,
     upgrade: { schedule: s.ROLLCALL_UPGRADE_SCHEDULE, applySchedule: s.ROLLCALL_UPGRADE_APPLY_SCHEDULE, replanIntervalMs: s.ROLLCALL_UPGRADE_REPLAN_SECONDS * 1000 },
     azure: {
       cloud: s.ROLLCALL_AZURE_CLOUD,

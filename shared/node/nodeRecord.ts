@@ -22,6 +22,8 @@ export interface NodeRecord {
   rebootRequired: boolean;
   reasons: string[];
   lastCheckinAt?: string;
+  /** Until when the agent's last check-in is held open for the node's turn (`Prefer: wait`): it is there meanwhile. */
+  checkinHeldUntil?: string;
   /** The reasons reported when this lease took its slot, for the history entry its release writes. */
   turnReasons?: string[];
   /** The agent pod (`namespace/name (uid …)`) that first reported the current reboot requirement. */

@@ -111,14 +111,15 @@ export function wantsTurn(record: NodeRecord): boolean {
 
 /**
  * Whether the node's agent is there to take a reboot order: it checked in within the busy interval
- * (twice it, for one late or jittered check-in), or this invocation is its check-in. A drain-only
- * request needs no agent. See docs: "Never cordon a node whose agent is not engaged" (issue 15).
+ * (twice it, for one late or jittered check-in), its check-in is held open for the turn (and was
+ * until as recently), or this invocation is its check-in. A drain-only request needs no agent. See
+ * docs: "Never cordon a node whose agent is not engaged" (issue 15).
  */
 export function agentEngaged(record: NodeRecord, ports: Pick<StepPorts, "checkinOf" | "now" | "policy">): boolean {
   if (!needsAgent(record)) return true;
   if (ports.checkinOf === record.node) return true;
-  const last = record.lastCheckinAt ? Date.parse(record.lastCheckinAt) : Number.NaN;
-  return ports.now.getTime() - last <= ENGAGED_INTERVALS * ports.policy.checkinBusySeconds * 1000;
+  const heard = [record.lastCheckinAt, record.checkinHeldUntil].filter((at) => at !== undefined).map((at) => Date.parse(at));
+  return heard.some((at) => ports.now.getTime() - at <= ENGAGED_INTERVALS * ports.policy.checkinBusySeconds * 1000);
 }
 
 const ENGAGED_INTERVALS = 2;

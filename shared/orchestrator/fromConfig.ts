@@ -59,6 +59,7 @@ async function build(): Promise<Rollcall> {
     telemetry: getTelemetry(),
     stepBudgetMs: config.stepBudgetMs,
     stepWaitMs: config.stepWaitMs,
+    holdMs: config.checkinHoldMs,
     // Decisions measure time on the storage service's clock, so instances with skewed clocks agree.
     clock: serverClock.now,
     ...(config.agentAuth.mode === "tokenreview" && {

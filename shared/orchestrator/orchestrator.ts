@@ -16,6 +16,7 @@ import { type Logger, logTransition } from "./transitionLog";
 import { tellNode, tellWait } from "./nodeEvents";
 import { readOnlyClusterApi } from "../kube/readOnly";
 import { HttpError } from "../http/http";
+import { HeldCheckins } from "./heldCheckins";
 
 export interface OrchestratorDeps {
   store: NodeStore;
@@ -30,6 +31,10 @@ export interface OrchestratorDeps {
   stepWaitMs?: number;
   clock?: () => Date;
   newLeaseId?: () => string;
+  /** Longest a queued node's check-in is held open for its turn (ROLLCALL_CHECKIN_HOLD_SECONDS); 0 or absent: never held. */
+  holdMs?: number;
+  /** How often held check-ins look at the lock row for a slot another instance gave; 250 ms when not given. */
+  holdPollMs?: number;
   /**
    * Whether a node's agent pod, as its last fresh review recorded it, still speaks for the node (see
    * `recordedAgentProblem`); without it (authentication off) every recorded agent is taken as present.
@@ -62,6 +67,12 @@ function checkinOutdated(record: NodeRecord, now: Date, policy: Policy): boolean
   return record.lastCheckinAt === undefined || now.getTime() - Date.parse(record.lastCheckinAt) >= granularityMs;
 }
 
+/** A hold mark this close to the one wanted is left as it is: one write per hold, not per step. */
+const HOLD_MARK_SLACK_MS = 5_000;
+
+/** How often an instance holding check-ins reads each cluster's lock row for slots other instances gave. */
+const HOLD_POLL_MS = 250;
+
 /** What of the step budget a step's wait always leaves for the writes and the answer. */
 const WAIT_RESERVE = 0.4;
 
@@ -79,7 +90,12 @@ export class Orchestrator {
   /** Per cluster, the listing in flight that concurrent queue checks join (`StepPorts.recentRecords`). */
   private readonly listings = new Map<string, Promise<NodeRecord[]>>();
 
-  constructor(private readonly deps: OrchestratorDeps) {}
+  /** Queued check-ins held open on this instance until their node's turn (see `HeldCheckins`). */
+  readonly holds: HeldCheckins;
+
+  constructor(private readonly deps: OrchestratorDeps) {
+    this.holds = new HeldCheckins(deps.lock, deps.holdPollMs ?? HOLD_POLL_MS);
+  }
 
   /**
    * The cluster's records, from the listing already in flight if there is one: concurrent check-ins
@@ -104,7 +120,7 @@ export class Orchestrator {
    * An agent's check-in. An idle node with nothing to do costs one storage read and no Kubernetes
    * call; anything else records the reported facts and advances the node as far as it can go now.
    */
-  async checkin(cluster: string, node: string, request: CheckinRequest, log: Logger, verify: AgentVerifier = async () => undefined): Promise<CheckinResponse> {
+  async checkin(cluster: string, node: string, request: CheckinRequest, log: Logger, verify: AgentVerifier = async () => undefined, waitSeconds = 0): Promise<CheckinResponse> {
     let current = await this.deps.store.get(cluster, node);
     const reported = reportedFacts(request);
     // Only a check-in that changes nothing may ride on a remembered review (shared/auth/tokenReview.ts):
@@ -115,26 +131,64 @@ export class Orchestrator {
     this.deps.telemetry.metric(telemetryMetrics.checkins, 1, { cluster, node });
     const reportedBy = agent && request.rebootRequired && !(current?.value.rebootRequired && current.value.rebootReportedBy) ? describeAgent(agent) : undefined;
     const facts: ReportedFacts = { ...reported, ...(reportedBy && { rebootReportedBy: reportedBy }), ...(agent && !agent.remembered && { agentPodName: agent.pod.name, agentPodUid: agent.pod.uid }) };
+    const holdMs = Math.min(waitSeconds * 1000, this.deps.holdMs ?? 0);
+    const heldUntil = () => new Date(this.now().getTime() + holdMs).toISOString();
     if (!current) {
       current = await this.createOrReload(
         { cluster, node, state: "idle", since: this.now().toISOString(), why: "first check-in", ...facts, lastCheckinAt: this.now().toISOString() },
         log,
       );
+    } else if (holdMs > 0 && current.value.state === "pending") {
+      // The check-in of a queued node that will be held writes once, for its facts and its hold together.
+      current = await this.writeFacts(current, { ...facts, checkinHeldUntil: heldUntil() });
     } else if (factsChanged(current.value, facts) || checkinOutdated(current.value, this.now(), await this.deps.policy(cluster))) {
       current = await this.writeFacts(current, facts);
     }
     const how: RunOptions = { checkinOf: node, ...(agent?.remembered && { reviewAfresh: () => verify({ allowCached: false, known: true }).then(() => undefined) }) };
+    let answer: CheckinResponse;
+    ({ current, answer } = await this.answerCheckin(current, log, how));
+    if (holdMs <= 0 || answer.action !== "wait" || current.value.state !== "pending") return answer;
+    const marked = await this.markHeld(current, heldUntil());
+    if (!marked) return answer;
+    if (!(await this.holds.hold(cluster, node, holdMs))) {
+      // Its time is up with the node still queued: the agent checks in again at once and is held anew.
+      return { ...answer, nextCheckinSeconds: 1 };
+    }
+    const moved = await this.deps.store.get(cluster, node);
+    if (!moved) return answer;
+    return (await this.answerCheckin(moved, log, how)).answer;
+  }
+
+  /** Advances the checking-in node as far as it goes now and derives the agent's answer. */
+  private async answerCheckin(start: Versioned<NodeRecord>, log: Logger, how: RunOptions): Promise<{ current: Versioned<NodeRecord>; answer: CheckinResponse }> {
+    let current = start;
     if (current.value.state !== "idle" || wantsTurn(current.value)) {
       current = await this.run(current, this.deadline(), log, how);
     }
-    const policy = await this.deps.policy(cluster);
+    const policy = await this.deps.policy(current.value.cluster);
     const answer = answerFor(current.value, policy, this.now());
     // The reboot order goes out only after its step re-checked the node (same object, cordoned under
     // this lease); when that check could not run (the API server timed out), the agent asks again.
     if (answer.action === "reboot" && how.failedIn === "reboot-ordered") {
-      return { action: "wait", state: current.value.state, reason: "could not re-check the node before repeating the reboot order; asking again shortly", nextCheckinSeconds: policy.checkinBusySeconds };
+      return { current, answer: { action: "wait", state: current.value.state, reason: "could not re-check the node before repeating the reboot order; asking again shortly", nextCheckinSeconds: policy.checkinBusySeconds } };
     }
-    return answer;
+    return { current, answer };
+  }
+
+  /**
+   * Records that the agent's check-in is held until `until` (so the agent counts as engaged, see
+   * `agentEngaged`), unless the record already says so; undefined when the record changed meanwhile:
+   * then the check-in is answered at once and the agent asks again.
+   */
+  private async markHeld(current: Versioned<NodeRecord>, until: string): Promise<Versioned<NodeRecord> | undefined> {
+    const recorded = current.value.checkinHeldUntil ? Date.parse(current.value.checkinHeldUntil) : 0;
+    if (Date.parse(until) - recorded < HOLD_MARK_SLACK_MS) return current;
+    try {
+      return await this.deps.store.replace({ ...current.value, checkinHeldUntil: until, lastCheckinAt: this.now().toISOString() }, current.etag);
+    } catch (error) {
+      if (error instanceof StaleRecordError) return undefined;
+      throw error;
+    }
   }
 
   /** Advances one node as far as it can go now, e.g. after an operator's request. */
@@ -413,6 +467,7 @@ export class Orchestrator {
   private async recordTransition(from: NodeState, next: NodeRecord, now: Date, log: Logger, policy: Policy, tell: { event?: StepEvent; quiet?: boolean } = {}): Promise<void> {
     logTransition(log, from, next);
     const { cluster, node } = next;
+    this.holds.wake(cluster, node);
     if (!tell.quiet) await tellNode(() => this.deps.kube(cluster), from, next, log, tell.event);
     this.deps.telemetry.event(telemetryEvents.transition, { cluster, node, from, to: next.state, why: next.why, leaseId: next.leaseId });
     const since = (field: string | undefined) => (field ? (now.getTime() - Date.parse(field)) / 1000 : undefined);
@@ -444,7 +499,7 @@ interface RunOptions {
   reviewAfresh?: () => Promise<void>;
 }
 
-type ReportedFacts = Pick<NodeRecord, "bootId" | "rebootRequired" | "reasons" | "agentVersion" | "rebootReportedBy" | "agentPodName" | "agentPodUid">;
+type ReportedFacts = Pick<NodeRecord, "bootId" | "rebootRequired" | "reasons" | "agentVersion" | "rebootReportedBy" | "agentPodName" | "agentPodUid" | "checkinHeldUntil">;
 
 function reportedFacts(request: CheckinRequest): ReportedFacts {
   return { bootId: request.bootId, rebootRequired: request.rebootRequired, reasons: request.reasons, agentVersion: request.agentVersion };

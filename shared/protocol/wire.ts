@@ -76,3 +76,20 @@ export function parseCheckinAnswer(value: unknown): { answer: CheckinAnswer } | 
   if (typeof next !== "number" || !Number.isInteger(next) || next <= 0) return { problem: "nextCheckinSeconds: must be a positive integer" };
   return { answer: { action: v.action, ...(v.leaseId !== undefined && { leaseId: v.leaseId as string }), state: v.state, reason: v.reason, nextCheckinSeconds: next } };
 }
+
+/**
+ * How long the agent lets a check-in wait for an answer held until its node's turn: the request's
+ * `Prefer: wait=N` (RFC 7240, section 4.3). An orchestrator that does not know the preference ignores
+ * it and answers at once, as the RFC asks; so does this one for anything but a plain count of seconds.
+ */
+export function preferredWaitSeconds(prefer: string | null | undefined): number {
+  for (const preference of (prefer ?? "").split(",")) {
+    const match = /^\s*wait\s*=\s*"?(\d{1,6})"?\s*(;.*)?$/i.exec(preference);
+    if (match) return Number(match[1]);
+  }
+  return 0;
+}
+
+export function preferWait(seconds: number): string {
+  return `wait=${Math.max(0, Math.floor(seconds))}`;
+}

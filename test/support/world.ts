@@ -75,12 +75,12 @@ export function invocation(functionName = "checkin"): InvocationContext {
   });
 }
 
-export async function postCheckin(node: string, body: unknown, cluster = CLUSTER): Promise<{ status: number; body: any }> {
+export async function postCheckin(node: string, body: unknown, cluster = CLUSTER, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
   const request = new HttpRequest({
     method: "POST",
     url: `http://localhost/api/clusters/${cluster}/nodes/${node}/checkin`,
     params: { cluster, node },
-    headers: { "content-type": "application/json" },
+    headers: { "content-type": "application/json", ...headers },
     body: { string: typeof body === "string" ? body : JSON.stringify(body) },
   });
   const response = await checkin(request, invocation());

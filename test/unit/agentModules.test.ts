@@ -151,6 +151,7 @@ describe("the orchestrator client", () => {
   const seen: { url?: string; headers: IncomingMessage["headers"]; body: string }[] = [];
   const answer = { action: "none", state: "idle", reason: "no reboot required", nextCheckinSeconds: 300 };
 
+  const CLIENT_TIMEOUT_SECONDS = 30;
   async function client(tokenFile?: string): Promise<HttpOrchestratorClient> {
     server ??= await new Promise<Server>((resolve) => {
       const s = createServer((req, res) => {
@@ -165,7 +166,7 @@ describe("the orchestrator client", () => {
       s.listen(0, "127.0.0.1", () => resolve(s));
     });
     const port = (server.address() as { port: number }).port;
-    return new HttpOrchestratorClient({ url: `http://127.0.0.1:${port}/`, cluster: "dev", node: "node-1", functionKey: "k3y", tokenFile, timeoutMs: 5000, userAgent: "rollcall-agent/test" });
+    return new HttpOrchestratorClient({ url: `http://127.0.0.1:${port}/`, cluster: "dev", node: "node-1", functionKey: "k3y", tokenFile, timeoutMs: CLIENT_TIMEOUT_SECONDS * 1000, userAgent: "rollcall-agent/test" });
   }
   after(() => {
     server?.closeAllConnections();
@@ -188,6 +189,7 @@ describe("the orchestrator client", () => {
     assert.equal(first!.headers["x-rollcall-agent-token"], "token-one");
     assert.equal(second!.headers["x-rollcall-agent-token"], "token-two");
     assert.equal(first!.headers.authorization, undefined, "Authorization stays free for App Service authentication");
+    assert.equal(first!.headers.prefer, `wait=${CLIENT_TIMEOUT_SECONDS - 5}`, "offers to wait for a held answer, leaving 5 s of its timeout for the way back");
     assert.deepEqual(JSON.parse(first!.body), request);
   });
 

@@ -4,7 +4,7 @@ import { resolve } from "node:path";
 import { build } from "esbuild";
 import { CheckinRequest, CheckinResponse } from "../../shared/protocol/checkin";
 import { clusterName, nodeName } from "../../shared/protocol/names";
-import { isClusterName, isNodeName, parseCheckinAnswer } from "../../shared/protocol/wire";
+import { isClusterName, isNodeName, parseCheckinAnswer, preferredWaitSeconds, preferWait } from "../../shared/protocol/wire";
 
 describe("names that reach storage keys", () => {
   it("accept Kubernetes node names such as AKS's", () => {
@@ -76,3 +76,22 @@ describe("the agent's side of the protocol, without a schema library", () => {
   });
 });
 
+
+describe("the check-in's Prefer: wait (RFC 7240)", () => {
+  it("reads the seconds the agent offers to wait, among other preferences", () => {
+    assert.equal(preferredWaitSeconds("wait=25"), 25);
+    assert.equal(preferredWaitSeconds('respond-async, WAIT = "10"'), 10);
+    assert.equal(preferredWaitSeconds("return=minimal, wait=7; x=y"), 7);
+  });
+
+  it("takes anything else as no offer, so the check-in is answered at once", () => {
+    for (const header of [null, undefined, "", "wait", "wait=-3", "wait=1.5", "wait=abc", "wait=99999999", "respond-async"]) {
+      assert.equal(preferredWaitSeconds(header), 0, String(header));
+    }
+  });
+
+  it("writes the agent's offer as a whole, non-negative count", () => {
+    assert.equal(preferWait(25.9), "wait=25");
+    assert.equal(preferWait(-4), "wait=0");
+  });
+});

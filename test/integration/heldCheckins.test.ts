@@ -1,0 +1,90 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { getRollcall } from "../../shared/orchestrator/fromConfig";
+import { Orchestrator } from "../../shared/orchestrator/orchestrator";
+import { CheckinRequest } from "../../shared/protocol/checkin";
+import { MemoryTelemetry } from "../../shared/telemetry/telemetry";
+import { CLUSTER, invocation, postCheckin, sleep, TestAgent, useWorld } from "../support/world";
+
+const world = useWorld({ simOptions: { terminationDelayMs: 30, podStartDelayMs: 60 } });
+
+async function record(node: string) {
+  return (await (await getRollcall()).store.get(CLUSTER, node))?.value;
+}
+
+/** Two nodes that need a reboot, at concurrency 1: the first holds the slot, the second is queued. */
+async function queuedBehindFirst(settings: Record<string, string> = {}) {
+  world.configure({ ROLLCALL_CONCURRENCY: "1", ROLLCALL_CHECKIN_HOLD_SECONDS: "20", ...settings });
+  const { sim } = world;
+  const [first, second] = [`held-a-${Math.random().toString(36).slice(2, 7)}`, `held-b-${Math.random().toString(36).slice(2, 7)}`];
+  for (const name of [first, second]) sim.addNode(name);
+  sim.addDeployment("shop", `web-${first}`, { replicas: 2, pdb: { maxUnavailable: 1 }, nodes: [first, second] });
+  const a = await TestAgent.on(sim, first, true);
+  const b = await TestAgent.on(sim, second, true);
+  await a.tick();
+  assert.equal((await b.tick()).state, "pending", "the second node queues behind the first");
+  return { a, b };
+}
+
+/** Drives the first node's agent through its turn until its node is back in service. */
+async function finishTurn(a: TestAgent) {
+  for (let i = 0; i < 60 && (await record(a.node))?.state !== "idle"; i++) await a.tick();
+  assert.equal((await record(a.node))?.state, "idle", `${a.node} finished its turn`);
+}
+
+describe("held check-ins: a queued node's turn starts the moment a slot frees", () => {
+  it("answers a queued node's held check-in with the reboot order when the node ahead is released", async () => {
+    const { a, b } = await queuedBehindFirst();
+    const held = postCheckin(b.node, b.body(), CLUSTER, { prefer: "wait=20" });
+    const answeredAt = held.then(() => Date.now());
+    // Longer than twice the busy interval since the second agent's check-in: only its hold keeps it engaged.
+    await sleep(2_500);
+    await finishTurn(a);
+    const releasedAt = Date.now();
+    const answer = (await held).body;
+
+    assert.equal(answer.action, "reboot", `the held check-in carries the order: ${JSON.stringify(answer)}`);
+    assert.ok((await answeredAt) - releasedAt < 10_000, "answered on the release, not when the 20 s hold ran out");
+    assert.equal(world.sim.pdbViolations, 0);
+  });
+
+  it("wakes a check-in held on one instance when another instance hands its node the slot", async () => {
+    const { a, b } = await queuedBehindFirst();
+    const rollcall = await getRollcall();
+    // A second instance of the app: its own orchestrator on the same table, nothing shared in memory.
+    const other = new Orchestrator({ store: rollcall.store, lock: rollcall.lock, kube: rollcall.kube, policy: rollcall.policy, gate: rollcall.gate, telemetry: new MemoryTelemetry(), stepBudgetMs: 5_000, holdMs: 20_000 });
+    const held = other.checkin(CLUSTER, b.node, CheckinRequest.parse(b.body()), invocation("other instance"), undefined, 20);
+    await finishTurn(a);
+    const releasedAt = Date.now();
+    const answer = await held;
+
+    assert.equal(answer.action, "reboot", `the other instance saw the slot in the lock row: ${JSON.stringify(answer)}`);
+    assert.ok(Date.now() - releasedAt < 10_000, "answered within a poll of the lock row, not when the hold ran out");
+  });
+
+  it("answers a held check-in whose time runs out with the queue's reason and asks the agent back at once", async () => {
+    const { b } = await queuedBehindFirst({ ROLLCALL_CHECKIN_HOLD_SECONDS: "1" });
+    const started = Date.now();
+    const answer = (await postCheckin(b.node, b.body(), CLUSTER, { prefer: "wait=20" })).body;
+
+    assert.ok(Date.now() - started >= 900, "held for the app's 1 s, the shorter of the two");
+    assert.equal(answer.action, "wait");
+    assert.equal(answer.state, "pending");
+    assert.match(answer.reason, /waiting for a free lock slot/);
+    assert.equal(answer.nextCheckinSeconds, 1);
+    assert.ok((await record(b.node))?.checkinHeldUntil, "the record says the agent is held (and so engaged)");
+  });
+
+  it("answers at once when the agent offers no wait, or the app holds none", async () => {
+    const { b } = await queuedBehindFirst({ ROLLCALL_CHECKIN_HOLD_SECONDS: "0" });
+    const started = Date.now();
+    const offered = (await postCheckin(b.node, b.body(), CLUSTER, { prefer: "wait=20" })).body;
+    const notOffered = (await postCheckin(b.node, b.body())).body;
+
+    assert.ok(Date.now() - started < 5_000, "neither check-in was held");
+    assert.equal(offered.state, "pending");
+    assert.equal(notOffered.state, "pending");
+    assert.equal(notOffered.nextCheckinSeconds, 1, "the busy interval");
+    assert.equal((await record(b.node))?.checkinHeldUntil, undefined);
+  });
+});
