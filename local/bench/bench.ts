@@ -647,6 +647,8 @@ function formatTable(r: Results): string {
     const which = c.kubeCallPaths.length > 0 ? ` [${c.kubeCallPaths.join(", ")}]` : "";
     lines.push(`  ${String(c.queued).padStart(5)} queued: ${c.storageOps} storage operations, ${c.kubeCalls} Kubernetes calls${which} (+ ${c.authKubeCalls} of check-in authentication), ${c.ms} ms`);
   }
+  const h = r.scale.held;
+  lines.push(`  held: one check-in of a node with ${h.queued} queued, held ${msText(h.heldMs)} (Prefer: wait): ${h.storageOps} storage operations, of which ${h.lockPolls} reads of the lock row (its own, and the instance's polls every 250 ms that all its held check-ins share); ${h.kubeCalls} Kubernetes calls`);
   const rc = r.scale.reconcile;
   lines.push(`  reconcile at ${rc.nodes} nodes: advanced ${rc.advanced} within its budget, ${rc.storageOps} storage operations, ${rc.kubeCalls} Kubernetes calls, ${msText(rc.ms)}`, "");
   const k = r.kuredAtRealDurations;

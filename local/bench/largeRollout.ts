@@ -17,19 +17,18 @@ import { benchCluster, rolloutSettings } from "./benchCluster";
  * figures counted so far, when the rollout does not complete within its bound.
  *
  * Why these settings. The busy interval is the product's default, 2 s, unscaled (`intervalScale` 1:
- * `agentEngaged` measures unscaled intervals, so a scale below 1 only adds load): 950 queued agents
- * then ask for ~475 check-ins/s, already more than one process on the 2-core bench machine serves
- * while the host, the simulated API server and the agents share it. Each turn advances at its own
- * agent's check-ins (a freed slot is handed over at once; the drain's end and the reboot order wait
- * for the next check-in), so a round costs drain + reboot + about one busy interval; drain 1 s and
- * reboot 3 s keep that interval under half of a round's work, where real clusters (2 s against
- * minutes) keep it far smaller.
+ * `agentEngaged` measures unscaled intervals, so a scale below 1 only adds load). The agents offer to
+ * wait for their answer (`Prefer: wait`), so a queued node's check-in is held until its turn, up to
+ * `ROLLCALL_CHECKIN_HOLD_SECONDS` (20 s), and a turn's own check-ins come at the busy interval. Drain
+ * 1 s and reboot 3 s keep a round's work short enough for the run to fit the bench, where real
+ * clusters take minutes.
  *
- * Measured on the bench machine (2026-12-01): before the queue's fixes of that day (gates asked for
- * every node ahead, every queued check-in racing for the head node's slot) 200 nodes did not complete
- * (13 in 156 s, 89% of lock transactions refused); after them, 200 complete in ~110 s against an
- * ideal of 16 s, with 0 violations. `addedPerRoundMs`, `transactionConflicts` and `executionMs` show
- * what is left.
+ * Measured on the bench machine (2026-12-01), 200 nodes: before the queue's fixes of that day (gates
+ * asked for every node ahead, every queued check-in racing for the head node's slot) 13 completed in
+ * 156 s; after them 200 in ~110 s; with held check-ins, one hand-over per release and the health
+ * gate's last release kept in the lock row, 200 in ~65 s against an ideal of 16 s, with 0 violations.
+ * 1,000 nodes do not complete yet: after the first ~50 turns, few slots are handed over again (see
+ * the README's figures). `addedPerRoundMs`, `transactionConflicts` and `executionMs` show what is left.
  */
 
 export interface LargeRolloutFigures {

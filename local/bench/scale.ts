@@ -6,6 +6,7 @@ import { startFunctionsHost } from "../functionsHost/host";
 import { SimCluster } from "../kubeSim";
 import { getRollcall } from "../../shared/orchestrator/fromConfig";
 import { checkinPath } from "../../shared/protocol/checkin";
+import { rowKeys } from "../../shared/storage/table";
 
 /** What one queued node's check-in costs, with `queued` nodes waiting for the one slot. */
 export interface QueuedCheckinCost {
@@ -22,11 +23,20 @@ export interface QueuedCheckinCost {
 
 export interface ScaleFigures {
   checkins: QueuedCheckinCost[];
+  /**
+   * One check-in of the last queued node held for `heldMs` (`Prefer: wait`, docs/api.md): its storage
+   * operations, of which `lockPolls` read the lock row (the check-in's own read, and the instance's
+   * polls every 250 ms, which every check-in it holds shares), and its Kubernetes calls.
+   */
+  held: { queued: number; heldMs: number; storageOps: number; lockPolls: number; kubeCalls: number };
   /** One reconcile timer pass with the largest queue: what it advanced within its budget, and its cost. */
   reconcile: { nodes: number; advanced: number; storageOps: number; kubeCalls: number; ms: number };
 }
 
 const SILENT = { info() {}, warn() {}, error() {} };
+
+/** How long the held check-in is offered to wait: its whole hold, since the slot never frees. */
+const HELD_SECONDS = 2;
 
 /**
  * A queue of up to `sizes.at(-1)` nodes behind a slot held by a node that never reboots: what a queued
@@ -51,11 +61,11 @@ export async function scaleFigures(azurite: RunningAzurite, o: { sizes: number[]
   const counter: PipelinePolicy = { name: "benchScaleCounter", sendRequest: (request, next) => (storageOps++, next(request)) };
   try {
     const tokens = new Map<string, string>();
-    const send = async (node: string) => {
+    const send = async (node: string, headers: Record<string, string> = {}) => {
       tokens.set(node, tokens.get(node) ?? agentToken(sim, node, "rollcall"));
       const response = await fetch(`${host.url}${checkinPath("bench", node)}`, {
         method: "POST",
-        headers: { "content-type": "application/json", "x-functions-key": host.key, authorization: `Bearer ${tokens.get(node)}` },
+        headers: { "content-type": "application/json", "x-functions-key": host.key, authorization: `Bearer ${tokens.get(node)}`, ...headers },
         body: JSON.stringify({ bootId: bootIdOf(sim, node), rebootRequired: true, reasons: [], agentVersion: "0.1.0" }),
       });
       if (response.status !== 200) throw new Error(`check-in answered ${response.status}: ${await response.text()}`);
@@ -89,12 +99,25 @@ export async function scaleFigures(azurite: RunningAzurite, o: { sizes: number[]
         ms: round(ms),
       });
     }
+    const held = await (async () => {
+      const probe = queue[largest - 1]!;
+      const [ops, calls, started] = [storageOps, sim.requestLog.length, performance.now()];
+      let lockPolls = 0;
+      const polls: PipelinePolicy = { name: "benchScaleLockPolls", sendRequest: (request, next) => (decodeURIComponent(request.url).includes(`RowKey='${rowKeys.lock}'`) && lockPolls++, next(request)) };
+      rollcall.table.pipeline.addPolicy(polls);
+      try {
+        if ((await send(probe, { prefer: `wait=${HELD_SECONDS}` })).state !== "pending") throw new Error(`${probe} is not queued`);
+      } finally {
+        rollcall.table.pipeline.removePolicy({ name: polls.name });
+      }
+      return { queued: largest, heldMs: Math.round(performance.now() - started), storageOps: storageOps - ops, lockPolls, kubeCalls: sim.requestLog.length - calls };
+    })();
     const ops = storageOps;
     const calls = sim.requestLog.length;
     const started = performance.now();
     const report = await rollcall.orchestrator.reconcile("bench", SILENT);
     const reconcile = { nodes: largest + 1, advanced: report.advanced, storageOps: storageOps - ops, kubeCalls: sim.requestLog.length - calls, ms: Math.round(performance.now() - started) };
-    return { checkins, reconcile };
+    return { checkins, held, reconcile };
   } finally {
     (await getRollcall()).table.pipeline.removePolicy({ name: "benchScaleCounter" });
     await host.stop();

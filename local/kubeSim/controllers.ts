@@ -37,7 +37,7 @@ export class Controllers {
   private readonly removalTimers = new Map<string, NodeJS.Timeout>();
   private nextPodIp = 0;
   private settling = false;
-  /** The resourceVersion the cluster last settled at: settling again before another write would find nothing to do. */
+  /** The state version (`Store.stateVersion`) the cluster last settled at: settling again before another write would find nothing to do. */
   private settledAt = "";
 
   constructor(
@@ -66,21 +66,21 @@ export class Controllers {
 
   /** Runs every controller until none has anything left to change. */
   settle(): void {
-    if (this.settling || this.store.resourceVersion === this.settledAt) return;
+    if (this.settling || this.store.stateVersion === this.settledAt) return;
     this.settling = true;
     try {
       for (let round = 0; round < MAX_SETTLE_ROUNDS; round++) {
-        const before = this.store.resourceVersion;
+        const before = this.store.stateVersion;
         this.runReplicaSets();
         this.runDaemonSets();
         this.schedule();
         this.runKubelets();
         this.updateWorkloadStatuses();
         this.updatePdbs();
-        if (this.store.resourceVersion === before) break;
+        if (this.store.stateVersion === before) break;
       }
     } finally {
-      this.settledAt = this.store.resourceVersion;
+      this.settledAt = this.store.stateVersion;
       this.settling = false;
     }
   }

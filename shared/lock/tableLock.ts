@@ -31,6 +31,8 @@ export interface LockView {
   etag?: string;
   /** The version of the last policy written for the cluster (absent or 0: none since versions were kept). */
   policyVersion?: number;
+  /** The slot freed last, and when: the health gate's "last node released", read with the row instead of from every record. */
+  lastRelease?: { node: string; at: string };
 }
 
 export type AcquireResult = { kind: "acquired" } | { kind: "full"; holders: LockHolder[] } | { kind: "conflict" };
@@ -50,8 +52,11 @@ export interface ClusterLock {
    * caller whose decision depended on who held a slot gets `conflict` when that changed meanwhile.
    */
   acquire(cluster: string, holder: LockHolder, slots: number, alongWith?: TransactionAction[], seen?: LockView): Promise<AcquireResult>;
-  /** Frees the slot of `leaseId`; a lease held by another node is refused with `LeaseNotYoursError`. */
-  release(cluster: string, node: string, leaseId: string, alongWith?: TransactionAction[]): Promise<ReleaseResult>;
+  /**
+   * Frees the slot of `leaseId`; a lease held by another node is refused with `LeaseNotYoursError`.
+   * `releasedAt`: the node's turn ended at that time (not a lease expiry), recorded as the last release.
+   */
+  release(cluster: string, node: string, leaseId: string, alongWith?: TransactionAction[], releasedAt?: Date): Promise<ReleaseResult>;
 }
 
 export class TableLock implements ClusterLock {
@@ -60,7 +65,8 @@ export class TableLock implements ClusterLock {
   async view(cluster: string): Promise<LockView> {
     try {
       const entity = await this.table.getEntity<Record<string, unknown>>(cluster, rowKeys.lock);
-      return { holders: JSON.parse(readText(entity, "holders") ?? "[]") as LockHolder[], etag: entity.etag, policyVersion: Number(entity.policyVersion ?? 0) };
+      const lastRelease = typeof entity.lastReleaseNode === "string" && typeof entity.lastReleaseAt === "string" ? { node: entity.lastReleaseNode, at: entity.lastReleaseAt } : undefined;
+      return { holders: JSON.parse(readText(entity, "holders") ?? "[]") as LockHolder[], etag: entity.etag, policyVersion: Number(entity.policyVersion ?? 0), ...(lastRelease && { lastRelease }) };
     } catch (error) {
       if (isNotFound(error)) return { holders: [], policyVersion: 0 };
       throw error;
@@ -88,20 +94,22 @@ export class TableLock implements ClusterLock {
     return committed ? { kind: "acquired" } : { kind: "conflict" };
   }
 
-  async release(cluster: string, node: string, leaseId: string, alongWith: TransactionAction[] = []): Promise<ReleaseResult> {
+  async release(cluster: string, node: string, leaseId: string, alongWith: TransactionAction[] = [], releasedAt?: Date): Promise<ReleaseResult> {
     const current = await this.view(cluster);
     const held = current.holders.find((h) => h.leaseId === leaseId);
     if (held && held.node !== node) throw new LeaseNotYoursError(node, held);
     const remaining = current.holders.filter((h) => h.leaseId !== leaseId);
     if (!held && alongWith.length === 0) return { kind: "not-held" };
     // Even when the slot is already free, the companion writes must land; commit them with an unchanged lock.
-    const committed = await this.commit(cluster, current, remaining, alongWith);
+    const committed = await this.commit(cluster, current, remaining, alongWith, current.policyVersion ?? 0, held && releasedAt ? { node, at: releasedAt.toISOString() } : current.lastRelease);
     if (!committed) return { kind: "conflict" };
     return held ? { kind: "released" } : { kind: "not-held" };
   }
 
-  private async commit(cluster: string, current: LockView, holders: LockHolder[], alongWith: TransactionAction[], policyVersion = current.policyVersion ?? 0): Promise<boolean> {
-    const entity = { partitionKey: cluster, rowKey: rowKeys.lock, ...textProperties("holders", JSON.stringify(holders)), policyVersion };
+  private async commit(cluster: string, current: LockView, holders: LockHolder[], alongWith: TransactionAction[], policyVersion = current.policyVersion ?? 0, lastRelease = current.lastRelease): Promise<boolean> {
+    // Replace writes the whole row: what a commit does not change is written as it was read.
+    const released = lastRelease ? { lastReleaseNode: lastRelease.node, lastReleaseAt: lastRelease.at } : {};
+    const entity = { partitionKey: cluster, rowKey: rowKeys.lock, ...textProperties("holders", JSON.stringify(holders)), policyVersion, ...released };
     assertStorable(entity);
     const lockWrite: TransactionAction = current.etag ? ["update", entity, "Replace", { etag: current.etag }] : ["create", entity];
     try {

@@ -1,6 +1,6 @@
 import type { AnnotationChanges, ClusterApi, KubeNode, KubePod, NodeChange, NodeEvent } from "../kube/clusterApi";
 import { kuredAnnotations, nodeAnnotations } from "../kube/clusterApi";
-import type { ClusterLock } from "../lock/tableLock";
+import type { ClusterLock, LockView } from "../lock/tableLock";
 import { classifyPod, drainFor, untilBudgetAllows } from "../drain/drainer";
 import { historyAction, historyEntry } from "../history/history";
 import {
@@ -161,6 +161,12 @@ export interface StepPorts {
   agentProblem(record: NodeRecord): Promise<string | undefined>;
   /** The cluster's records, joining a listing this instance has in flight (see `eligibleAhead`); undefined: always list. */
   recentRecords?(cluster: string): Promise<NodeRecord[]>;
+  /**
+   * How many queued nodes were ahead of this one in a listing its caller (a release handing over its
+   * slot) has just made: when fewer than the free slots, nothing ahead can fill them, so the queue
+   * check needs no listing of its own.
+   */
+  queuedAhead?: number;
 }
 
 export type StepResult =
@@ -268,7 +274,7 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     // Whoever checks in first when a hold lifts must not jump the queue: the nodes ahead that may go
     // take the free slots first, and this one waits only if they fill them all. Asked before this
     // node's own gates, so that a node far back in a queue costs no gate at all.
-    const context = gateContext(record, ports, "before-lock");
+    const context = gateContext(record, ports, "before-lock", undefined, seen);
     const free = ports.policy.concurrency - holders.length;
     const { eligible: ahead, engaged } = await eligibleAhead(record, ports, context, free);
     if (ahead.length >= free) {
@@ -460,7 +466,7 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     const uncordoned = node !== undefined && record.outcome !== "quarantined" && (await restoreNode(kube, node, record, ports.policy));
     const next = afterRelease(record, ports);
     const history = historyAction(historyEntry(record, ports.now));
-    const result = await ports.lock.release(record.cluster, record.node, record.leaseId ?? "", [ports.store.replaceAction(next, etag), history]);
+    const result = await ports.lock.release(record.cluster, record.node, record.leaseId ?? "", [ports.store.replaceAction(next, etag), history], ports.now);
     if (result.kind === "conflict") return { kind: "conflict" };
     return { kind: "committed", record: next, ...(uncordoned && { event: { type: "Normal", reason: "RollcallUncordon", message: `uncordoned: ${next.why}` } }) };
   },
@@ -493,20 +499,23 @@ async function waitForOperatorRelease(record: NodeRecord): Promise<StepResult> {
   return { kind: "wait", why: record.why };
 }
 
-function gateContext(record: NodeRecord, ports: StepPorts, phase: GateContext["phase"], shared?: Pick<GateContext, "records" | "kube">): GateContext {
+/**
+ * `seen`: the lock row as the step read it, which carries the last release (the health gate's
+ * question). A row written before it kept one has none until the next release: the records are not
+ * listed for it instead, or every queued node's step would list the whole cluster until then.
+ */
+function gateContext(record: NodeRecord, ports: StepPorts, phase: GateContext["phase"], shared?: Pick<GateContext, "records" | "kube" | "lastRelease">, seen?: LockView): GateContext {
   let listed: Promise<NodeRecord[]> | undefined;
-  return {
-    record,
-    policy: ports.policy,
-    now: ports.now,
-    phase,
-    kube: shared?.kube ?? ports.kube,
-    records: shared?.records ?? (() => (listed ??= ports.store.list(record.cluster).then((list) => list.map((r) => r.value)))),
+  const records = shared?.records ?? (() => (listed ??= ports.store.list(record.cluster).then((list) => list.map((r) => r.value))));
+  const lastRelease = async () => {
+    const { lastRelease: last } = seen ?? (await ports.lock.view(record.cluster));
+    return last && { node: last.node, at: new Date(last.at) };
   };
+  return { record, policy: ports.policy, now: ports.now, phase, kube: shared?.kube ?? ports.kube, records, lastRelease: shared?.lastRelease ?? lastRelease };
 }
 
 /** Lost races on the lock row a pending step retries on the row as it is now, before it runs again. */
-const ACQUIRE_RETRIES = 3;
+const ACQUIRE_RETRIES = 8;
 
 /** Whether the decision to take a slot depends on which nodes hold the others (a cap beyond the slot count). */
 function dependsOnHolders(policy: Policy): boolean {
@@ -527,6 +536,7 @@ const GATED_AHEAD_MAX = 10;
  * node's own next check-in records it (within the busy interval).
  */
 async function eligibleAhead(record: NodeRecord, ports: StepPorts, context: GateContext, enough: number): Promise<{ eligible: string[]; engaged: number }> {
+  if (ports.queuedAhead !== undefined && ports.queuedAhead < enough) return { eligible: [], engaged: ports.queuedAhead };
   const order = pendingOrder(ports.policy);
   // Who is ahead only orders the queue: concurrent queued check-ins share one listing (1,000 queued
   // nodes each listing 1,000 records starved the app). The gates decide on a listing of their own.
@@ -545,7 +555,7 @@ async function eligibleAhead(record: NodeRecord, ports: StepPorts, context: Gate
       eligible.push(other.node);
       continue;
     }
-    if (!(await ports.gate.holdReason(gateContext(other, ports, "before-lock", { records: context.records, kube: reads })))) eligible.push(other.node);
+    if (!(await ports.gate.holdReason(gateContext(other, ports, "before-lock", { records: context.records, kube: reads, lastRelease: context.lastRelease })))) eligible.push(other.node);
   }
   return { eligible, engaged: ahead.length };
 }

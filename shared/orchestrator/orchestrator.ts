@@ -70,6 +70,10 @@ function checkinOutdated(record: NodeRecord, now: Date, policy: Policy): boolean
 /** A hold mark this close to the one wanted is left as it is: one write per hold, not per step. */
 const HOLD_MARK_SLACK_MS = 5_000;
 
+/** How long a queue listing is reused: 1 ms per record it holds, at most a second (see `recentRecords`). */
+const LISTING_REUSE_MS_PER_RECORD = 1;
+const LISTING_REUSE_MAX_MS = 1_000;
+
 /** How often an instance holding check-ins reads each cluster's lock row for slots other instances gave. */
 const HOLD_POLL_MS = 250;
 
@@ -87,8 +91,8 @@ const MAX_STEPS_PER_RUN = 16;
  * advance nodes through `run`, which applies each step's result by ETag and re-reads on conflict.
  */
 export class Orchestrator {
-  /** Per cluster, the listing in flight that concurrent queue checks join (`StepPorts.recentRecords`). */
-  private readonly listings = new Map<string, Promise<NodeRecord[]>>();
+  /** Per cluster, the listing that concurrent queue checks join (`StepPorts.recentRecords`), and when it was started. */
+  private readonly listings = new Map<string, { records: Promise<NodeRecord[]>; startedAt: number; reuseMs: number }>();
 
   /** Queued check-ins held open on this instance until their node's turn (see `HeldCheckins`). */
   readonly holds: HeldCheckins;
@@ -98,18 +102,22 @@ export class Orchestrator {
   }
 
   /**
-   * The cluster's records, from the listing already in flight if there is one: concurrent check-ins
-   * of one instance share one listing instead of each making their own (1,000 queued nodes each
-   * listing 1,000 records starved the app). A check-in alone lists afresh, as before.
+   * The cluster's records for ordering the queue, from a listing this instance made moments ago or
+   * has in flight: concurrent check-ins share one listing instead of each making their own (1,000
+   * queued nodes each listing 1,000 records starved the app), and a finished listing of n records is
+   * reused for n ms (at most 1 s), so a large queue costs about one listing a second. Slots are taken
+   * on the lock row itself, so a listing that old can only make a node wait its turn a moment longer.
    */
   private recentRecords(cluster: string): Promise<NodeRecord[]> {
-    const inFlight = this.listings.get(cluster);
-    if (inFlight) return inFlight;
-    const records = this.deps.store.list(cluster).then((list) => list.map((r) => r.value));
-    this.listings.set(cluster, records);
-    const done = () => void (this.listings.get(cluster) === records && this.listings.delete(cluster));
-    records.then(done, done);
-    return records;
+    const recent = this.listings.get(cluster);
+    if (recent && performance.now() - recent.startedAt <= recent.reuseMs) return recent.records;
+    const entry = { records: this.deps.store.list(cluster).then((list) => list.map((r) => r.value)), startedAt: performance.now(), reuseMs: Number.POSITIVE_INFINITY };
+    this.listings.set(cluster, entry);
+    entry.records.then(
+      (list) => (entry.reuseMs = performance.now() - entry.startedAt + Math.min(LISTING_REUSE_MAX_MS, list.length * LISTING_REUSE_MS_PER_RECORD)),
+      () => void (this.listings.get(cluster) === entry && this.listings.delete(cluster)),
+    );
+    return entry.records;
   }
 
   private now(): Date {
@@ -131,8 +139,7 @@ export class Orchestrator {
     this.deps.telemetry.metric(telemetryMetrics.checkins, 1, { cluster, node });
     const reportedBy = agent && request.rebootRequired && !(current?.value.rebootRequired && current.value.rebootReportedBy) ? describeAgent(agent) : undefined;
     const facts: ReportedFacts = { ...reported, ...(reportedBy && { rebootReportedBy: reportedBy }), ...(agent && !agent.remembered && { agentPodName: agent.pod.name, agentPodUid: agent.pod.uid }) };
-    const holdMs = Math.min(waitSeconds * 1000, this.deps.holdMs ?? 0);
-    const heldUntil = () => new Date(this.now().getTime() + holdMs).toISOString();
+    const holdMs = Math.max(0, Math.min(waitSeconds * 1000, this.deps.holdMs ?? 0));
     if (!current) {
       current = await this.createOrReload(
         { cluster, node, state: "idle", since: this.now().toISOString(), why: "first check-in", ...facts, lastCheckinAt: this.now().toISOString() },
@@ -140,23 +147,35 @@ export class Orchestrator {
       );
     } else if (holdMs > 0 && current.value.state === "pending") {
       // The check-in of a queued node that will be held writes once, for its facts and its hold together.
-      current = await this.writeFacts(current, { ...facts, checkinHeldUntil: heldUntil() });
+      current = await this.writeFacts(current, { ...facts, checkinHeldUntil: new Date(this.now().getTime() + holdMs).toISOString() });
     } else if (factsChanged(current.value, facts) || checkinOutdated(current.value, this.now(), await this.deps.policy(cluster))) {
       current = await this.writeFacts(current, facts);
     }
     const how: RunOptions = { checkinOf: node, ...(agent?.remembered && { reviewAfresh: () => verify({ allowCached: false, known: true }).then(() => undefined) }) };
     let answer: CheckinResponse;
     ({ current, answer } = await this.answerCheckin(current, log, how));
-    if (holdMs <= 0 || answer.action !== "wait" || current.value.state !== "pending") return answer;
-    const marked = await this.markHeld(current, heldUntil());
-    if (!marked) return answer;
-    if (!(await this.holds.hold(cluster, node, holdMs))) {
-      // Its time is up with the node still queued: the agent checks in again at once and is held anew.
-      return { ...answer, nextCheckinSeconds: 1 };
+    const holdEnds = this.now().getTime() + holdMs;
+    const busyMs = (await this.deps.policy(cluster)).checkinBusySeconds * 1000;
+    // Held while the node stays queued: woken (it took a slot), it is stepped again and, still queued,
+    // held again for what is left of the wait the agent offered. A node a gate holds (a window, the
+    // health of the last node released, a blocker) is stepped again every busy interval as well: what
+    // lifts a gate is no event of Rollcall's, and gate-held nodes waiting out whole holds let free
+    // slots sit idle at concurrency 50.
+    while (answer.action === "wait" && current.value.state === "pending" && holdEnds - this.now().getTime() > 0) {
+      const marked = await this.markHeld(current, new Date(holdEnds).toISOString());
+      if (!marked) return answer;
+      const left = holdEnds - this.now().getTime();
+      const recheck = current.value.heldByGate === true && left > busyMs;
+      const woken = await this.holds.hold(cluster, node, recheck ? busyMs : left);
+      if (!woken && !recheck) {
+        // Its time is up with the node still queued: the agent checks in again at once and is held anew.
+        return { ...answer, nextCheckinSeconds: 1 };
+      }
+      const reloaded = await this.deps.store.get(cluster, node);
+      if (!reloaded) return answer;
+      ({ current, answer } = await this.answerCheckin(reloaded, log, how));
     }
-    const moved = await this.deps.store.get(cluster, node);
-    if (!moved) return answer;
-    return (await this.answerCheckin(moved, log, how)).answer;
+    return answer;
   }
 
   /** Advances the checking-in node as far as it goes now and derives the agent's answer. */
@@ -294,8 +313,12 @@ export class Orchestrator {
         current = reloaded;
         continue;
       }
-      await this.recordTransition(from, next, ports.now, log, policy, { event: result.kind === "committed" ? result.event : undefined, quiet: shadow });
+      const handedToHeld = await this.recordTransition(from, next, ports.now, log, policy, { event: result.kind === "committed" ? result.event : undefined, quiet: shadow });
       if (from === "releasing") freedSlot = true;
+      if (from === "pending" && next.state === "cordoning") how.tookSlot = true;
+      // The node's own check-in, held here, goes on with its turn (and waits for its drain): stepping it
+      // here too only raced it.
+      if (how.handOff && handedToHeld) break;
     }
     if (freedSlot) await this.startNextPending(cluster, deadline, log, how.wait);
     return current;
@@ -305,8 +328,13 @@ export class Orchestrator {
   private async startNextPending(cluster: string, deadline: Date, log: Logger, wait?: boolean): Promise<void> {
     const policy = await this.deps.policy(cluster);
     const order = pendingOrder(policy);
-    const waiting = (await this.deps.store.list(cluster, { state: "pending" })).sort((a, b) => order(a.value, b.value));
-    // Candidates step in queue order until the lock is full again. Then the next few only have their
+    const queued = (await this.deps.store.list(cluster, { state: "pending" })).sort((a, b) => order(a.value, b.value));
+    // The first `free` nodes all take a slot in this round, in whatever order: releases at once each
+    // begin at another of them, where all beginning at the first made them race for one node each.
+    const free = policy.concurrency - (await this.deps.lock.view(cluster)).holders.length;
+    const begin = Math.floor(Math.random() * Math.max(1, Math.min(free, queued.length)));
+    const waiting = [...queued.slice(begin, Math.max(begin, free)), ...queued.slice(0, begin), ...queued.slice(Math.max(begin, free))];
+    // Candidates step in queue order until one takes the freed slot or the lock is full. Then the next few only have their
     // "waiting for a free lock slot (held by …)" rewritten from that one lock read (a write each, only
     // if it changed), so that no reason names the node just released; the rest of a long queue refresh
     // theirs at their own check-ins, or a release would cost O(queue) and, at concurrency 5, stepped
@@ -319,10 +347,14 @@ export class Orchestrator {
         await this.refreshSlotWait(candidate, full);
         continue;
       }
-      const after = await this.run(candidate, deadline, log, { wait, handOff: true });
-      if (after.value.state !== "pending") continue;
+      const handOff: RunOptions = { wait, handOff: true, queuedAhead: queued.indexOf(candidate) };
+      await this.run(candidate, deadline, log, handOff);
       const { holders } = await this.deps.lock.view(cluster);
       if (holders.length >= policy.concurrency) full = holders;
+      // This release handed the slot it freed to a node: any other free slot is another release's to
+      // hand over, or the next check-in's. Filling every free slot from each of fifty releases at once
+      // made them all race for the same nodes; a candidate someone else started is passed over.
+      else if (handOff.tookSlot) return;
     }
   }
 
@@ -407,6 +439,7 @@ export class Orchestrator {
       clock: () => this.now(),
       checkinOf: how.checkinOf,
       recentRecords: (c) => this.recentRecords(c),
+      ...(how.queuedAhead !== undefined && { queuedAhead: how.queuedAhead }),
       agentProblem: async (record) => {
         if (record.node !== how.checkinOf) return this.deps.agentProblem?.(cluster, record);
         const review = how.reviewAfresh;
@@ -464,10 +497,11 @@ export class Orchestrator {
 
   /** The log line, telemetry and notification of one transition, after it was written. */
   /** `tell.event`: the Event the step named; `tell.quiet`: a shadow-mode transition, told to no one in the cluster. */
-  private async recordTransition(from: NodeState, next: NodeRecord, now: Date, log: Logger, policy: Policy, tell: { event?: StepEvent; quiet?: boolean } = {}): Promise<void> {
+  /** Returns whether the transition woke the node's check-in held on this instance. */
+  private async recordTransition(from: NodeState, next: NodeRecord, now: Date, log: Logger, policy: Policy, tell: { event?: StepEvent; quiet?: boolean } = {}): Promise<boolean> {
     logTransition(log, from, next);
     const { cluster, node } = next;
-    this.holds.wake(cluster, node);
+    const woke = this.holds.wake(cluster, node);
     if (!tell.quiet) await tellNode(() => this.deps.kube(cluster), from, next, log, tell.event);
     this.deps.telemetry.event(telemetryEvents.transition, { cluster, node, from, to: next.state, why: next.why, leaseId: next.leaseId });
     const since = (field: string | undefined) => (field ? (now.getTime() - Date.parse(field)) / 1000 : undefined);
@@ -483,6 +517,7 @@ export class Orchestrator {
               : undefined;
     if (phase && phase[1] !== undefined) this.deps.telemetry.metric(phase[0], phase[1], { cluster, node });
     await notifyTransition(policy, from, next, log);
+    return woke;
   }
 }
 
@@ -497,6 +532,10 @@ interface RunOptions {
   handOff?: boolean;
   /** A remembered review let the checking-in agent in: review it afresh before its node takes a slot (throws a refusal). */
   reviewAfresh?: () => Promise<void>;
+  /** Set by the run: it took a lock slot for the node. */
+  tookSlot?: boolean;
+  /** The node's place in the queue as the release serving it listed it (see `StepPorts.queuedAhead`). */
+  queuedAhead?: number;
 }
 
 type ReportedFacts = Pick<NodeRecord, "bootId" | "rebootRequired" | "reasons" | "agentVersion" | "rebootReportedBy" | "agentPodName" | "agentPodUid" | "checkinHeldUntil">;

@@ -190,6 +190,8 @@ export interface GateContext {
   kube(): Promise<ClusterApi>;
   /** Every node record of the cluster (read on first call). */
   records(): Promise<NodeRecord[]>;
+  /** The node released last in the cluster, and when (kept in the lock row by each release). */
+  lastRelease(): Promise<{ node: string; at: Date } | undefined>;
 }
 
 /**

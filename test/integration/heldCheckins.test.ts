@@ -62,6 +62,26 @@ describe("held check-ins: a queued node's turn starts the moment a slot frees", 
     assert.ok(Date.now() - releasedAt < 10_000, "answered within a poll of the lock row, not when the hold ran out");
   });
 
+  it("steps a held node that a gate holds again every busy interval, so it takes its turn once the gate lifts", async () => {
+    world.configure({ ROLLCALL_CONCURRENCY: "1" });
+    const name = `held-gate-${Math.random().toString(36).slice(2, 7)}`;
+    world.sim.addNode(name);
+    const agent = await TestAgent.on(world.sim, name, true);
+    const rollcall = await getRollcall();
+    let open = false;
+    // A gate no Rollcall event lifts (a window opening, the last node released turning Ready).
+    const gate = { holdReason: async () => (open ? undefined : "closed by the test") };
+    const orchestrator = new Orchestrator({ store: rollcall.store, lock: rollcall.lock, kube: rollcall.kube, policy: rollcall.policy, gate, telemetry: new MemoryTelemetry(), stepBudgetMs: 5_000, holdMs: 20_000 });
+    const held = orchestrator.checkin(CLUSTER, name, CheckinRequest.parse(agent.body()), invocation("gated"), undefined, 20);
+    await sleep(1_500);
+    open = true;
+    const openedAt = Date.now();
+    const answer = await held;
+
+    assert.equal(answer.action, "reboot", `the held check-in carries the turn: ${JSON.stringify(answer)}`);
+    assert.ok(Date.now() - openedAt < 5_000, "within a busy interval or so of the gate lifting, not at the end of the 20 s hold");
+  });
+
   it("answers a held check-in whose time runs out with the queue's reason and asks the agent back at once", async () => {
     const { b } = await queuedBehindFirst({ ROLLCALL_CHECKIN_HOLD_SECONDS: "1" });
     const started = Date.now();

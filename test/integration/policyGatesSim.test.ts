@@ -7,7 +7,7 @@ import { applyPendingTaint, postRebootLabels, preRebootLabels } from "../../shar
 import { rebootPolicyGate } from "../../shared/policy/gates/composite";
 import { withPolicyDefaults, type GateContext, type Policy } from "../../shared/policy/policy";
 import { SimCluster } from "../../local/kubeSim/simCluster";
-import { policyBase } from "../support/fixtures";
+import { lastReleaseIn, policyBase } from "../support/fixtures";
 
 const MIN = 60_000;
 const policy = (overrides: Partial<Policy> = {}): Policy =>
@@ -33,7 +33,7 @@ describe("the reboot-policy gates against the simulated API server", () => {
   after(() => sim.stop());
 
   const ask = (p: Policy, node: string, records: NodeRecord[], phase: GateContext["phase"] = "before-lock") =>
-    rebootPolicyGate().holdReason({ record: rec(node), policy: p, now: new Date(), phase, kube: async () => api, records: async () => records });
+    rebootPolicyGate().holdReason({ record: rec(node), policy: p, now: new Date(), phase, kube: async () => api, records: async () => records, lastRelease: async () => lastReleaseIn(records) });
 
   it("lets one node per zone out with maxPerZone 1 while several are pending", async () => {
     const records = [rec("z1a", "draining"), rec("z1b"), rec("z2a"), rec("z2b")];

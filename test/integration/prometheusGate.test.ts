@@ -39,6 +39,7 @@ const context = (policy: Policy): GateContext => ({
   phase: "before-lock",
   kube: async () => new FakeClusterApi(),
   records: async () => [],
+  lastRelease: async () => undefined,
 });
 
 /** What Prometheus evaluates for the few expressions the tests use. */

@@ -30,6 +30,20 @@ describe("the table lock", () => {
     assert.equal(new Set(holders.map((h) => h.node)).size, 3);
   });
 
+  it("keeps the last turn's release in the row through later acquires, and not a lease expiry's", async () => {
+    const lock = new TableLock(await storage.table());
+    const cluster = "last-release";
+    await lock.acquire(cluster, holder("n1"), 2);
+    await lock.acquire(cluster, holder("n2"), 2);
+    assert.equal((await lock.view(cluster)).lastRelease, undefined, "nothing released yet");
+    await lock.release(cluster, "n1", "lease-n1", [], new Date("2026-11-24T03:10:00.000Z"));
+    await lock.acquire(cluster, holder("n3"), 2);
+    assert.deepEqual((await lock.view(cluster)).lastRelease, { node: "n1", at: "2026-11-24T03:10:00.000Z" });
+    // The reconcile timer frees an expired lease without a time: that node's turn did not end well.
+    await lock.release(cluster, "n2", "lease-n2");
+    assert.deepEqual((await lock.view(cluster)).lastRelease, { node: "n1", at: "2026-11-24T03:10:00.000Z" });
+  });
+
   it("keeps clusters apart", async () => {
     const lock = new TableLock(await storage.table());
     assert.equal((await lock.acquire("a", holder("n1"), 1)).kind, "acquired");

@@ -1,5 +1,6 @@
 import { parseConfig } from "../../shared/config/config";
 import type { KubePod } from "../../shared/kube/clusterApi";
+import type { NodeRecord } from "../../shared/node/nodeRecord";
 import { policyFromConfig, type Policy } from "../../shared/policy/policy";
 
 const defaults = policyFromConfig(parseConfig({ ROLLCALL_STORAGE_CONNECTION: "UseDevelopmentStorage=true" }));
@@ -25,4 +26,17 @@ export function runningPod(overrides: Partial<KubePod> = {}): KubePod {
     labels: {},
     ...overrides,
   };
+}
+
+/** The most recent release among `records` (a `releasing → …` transition): a gate context's `lastRelease` built from test records. */
+export function lastReleaseIn(records: readonly NodeRecord[]): { node: string; at: Date } | undefined {
+  let best: { node: string; at: Date } | undefined;
+  for (const record of records) {
+    for (const t of record.recent ?? []) {
+      if (t.from !== "releasing") continue;
+      const at = new Date(t.at);
+      if (!best || at > best.at) best = { node: record.node, at };
+    }
+  }
+  return best;
 }

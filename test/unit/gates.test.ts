@@ -12,7 +12,7 @@ import { parsePolicyDocument, resolvePolicy } from "../../shared/policy/policySc
 import { windowGate } from "../../shared/policy/gates/window";
 import { withPolicyDefaults, type GateContext, type Policy } from "../../shared/policy/policy";
 import { FakeClusterApi } from "../support/fakeClusterApi";
-import { policyBase } from "../support/fixtures";
+import { lastReleaseIn, policyBase } from "../support/fixtures";
 
 const now = new Date("2026-11-24T03:00:00Z");
 const MIN = 60_000;
@@ -44,6 +44,7 @@ function context(kube: FakeClusterApi, policy: Policy, node: string, records: No
     phase,
     kube: async () => kube,
     records: async () => records,
+    lastRelease: async () => lastReleaseIn(records),
   };
 }
 

@@ -7,6 +7,7 @@ import { NodeStore, type NodeRecord } from "../../shared/node/nodeRecord";
 import { canTransition, leftoverRepair, NODE_STATES, nextRecord, onLeaseExpired, STEPS, type StepPorts, TRANSITIONS } from "../../shared/node/stateMachine";
 import { answerFor } from "../../shared/orchestrator/answer";
 import { openGate, type Policy } from "../../shared/policy/policy";
+import { healthGate } from "../../shared/policy/gates/health";
 import { FakeClusterApi } from "../support/fakeClusterApi";
 import { policyBase } from "../support/fixtures";
 
@@ -22,8 +23,9 @@ class ScriptedLock implements ClusterLock {
   /** Acquires to refuse as lost races on the row (someone else wrote first). */
   conflicts = 0;
   acquires = 0;
+  lastRelease?: { node: string; at: string };
   async view() {
-    return { holders: this.holders };
+    return { holders: this.holders, ...(this.lastRelease && { lastRelease: this.lastRelease }) };
   }
   async acquire(_cluster: string, holder: LockHolder, slots: number, alongWith: TransactionAction[] = []): Promise<AcquireResult> {
     this.acquires++;
@@ -117,6 +119,29 @@ describe("the node state machine", () => {
     const companion = lock.written[0]?.[0];
     assert.equal(companion?.[0], "update");
     assert.deepEqual(companion?.[3], { etag: "etag-1" });
+  });
+
+  it("asks the health gate about the last release the lock row records, without listing the cluster's records", async () => {
+    const { ports, lock, kube } = setup();
+    kube.addNode("n7");
+    kube.nodes.get("n7")!.ready = false;
+    lock.lastRelease = { node: "n7", at: new Date(now.getTime() - 1_000).toISOString() };
+    let listings = 0;
+    const store = Object.assign(Object.create(ports.store) as typeof ports.store, { list: async () => (listings++, []) });
+    const result = await STEPS.pending(record({ state: "pending" }), "e", { ...ports, store, gate: healthGate(), recentRecords: async () => [] });
+    assert.equal(result.kind, "wait");
+    assert.match(result.kind === "wait" ? result.why : "", /waiting for node n7, the last one released, to be Ready/);
+    assert.equal(listings, 0, "the queue came from the shared listing, the last release from the lock row");
+  });
+
+  it("takes a freed slot handed over by a release that listed the node first in the queue, without listing the queue again", async () => {
+    const { ports } = setup();
+    let listings = 0;
+    const store = Object.assign(Object.create(ports.store) as typeof ports.store, { list: async () => (listings++, []) });
+    const recentRecords = async () => (listings++, []);
+    const handedOver = await STEPS.pending(record({ state: "pending", lastCheckinAt: now.toISOString() }), "e", { ...ports, store, recentRecords, queuedAhead: 0, checkinOf: undefined, policy: { ...policy, health: { waitForHealthy: false, lockReleaseDelayMs: 0 } } });
+    assert.equal(handedOver.kind, "committed");
+    assert.equal(listings, 0);
   });
 
   it("waits, naming the holder, when every slot is taken", async () => {

@@ -1,20 +1,6 @@
 import type { KubePdb } from "../../kube/clusterApi";
-import type { NodeRecord } from "../../node/nodeRecord";
 import type { GateContext } from "../policy";
 import { listShort, type NamedGate } from "./gate";
-
-/** The most recent release of any node (a `releasing → …` transition), from the records' recent transitions. */
-export function lastRelease(records: readonly NodeRecord[]): { record: NodeRecord; at: Date } | undefined {
-  let best: { record: NodeRecord; at: Date } | undefined;
-  for (const record of records) {
-    for (const t of record.recent ?? []) {
-      if (t.from !== "releasing") continue;
-      const at = new Date(t.at);
-      if (!best || at > best.at) best = { record, at };
-    }
-  }
-  return best;
-}
 
 /** A PDB whose workload is not back: it allows no disruption and has fewer healthy pods than expected. */
 export function isShortOfPods(pdb: KubePdb): boolean {
@@ -26,7 +12,7 @@ export interface HealthGateDeps {
    * The PodDisruptionBudgets (`namespace/name`) the last node's drain touched, when recorded.
    * Without it, every PDB of the cluster that is short of pods holds the next node.
    */
-  touchedPdbs?: (record: NodeRecord) => readonly string[] | undefined;
+  touchedPdbs?: (node: string) => readonly string[] | undefined;
 }
 
 /**
@@ -38,27 +24,27 @@ export interface HealthGateDeps {
 export function healthGate(deps: HealthGateDeps = {}): NamedGate {
   return {
     name: "health",
-    async holdReason({ policy, now, phase, records, kube }: GateContext) {
+    async holdReason({ policy, now, phase, lastRelease, kube }: GateContext) {
       if (phase !== "before-lock") return undefined;
       const health = policy.health ?? { waitForHealthy: true, lockReleaseDelayMs: 0 };
       if (!health.waitForHealthy && health.lockReleaseDelayMs <= 0) return undefined;
-      const last = lastRelease(await records());
+      const last = await lastRelease();
       if (!last) return undefined;
       const since = now.getTime() - last.at.getTime();
       if (since < health.lockReleaseDelayMs) {
         const left = Math.ceil((health.lockReleaseDelayMs - since) / 1000);
-        return `waiting ${left} s more after node ${last.record.node} was released at ${last.at.toISOString()} (lockReleaseDelaySeconds is ${health.lockReleaseDelayMs / 1000})`;
+        return `waiting ${left} s more after node ${last.node} was released at ${last.at.toISOString()} (lockReleaseDelaySeconds is ${health.lockReleaseDelayMs / 1000})`;
       }
       if (!health.waitForHealthy) return undefined;
       const api = await kube();
-      const node = await api.getNode(last.record.node);
-      if (node && !node.ready) return `waiting for node ${last.record.node}, the last one released, to be Ready`;
-      const touched = deps.touchedPdbs?.(last.record);
+      const node = await api.getNode(last.node);
+      if (node && !node.ready) return `waiting for node ${last.node}, the last one released, to be Ready`;
+      const touched = deps.touchedPdbs?.(last.node);
       const short = (await api.listPodDisruptionBudgets())
         .filter((pdb) => !touched || touched.includes(`${pdb.namespace}/${pdb.name}`))
         .filter(isShortOfPods)
         .map((pdb) => `${pdb.namespace}/${pdb.name} (${pdb.currentHealthy} of ${pdb.expectedPods} healthy)`);
-      if (short.length) return `waiting for workloads to come back after node ${last.record.node}: PodDisruptionBudget ${listShort(short)} allows no disruption yet`;
+      if (short.length) return `waiting for workloads to come back after node ${last.node}: PodDisruptionBudget ${listShort(short)} allows no disruption yet`;
       return undefined;
     },
   };
