@@ -39,6 +39,13 @@ describe("the app settings", () => {
     assert.throws(() => parseConfig({ ...base, ROLLCALL_DRAIN_TIMEOUT_MINUTES: "60", ROLLCALL_LOCK_TTL_MINUTES: "60" }), /ROLLCALL_DRAIN_TIMEOUT_MINUTES/);
   });
 
+  it("hold a queued check-in 20 s by default, not at all with 0, and refuse more than Azure's front end lets a request take", () => {
+    assert.equal(parseConfig(base).checkinHoldMs, 20_000);
+    assert.equal(parseConfig({ ...base, ROLLCALL_CHECKIN_HOLD_SECONDS: "0" }).checkinHoldMs, 0);
+    assert.throws(() => parseConfig({ ...base, ROLLCALL_CHECKIN_HOLD_SECONDS: "201" }), /ROLLCALL_CHECKIN_HOLD_SECONDS/);
+    assert.throws(() => parseConfig({ ...base, ROLLCALL_CHECKIN_HOLD_SECONDS: "-1" }), /ROLLCALL_CHECKIN_HOLD_SECONDS/);
+  });
+
   it("require some storage", () => {
     assert.throws(() => parseConfig({}), /ROLLCALL_STORAGE_CONNECTION/);
   });
