@@ -1,6 +1,12 @@
-/** Spreads an interval by ± `fraction`, so that a fleet of agents does not move in lockstep. */
+/**
+ * The interval, shortened by up to `fraction` at random, so that a fleet of agents does not move in
+ * lockstep; never lengthened: the orchestrator's
+ * `nextCheckinSeconds` stays the latest the agent checks in again, which is what its promises rest
+ * on (an operator's request on an idle node waits at most the idle interval; an agent counts as
+ * engaged for twice the busy interval). Jitter of ± that lengthened some intervals broke both.
+ */
 export function withJitter(ms: number, fraction: number, random: () => number = Math.random): number {
-  return Math.max(0, Math.round(ms * (1 + fraction * (2 * random() - 1))));
+  return Math.max(0, Math.round(ms * (1 - fraction * random())));
 }
 
 /**

@@ -57,7 +57,7 @@ function harness(options: { answers?: (CheckinResponse | Error)[]; failReboot?: 
     log: (level, msg, fields) => lines.push({ level, msg, fields }),
     random: () => 0.5,
   };
-  const loop = new AgentLoop({ agentVersion: "0.1.0", jitter: 0.1, backoffBaseMs: 1000, backoffMaxMs: 8000, intervalScale: 1 }, parts);
+  const loop = new AgentLoop({ agentVersion: "0.1.0", jitter: 0, backoffBaseMs: 1000, backoffMaxMs: 8000, intervalScale: 1 }, parts);
   return { loop, requests, answers, lines, leases, rebootCalls, setBootId: (id) => (bootId = id), setRequired: (r) => (required = r) };
 }
 

@@ -123,10 +123,11 @@ describe("the lease file", () => {
 });
 
 describe("intervals", () => {
-  it("spread by the jitter fraction around the answered interval", () => {
-    assert.equal(withJitter(10_000, 0.1, () => 0), 9_000);
-    assert.equal(withJitter(10_000, 0.1, () => 1), 11_000);
+  it("spread below the answered interval by up to the jitter fraction, never past it", () => {
+    assert.equal(withJitter(10_000, 0.1, () => 0), 10_000);
+    assert.equal(withJitter(10_000, 0.1, () => 0.999), 9_001);
     assert.equal(withJitter(10_000, 0, Math.random), 10_000);
+    for (let i = 0; i < 1_000; i++) assert.ok(withJitter(60_000, 0.5) <= 60_000, "an idle agent is back within the idle interval");
   });
 
   it("back off exponentially with jitter up to the maximum, never to zero", () => {
