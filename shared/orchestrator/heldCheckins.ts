@@ -49,7 +49,7 @@ export class HeldCheckins {
     return wake !== undefined;
   }
 
-  /** How many check-ins this instance holds now, for the bench and tests. */
+  /** How many check-ins this instance holds now. */
   get size(): number {
     let count = 0;
     for (const nodes of this.held.values()) count += nodes.size;

@@ -33,8 +33,6 @@ export interface OrchestratorDeps {
   newLeaseId?: () => string;
   /** Longest a queued node's check-in is held open for its turn (ROLLCALL_CHECKIN_HOLD_SECONDS); 0 or absent: never held. */
   holdMs?: number;
-  /** How often held check-ins look at the lock row for a slot another instance gave; 250 ms when not given. */
-  holdPollMs?: number;
   /**
    * Whether a node's agent pod, as its last fresh review recorded it, still speaks for the node (see
    * `recordedAgentProblem`); without it (authentication off) every recorded agent is taken as present.
@@ -98,7 +96,7 @@ export class Orchestrator {
   readonly holds: HeldCheckins;
 
   constructor(private readonly deps: OrchestratorDeps) {
-    this.holds = new HeldCheckins(deps.lock, deps.holdPollMs ?? HOLD_POLL_MS);
+    this.holds = new HeldCheckins(deps.lock, HOLD_POLL_MS);
   }
 
   /**
