@@ -9,6 +9,7 @@ import { parseFieldSelector, parseLabelSelector } from "./selectors";
 import { ApiError, badRequest, internalError, methodNotAllowed, notFound, pathNotFound, successStatus, unauthorized } from "./status";
 import type { Json, KubeObject, Store } from "./store";
 import type { TokenAuthority } from "./tokens";
+import { isWatch, serveWatch } from "./watch";
 
 /** The HTTP face of the simulator: kube-apiserver's URL layout, verbs, status codes and JSON. */
 
@@ -55,6 +56,11 @@ async function serve(context: ApiServerContext, request: IncomingMessage, respon
     if (request.headers.authorization !== `Bearer ${context.adminToken}`) throw unauthorized();
     // Timers may have changed the cluster since the last request; controllers react before anyone reads it.
     context.controllers.settle();
+    if (method === "GET" && isWatch(url.searchParams)) {
+      serveWatch(context.store, watchTarget(url), url.searchParams, request, response);
+      context.requestLog.push({ at: Date.now(), method, path: url.pathname, query: url.search.replace(/^\?/, ""), status: 200 });
+      return;
+    }
     reply = route(context, method, url, request.headers["content-type"], raw);
   } catch (error) {
     const failure = error instanceof ApiError ? error : internalError(error instanceof Error ? error.message : String(error));
@@ -159,6 +165,13 @@ function route(context: ApiServerContext, method: string, url: URL, contentType:
   }
 }
 
+/** A collection that can be watched: whatever can be listed, but events.k8s.io/v1 (not simulated for watches). */
+function watchTarget(url: URL): Target {
+  const target = parseTarget(url.pathname.split("/").filter(Boolean).map(decodeURIComponent));
+  if (target.name !== undefined || target.resource === resources.eventsV1 || !target.resource.verbs.has("list")) throw methodNotAllowed();
+  return target;
+}
+
 /** events.k8s.io/v1: the core/v1 events' storage, each request and answer converted (see events.ts). */
 function eventsV1Route(context: ApiServerContext, method: string, url: URL, contentType: string | undefined, raw: string, target: Target): Reply {
   const stored: Target = { ...target, resource: resources.events };
@@ -225,7 +238,6 @@ function parseTarget(segments: string[]): Target {
 }
 
 function list(store: Store, { resource, namespace }: Target, query: URLSearchParams): Json {
-  if (query.get("watch") === "true" || query.get("watch") === "1") throw new ApiError(405, "MethodNotAllowed", "the simulated API server does not implement watch", {});
   const labels = parseLabelSelector(query.get("labelSelector") ?? "");
   const fields = parseFieldSelector(resource.plural, query.get("fieldSelector") ?? "");
   // Items of a list carry no kind or apiVersion of their own, as kube-apiserver serves them.

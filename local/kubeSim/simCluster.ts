@@ -26,6 +26,8 @@ export interface SimClusterOptions {
   evictionRetryAfterSeconds?: number;
   /** Audiences the API server accepts for TokenReviews that name none. */
   apiAudiences?: string[];
+  /** How many recent changes a watch can replay from an older resourceVersion (older: 410 Expired). Default 5,000. */
+  watchHistory?: number;
 }
 
 export interface SimNodeOptions {
@@ -126,7 +128,7 @@ export class SimCluster {
   }
 
   static async start(options: SimClusterOptions = {}): Promise<SimCluster> {
-    const store = new Store();
+    const store = new Store(options.watchHistory);
     const adminToken = randomBytes(24).toString("base64url");
     let controllers: Controllers | undefined;
     const timers = new Timers(() => controllers?.settle());

@@ -51,7 +51,14 @@ export interface Change {
   resource: Resource;
   before?: KubeObject;
   after?: KubeObject;
+  /** A removal: the object's final state, carrying the resourceVersion of its deletion. */
+  gone?: KubeObject;
+  /** The resourceVersion this change was written at. */
+  revision: number;
 }
+
+/** How many recent changes a watch from an older resourceVersion can be replayed from (etcd keeps ~5 minutes). */
+const HISTORY = 5_000;
 
 /** The random suffix alphabet of generated names (no vowels, so no words), as in apiserver's name generator. */
 const SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789";
@@ -66,7 +73,11 @@ export class Store {
   private revision = 0;
   private stateRevision = 0;
   private readonly tables = new Map<string, Map<string, KubeObject>>();
-  private readonly listeners: ((change: Change) => void)[] = [];
+  private readonly listeners = new Set<(change: Change) => void>();
+  private readonly history: Change[] = [];
+
+  /** `historyLimit`: how many recent changes a watch from an older resourceVersion can be replayed from. */
+  constructor(private readonly historyLimit = HISTORY) {}
 
   get resourceVersion(): string {
     return String(this.revision);
@@ -81,8 +92,20 @@ export class Store {
     return String(this.stateRevision);
   }
 
-  onChange(listener: (change: Change) => void): void {
-    this.listeners.push(listener);
+  /** Calls `listener` after every write; returns what stops it. */
+  onChange(listener: (change: Change) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * The changes written after `revision`, oldest first, or undefined when they are no longer all kept
+   * (a watch from there is answered 410 Gone, as kube-apiserver answers a compacted resourceVersion).
+   */
+  changesSince(revision: number): Change[] | undefined {
+    const oldest = this.history[0];
+    if (oldest && revision < oldest.revision - 1) return undefined;
+    return this.history.filter((c) => c.revision > revision);
   }
 
   get(resource: Resource, namespace: string | undefined, name: string): KubeObject | undefined {
@@ -143,7 +166,7 @@ export class Store {
     delete stored.metadata.deletionTimestamp;
     delete stored.metadata.deletionGracePeriodSeconds;
     table.set(id, stored);
-    this.emit({ resource, after: stored });
+    this.emit({ resource, after: stored, revision: this.revision });
     return structuredClone(stored);
   }
 
@@ -179,7 +202,7 @@ export class Store {
     if (jsonEqual(stored, current)) return structuredClone(current);
     stored.metadata.resourceVersion = this.bump(resource);
     table.set(id, stored);
-    this.emit({ resource, before: current, after: stored });
+    this.emit({ resource, before: current, after: stored, revision: this.revision });
     return structuredClone(stored);
   }
 
@@ -192,7 +215,7 @@ export class Store {
     stored.metadata.deletionGracePeriodSeconds = gracePeriodSeconds;
     stored.metadata.resourceVersion = this.bump(resource);
     this.table(resource).set(key(resource, namespace, name), stored);
-    this.emit({ resource, before: current, after: stored });
+    this.emit({ resource, before: current, after: stored, revision: this.revision });
     return structuredClone(stored);
   }
 
@@ -204,7 +227,7 @@ export class Store {
     table.delete(id);
     // The final state of a deleted object carries the resourceVersion of its deletion, as watch events do.
     const gone = { ...structuredClone(current), metadata: { ...structuredClone(current.metadata), resourceVersion: this.bump(resource) } };
-    this.emit({ resource, before: current });
+    this.emit({ resource, before: current, gone, revision: this.revision });
     return gone;
   }
 
@@ -221,6 +244,8 @@ export class Store {
   }
 
   private emit(change: Change): void {
+    this.history.push(change);
+    if (this.history.length > this.historyLimit) this.history.splice(0, this.history.length - this.historyLimit);
     for (const listener of this.listeners) listener(change);
   }
 }

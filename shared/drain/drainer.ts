@@ -1,3 +1,4 @@
+import { type ChangeFeed, untilChange } from "../kube/changeFeed";
 import type { DrainSettings } from "../config/config";
 import type { ClusterApi, EvictionResult, KubePod } from "../kube/clusterApi";
 
@@ -130,24 +131,32 @@ export async function drainFor(api: ClusterApi, node: string, options: DrainOpti
   // Counted in sleeps, not by the clock: a test's fixed clock cannot make the wait endless.
   let left = Math.floor(wait.waitMs / DRAIN_POLL_MS);
   let sinceHeldCheck = 0;
-  while (pass.kind === "waiting" && left > 0 && !pass.serverRetryAfter) {
-    const retriesEvictions = pass.pdbBlocked;
-    if (pass.pdbBlocked) {
-      const spent = await untilBudgetAllows(api, pass.pdbs, { ...wait, waitMs: left * DRAIN_POLL_MS });
-      left -= spent.sleeps;
-      if (!spent.allowed) break;
-    } else {
-      await wait.sleep(DRAIN_POLL_MS);
-      left--;
-      sinceHeldCheck++;
+  // Opened once the drain has something to wait for: a pod deleted from the node ends the sleep at
+  // once, where the poll found it 50 ms later on average (a whole interval, a phase or two per node).
+  let deletions: ChangeFeed | undefined;
+  try {
+    while (pass.kind === "waiting" && left > 0 && !pass.serverRetryAfter) {
+      const retriesEvictions = pass.pdbBlocked;
+      if (pass.pdbBlocked) {
+        const spent = await untilBudgetAllows(api, pass.pdbs, { ...wait, waitMs: left * DRAIN_POLL_MS });
+        left -= spent.sleeps;
+        if (!spent.allowed) break;
+      } else {
+        deletions ??= api.watchPodDeletions?.(node);
+        await untilChange(deletions, wait.sleep(DRAIN_POLL_MS));
+        left--;
+        sinceHeldCheck++;
+      }
+      // A pass that only finds its evicted pods still terminating evicts nothing: re-reading the node
+      // before each of those (every 100 ms) was most of a drain's API calls.
+      if (wait.stillHeld && (retriesEvictions || sinceHeldCheck >= HELD_CHECK_SLEEPS)) {
+        sinceHeldCheck = 0;
+        if (!(await wait.stillHeld())) break;
+      }
+      pass = await drainPass(api, node, options, wait.now());
     }
-    // A pass that only finds its evicted pods still terminating evicts nothing: re-reading the node
-    // before each of those (every 100 ms) was most of a drain's API calls.
-    if (wait.stillHeld && (retriesEvictions || sinceHeldCheck >= HELD_CHECK_SLEEPS)) {
-      sinceHeldCheck = 0;
-      if (!(await wait.stillHeld())) break;
-    }
-    pass = await drainPass(api, node, options, wait.now());
+  } finally {
+    deletions?.close();
   }
   return pass;
 }

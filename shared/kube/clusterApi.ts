@@ -1,3 +1,4 @@
+import type { ChangeFeed } from "./changeFeed";
 /**
  * The slice of the Kubernetes API the orchestrator needs, as a small port. The production
  * implementation is `kubeClusterApi.ts` (client-node); unit tests fake this interface directly.
@@ -100,6 +101,13 @@ export interface ClusterApi {
    */
   updateNode(seen: Pick<KubeNode, "name" | "resourceVersion">, change: NodeChange): Promise<KubeNode>;
   listPodsOnNode(name: string): Promise<KubePod[]>;
+  /**
+   * Watches that wake a step waiting on the cluster at once instead of at its next poll: pods
+   * deleted from the node (evicted pods finishing), and any change to the node object after the
+   * resourceVersion it was read at (the kubelet posting Ready). Absent (a fake cluster): the step polls.
+   */
+  watchPodDeletions?(node: string): ChangeFeed;
+  watchNode?(name: string, resourceVersion: string): ChangeFeed;
   evictPod(pod: Pick<KubePod, "namespace" | "name">, gracePeriodSeconds?: number): Promise<EvictionResult>;
   /** Who a bearer token belongs to, validated for `audiences` by the API server (TokenReview). */
   reviewToken(token: string, audiences: string[]): Promise<TokenReviewResult>;

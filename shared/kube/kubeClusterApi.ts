@@ -1,7 +1,11 @@
 import type * as k8s from "@kubernetes/client-node";
+import { ChangeFeed } from "./changeFeed";
 import { type ClusterApi, type EvictionResult, type KubeNode, type KubePdb, type KubePod, type KubePodIdentity, type KubePodOnNode, type KubeTaint, type NodeChange, NodeChangedError, type NodeEvent, type TaintEffect, type TokenReviewResult } from "./clusterApi";
 
 type ClientNode = typeof import("@kubernetes/client-node");
+
+/** The server ends a watch after this long if its step never closed it: a feed serves one step's wait, seconds at most. */
+const WATCH_TIMEOUT_SECONDS = 60;
 
 /** The `ClusterApi` over the real Kubernetes API, through `@kubernetes/client-node`. */
 export class KubeClusterApi implements ClusterApi {
@@ -11,7 +15,7 @@ export class KubeClusterApi implements ClusterApi {
   /** `timeoutMs`: every request is aborted after this long, so that one slow call cannot outlast the step's budget. */
   constructor(
     private readonly lib: ClientNode,
-    config: k8s.KubeConfig,
+    private readonly config: k8s.KubeConfig,
     timeoutMs: number,
   ) {
     const cluster = config.getCurrentCluster();
@@ -65,6 +69,14 @@ export class KubeClusterApi implements ClusterApi {
   async listPodsOnNode(name: string): Promise<KubePod[]> {
     const list = await this.core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${name}` });
     return list.items.map(toPod);
+  }
+
+  watchPodDeletions(node: string): ChangeFeed {
+    return openWatch(this.lib, this.config, "/api/v1/pods", { fieldSelector: `spec.nodeName=${node}` }, (type) => type === "DELETED");
+  }
+
+  watchNode(name: string, resourceVersion: string): ChangeFeed {
+    return openWatch(this.lib, this.config, "/api/v1/nodes", { fieldSelector: `metadata.name=${name}`, resourceVersion }, (type) => type === "MODIFIED" || type === "DELETED");
   }
 
   async evictPod(pod: Pick<KubePod, "namespace" | "name">, gracePeriodSeconds?: number): Promise<EvictionResult> {
@@ -329,4 +341,20 @@ function toPdb(pdb: k8s.V1PodDisruptionBudget): KubePdb {
     generation: pdb.metadata?.generation,
     observedGeneration: pdb.status?.observedGeneration,
   };
+}
+
+/**
+ * A watch whose `wakes` events signal the feed. Opened without a resourceVersion, kube-apiserver
+ * first sends an ADDED for every object that matches: only DELETED then means a change. A failed
+ * watch (or an ERROR event, such as 410 for a compacted resourceVersion) just never signals.
+ */
+function openWatch(lib: ClientNode, config: k8s.KubeConfig, path: string, query: Record<string, string>, wakes: (type: string) => boolean): ChangeFeed {
+  const feed = new ChangeFeed();
+  new lib.Watch(config)
+    .watch(path, { ...query, timeoutSeconds: WATCH_TIMEOUT_SECONDS }, (type) => wakes(type) && feed.signal(), () => undefined)
+    .then(
+      (request) => feed.onClose(() => request.abort()),
+      () => undefined,
+    );
+  return feed;
 }

@@ -1,3 +1,4 @@
+import { untilChange } from "../kube/changeFeed";
 import type { AnnotationChanges, ClusterApi, KubeNode, KubePod, NodeChange, NodeEvent } from "../kube/clusterApi";
 import { kuredAnnotations, nodeAnnotations } from "../kube/clusterApi";
 import type { ClusterLock, LockView } from "../lock/tableLock";
@@ -313,9 +314,14 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     // release changed it meanwhile, the slot is tried again on the row as it is now, unless a decision
     // above depended on who holds the slots (maxPerZone, maxPerPool, maxUnavailable): then the whole
     // step runs again. Re-running it for every lost race made 50 contenders livelock on the row.
+    // The transaction fails as well when the record changed (another invocation stepped the node on):
+    // the record is read with the row, and a changed one ends the retries at once, where each retry
+    // failed again and kept a release from handing over its slot for ~100 ms.
     let result = await ports.lock.acquire(record.cluster, holder, ports.policy.concurrency, [ports.store.replaceAction(next, etag)], seen);
     for (let retry = 0; result.kind === "conflict" && retry < ACQUIRE_RETRIES && !dependsOnHolders(ports.policy); retry++) {
-      seen = await ports.lock.view(record.cluster);
+      const [view, now] = await Promise.all([ports.lock.view(record.cluster), ports.store.get(record.cluster, record.node)]);
+      if (now?.etag !== etag) return { kind: "conflict" };
+      seen = view;
       if ((seen.policyVersion ?? 0) > (ports.policy.version ?? 0)) return { kind: "conflict", policyVersion: seen.policyVersion };
       if (ahead.length >= ports.policy.concurrency - seen.holders.length) return { kind: "conflict" };
       result = await ports.lock.acquire(record.cluster, holder, ports.policy.concurrency, [ports.store.replaceAction(next, etag)], seen);
@@ -439,9 +445,15 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     if (record.orderBootId && record.bootId === record.orderBootId) return { kind: "wait", why: "waiting for the agent to check in after the reboot" };
     // The kubelet posts the new boot id while still NotReady and Ready about 1 s later
     // (../shared/k8s-captured/README.md): waited out here, not until the next check-in.
-    for (let left = Math.floor(ports.waitMs / READY_POLL_MS); node && !node.ready && left > 0; left--) {
-      await ports.sleep(READY_POLL_MS);
-      node = await kube.getNode(record.node);
+    // A watch from the node as read ends each sleep as soon as the node changes (its Ready posted).
+    const changes = !node.ready && ports.waitMs >= READY_POLL_MS ? kube.watchNode?.(record.node, node.resourceVersion) : undefined;
+    try {
+      for (let left = Math.floor(ports.waitMs / READY_POLL_MS); node && !node.ready && left > 0; left--) {
+        await untilChange(changes, ports.sleep(READY_POLL_MS));
+        node = await kube.getNode(record.node);
+      }
+    } finally {
+      changes?.close();
     }
     if (!node) return release("node-deleted", NODE_GONE);
     if (!node.ready) return { kind: "wait", why: "waiting for the node to be Ready" };
@@ -511,7 +523,8 @@ function gateContext(record: NodeRecord, ports: StepPorts, phase: GateContext["p
     const { lastRelease: last } = seen ?? (await ports.lock.view(record.cluster));
     return last && { node: last.node, at: new Date(last.at) };
   };
-  return { record, policy: ports.policy, now: ports.now, phase, kube: shared?.kube ?? ports.kube, records, lastRelease: shared?.lastRelease ?? lastRelease };
+  // The gates of one step share their whole-cluster reads: the health and PDB gates both listed the budgets.
+  return { record, policy: ports.policy, now: ports.now, phase, kube: shared?.kube ?? memoizedReads(ports.kube), records, lastRelease: shared?.lastRelease ?? lastRelease };
 }
 
 /** Lost races on the lock row a pending step retries on the row as it is now, before it runs again. */
@@ -546,7 +559,6 @@ async function eligibleAhead(record: NodeRecord, ports: StepPorts, context: Gate
     .filter((other) => !other.request?.notBefore || other.rebootRequired || Date.parse(other.request.notBefore) <= ports.now.getTime())
     .sort(order);
   if (ahead.length < enough) return { eligible: ahead.map((other) => other.node), engaged: ahead.length };
-  const reads = memoizedReads(ports.kube);
   const eligible: string[] = [];
   let asked = 0;
   for (const other of ahead) {
@@ -555,7 +567,7 @@ async function eligibleAhead(record: NodeRecord, ports: StepPorts, context: Gate
       eligible.push(other.node);
       continue;
     }
-    if (!(await ports.gate.holdReason(gateContext(other, ports, "before-lock", { records: context.records, kube: reads, lastRelease: context.lastRelease })))) eligible.push(other.node);
+    if (!(await ports.gate.holdReason(gateContext(other, ports, "before-lock", { records: context.records, kube: context.kube, lastRelease: context.lastRelease })))) eligible.push(other.node);
   }
   return { eligible, engaged: ahead.length };
 }

@@ -82,13 +82,18 @@ export function transitionEvent(from: NodeState, next: NodeRecord): StepEvent | 
  */
 const ANNOTATED_LATER: ReadonlySet<NodeState> = new Set<NodeState>(["reboot-ordered", "rebooted", "stuck", "maintenance"]);
 
+/** Whether telling this state may write the node object (its state annotation), not only Events. */
+export function annotatesNode(state: NodeState): boolean {
+  return ANNOTATED_LATER.has(state);
+}
+
 /**
  * Writes the event the step named (`told`: what it did, such as an uncordon), then the transition's,
  * and, where the step wrote no node patch, the state annotation; never throws.
  */
 export async function tellNode(kube: () => Promise<ClusterApi>, from: NodeState, next: NodeRecord, log: Logger, told?: StepEvent): Promise<void> {
   const events = [told, transitionEvent(from, next)].filter((e): e is StepEvent => e !== undefined);
-  const annotate = ANNOTATED_LATER.has(next.state);
+  const annotate = annotatesNode(next.state);
   if (events.length === 0 && !annotate) return;
   await onOwnNode(kube, next, log, async (api, node) => {
     if (annotate && node.annotations[nodeAnnotations.state] !== undefined && node.annotations[nodeAnnotations.state] !== next.state) {

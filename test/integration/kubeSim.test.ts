@@ -2,6 +2,12 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type * as k8s from "@kubernetes/client-node";
 import { SimCluster, type SimClusterOptions } from "../../local/kubeSim";
+import { drainFor } from "../../shared/drain/drainer";
+import { KubeClusterApi } from "../../shared/kube/kubeClusterApi";
+import type { NodeRecord } from "../../shared/node/nodeRecord";
+import { STEPS, type StepPorts } from "../../shared/node/stateMachine";
+import type { Policy } from "../../shared/policy/policy";
+import { policyBase } from "../support/fixtures";
 
 type ClientNode = typeof import("@kubernetes/client-node");
 
@@ -18,6 +24,7 @@ after(async () => {
 
 interface Connected {
   sim: SimCluster;
+  config: k8s.KubeConfig;
   core: k8s.CoreV1Api;
   policy: k8s.PolicyV1Api;
   auth: k8s.AuthenticationV1Api;
@@ -32,6 +39,7 @@ async function cluster(options: SimClusterOptions = {}): Promise<Connected> {
   config.loadFromString(sim.kubeconfig);
   return {
     sim,
+    config,
     core: config.makeApiClient(lib.CoreV1Api),
     policy: config.makeApiClient(lib.PolicyV1Api),
     auth: config.makeApiClient(lib.AuthenticationV1Api),
@@ -502,5 +510,141 @@ describe("the simulated API server", () => {
       assert.equal(sim.pods({ node: "n3" }).length, 0);
       assert.equal(sim.pods({ namespace: "default" }).length, 3);
     });
+  });
+});
+
+/**
+ * Watches (https://kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection-of-changes):
+ * the simulated API server streams them as kube-apiserver does, read here through client-node's own
+ * `Watch`, and a drain or a wait for Ready is woken by them instead of waiting out its poll.
+ */
+interface Seen {
+  type: string;
+  name?: string;
+  resourceVersion?: string;
+  object: any;
+}
+
+/** Opens a watch through client-node and collects its events until `stop` or the server ends it. */
+async function watch(config: k8s.KubeConfig, path: string, query: Record<string, string | number>): Promise<{ events: Seen[]; ended: Promise<void>; stop: () => void }> {
+  const events: Seen[] = [];
+  let ended!: () => void;
+  const done = new Promise<void>((resolve) => (ended = resolve));
+  const request = await new lib.Watch(config).watch(path, query, (type, object) => events.push({ type, name: object?.metadata?.name, resourceVersion: object?.metadata?.resourceVersion, object }), () => ended());
+  return { events, ended: done, stop: () => request.abort() };
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+describe("the simulated API server's watches", () => {
+  it("start with an ADDED for every pod that matches, then stream the deletion: MODIFIED with its deletionTimestamp, DELETED at a newer resourceVersion", async () => {
+    const { sim, config, core } = await cluster({ terminationDelayMs: 300 });
+    const { pods } = sim.addDeployment("default", "web", { replicas: 2, nodes: ["n1"] });
+    const w = await watch(config, "/api/v1/pods", { fieldSelector: "spec.nodeName=n1" });
+    await eventually(() => w.events.length >= 2, "the synthetic ADDED events");
+    assert.deepEqual(w.events.map((e) => e.type), ["ADDED", "ADDED"]);
+    assert.deepEqual(w.events.map((e) => e.name).sort(), pods.map((p) => p.metadata.name).sort());
+    assert.equal(w.events[0]!.object.kind, "Pod", "watch events carry their object's kind, unlike list items");
+
+    const victim = pods[0]!.metadata.name;
+    await core.deleteNamespacedPod({ name: victim, namespace: "default" });
+    await eventually(() => w.events.some((e) => e.type === "DELETED"), "the DELETED event");
+    const mine = w.events.filter((e) => e.name === victim);
+    assert.deepEqual(mine.map((e) => e.type), ["ADDED", "MODIFIED", "DELETED"]);
+    assert.ok(mine[1]!.object.metadata.deletionTimestamp, "the graceful deletion is a MODIFIED first");
+    assert.ok(Number(mine[2]!.resourceVersion) > Number(mine[1]!.resourceVersion), "DELETED carries the resourceVersion of the deletion");
+    w.stop();
+  });
+
+  it("replay every change after a resourceVersion, and answer one older than the kept history with an ERROR event carrying 410 Expired", async () => {
+    const { sim, config, core } = await cluster({ watchHistory: 3 });
+    const node = await core.readNode({ name: "n1" });
+    const from = node.metadata!.resourceVersion!;
+    await core.patchNode({ name: "n1", body: [{ op: "add", path: "/metadata/labels/first", value: "1" }] });
+    const replayed = await watch(config, "/api/v1/nodes", { fieldSelector: "metadata.name=n1", resourceVersion: from });
+    await eventually(() => replayed.events.length >= 1, "the replayed change");
+    assert.deepEqual(
+      replayed.events.map((e) => [e.type, e.object.metadata.labels.first]),
+      [["MODIFIED", "1"]],
+    );
+    replayed.stop();
+
+    for (let i = 0; i < 4; i++) sim.addNode(`filler-${i}`);
+    const expired = await watch(config, "/api/v1/nodes", { fieldSelector: "metadata.name=n1", resourceVersion: from });
+    await expired.ended;
+    assert.equal(expired.events.length, 1);
+    assert.equal(expired.events[0]!.type, "ERROR");
+    assert.deepEqual([expired.events[0]!.object.code, expired.events[0]!.object.reason], [410, "Expired"]);
+  });
+
+  it("tell a watch with a label selector DELETED when an object stops matching it, and end the stream after timeoutSeconds", async () => {
+    const { sim, config, core } = await cluster({ terminationDelayMs: 300 });
+    const [pod] = sim.addDeployment("default", "api", { replicas: 1, nodes: ["n2"] }).pods;
+    const w = await watch(config, "/api/v1/namespaces/default/pods", { labelSelector: "app=api", timeoutSeconds: 1 });
+    await eventually(() => w.events.length === 1, "the synthetic ADDED");
+    await core.patchNamespacedPod({ name: pod!.metadata.name, namespace: "default", body: [{ op: "replace", path: "/metadata/labels/app", value: "other" }] });
+    await eventually(() => w.events.length === 2, "the DELETED of the pod that left the selection");
+    assert.equal(w.events[1]!.type, "DELETED");
+    await w.ended;
+  });
+
+  it("answer 400 for a resourceVersion this server never issued, before streaming", async () => {
+    const { sim } = await cluster({ terminationDelayMs: 300 });
+    const response = await fetch(`${sim.url}/api/v1/pods?watch=1&resourceVersion=abc`, { headers: { authorization: `Bearer ${sim.adminToken}` } });
+    assert.equal(response.status, 400);
+    assert.equal(((await response.json()) as { reason?: string }).reason, "BadRequest");
+  });
+});
+
+describe("waits woken by watches", () => {
+  // A poll that sleeps 10 s: a wait that ends well before is one a watch ended.
+  const slowPoll = () => sleep(10_000);
+
+  it("a drain returns as soon as its evicted pods are deleted, not at its next poll", async () => {
+    const { sim, config } = await cluster({ terminationDelayMs: 300 });
+    sim.addDeployment("default", "web", { replicas: 2, nodes: ["n1"], terminationGracePeriodSeconds: 30 });
+    sim.setUnschedulable("n1", true);
+    const api = new KubeClusterApi(lib, config, 5_000);
+    const startedAt = Date.now();
+    const pass = await drainFor(api, "n1", { deleteEmptyDirData: false, forceUnmanaged: false, skipWaitForDeleteMs: 0 }, {
+      waitMs: 30_000,
+      sleep: slowPoll,
+      now: () => new Date(),
+    });
+    assert.equal(pass.kind, "done", JSON.stringify(pass));
+    assert.ok(Date.now() - startedAt < 5_000, `the drain took ${Date.now() - startedAt} ms: it waited out its poll`);
+    assert.ok(sim.requestLog.some((r) => r.path === "/api/v1/pods" && /watch=true/.test(r.query)), "the drain watched the node's pods");
+  });
+
+  it("a rebooted node's turn goes on as soon as the kubelet posts Ready, not at the next poll", async () => {
+    const { sim, config } = await cluster({ terminationDelayMs: 300 });
+    const api = new KubeClusterApi(lib, config, 5_000);
+    const before = sim.getNode("n1")!.status.nodeInfo.bootID as string;
+    const newBoot = await sim.rebootNode("n1", { downMs: 0, readyAfterBootMs: 300 });
+    assert.equal((await api.getNode("n1"))?.ready, false, "the new boot id is posted NotReady first");
+    const record: NodeRecord = { cluster: "c", node: "n1", state: "rebooted", since: new Date().toISOString(), why: "test", bootId: `agent-${newBoot}`, orderBootId: "agent-old", orderNodeBootId: before, rebootRequired: false, reasons: [] };
+    const ports = {
+      now: new Date(),
+      policy: { concurrency: 1, ...policyBase } as Policy,
+      kube: async () => api,
+      waitMs: 30_000,
+      sleep: slowPoll,
+      clock: () => new Date(),
+    } as unknown as StepPorts;
+    const startedAt = Date.now();
+    const result = await STEPS.rebooted(record, "e", ports);
+    assert.deepEqual(result.kind === "move" && [result.to, result.set?.outcome], ["releasing", "completed"]);
+    assert.ok(Date.now() - startedAt < 5_000, `the wait for Ready took ${Date.now() - startedAt} ms: it waited out its poll`);
+  });
+
+  it("a feed whose watch cannot be opened waits out its poll, as polling did", async () => {
+    const { sim, config } = await cluster({ terminationDelayMs: 300 });
+    const api = new KubeClusterApi(lib, config, 5_000);
+    await sim.stop();
+    const feed = api.watchNode("n1", "1");
+    const startedAt = Date.now();
+    await feed.next(sleep(200));
+    feed.close();
+    assert.ok(Date.now() - startedAt >= 190, "nothing woke it early");
   });
 });

@@ -12,6 +12,7 @@ import { SimCluster } from "../../local/kubeSim/simCluster";
 import { armClientFactory } from "../../shared/azure/arm";
 import { nodeOsReport } from "../../shared/azure/nodeOsChannel";
 import { type ClusterConnection, parseConfig } from "../../shared/config/config";
+import type { ChangeFeed } from "../../shared/kube/changeFeed";
 import type { ClusterApi } from "../../shared/kube/clusterApi";
 import { clusterApiFactory } from "../../shared/kube/connect";
 import { KubeClusterApi } from "../../shared/kube/kubeClusterApi";
@@ -88,12 +89,26 @@ const exercise: Record<string, (api: ClusterApi, sim: SimCluster) => Promise<unk
   listPodDisruptionBudgets: (api) => api.listPodDisruptionBudgets(),
   getPodDisruptionBudget: (api) => api.getPodDisruptionBudget("apps", "web"),
   setTaint: (api) => api.setTaint("roles-node-1", "rollcall.io/reboot", { effect: "PreferNoSchedule" }),
+  // A watch counts once its request reached the server; the feed is closed then.
+  watchPodDeletions: (api, sim) => watched(sim, () => api.watchPodDeletions!("roles-node-1")),
+  watchNode: async (api, sim) => watched(sim, async () => api.watchNode!("roles-node-1", (await api.getNode("roles-node-1"))!.resourceVersion)),
   // Twice: the repeat is counted on the first event (a patch), not written anew.
   recordEvent: async (api) => {
     const node = (await api.getNode("roles-node-1"))!;
     for (let i = 0; i < 2; i++) await api.recordEvent({ node, type: "Normal", reason: "RollcallCordon", message: "cordoned" });
   },
 };
+
+async function watched(sim: SimCluster, open: () => ChangeFeed | Promise<ChangeFeed>): Promise<void> {
+  const from = sim.requestLog.length;
+  const feed = await open();
+  const deadline = Date.now() + 5_000;
+  while (!sim.requestLog.slice(from).some((r) => /(^|&)watch=true/.test(r.query))) {
+    if (Date.now() > deadline) assert.fail("the watch never reached the API server");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  feed.close();
+}
 
 /** `group/resource[/subresource]:verb` of one kube-apiserver request, as RBAC authorizes it. */
 function rbacOf(method: string, urlPath: string, query: string): string | undefined {

@@ -72,6 +72,12 @@ function queueOf(ports: StepPorts, records: NodeRecord[]): StepPorts["store"] {
   return Object.assign(Object.create(store) as typeof store, { list: async () => records.map((value) => ({ value, etag: "e" })) });
 }
 
+/** The ports' store, reading n1's record back with `etag` (as another invocation's write would change it). */
+function recordAs(ports: StepPorts, etag: string): StepPorts["store"] {
+  const store = ports.store;
+  return Object.assign(Object.create(store) as typeof store, { get: async () => ({ value: record({ state: "pending" }), etag }) });
+}
+
 /** The fake node as a lease's cordon leaves it. */
 function cordon(kube: FakeClusterApi, lease: string) {
   const node = kube.nodes.get("n1")!;
@@ -223,7 +229,7 @@ describe("the node state machine", () => {
     let asks = 0;
     const gate = { holdReason: async () => (asks++, undefined) };
     lock.conflicts = 2;
-    const result = await STEPS.pending(record({ state: "pending" }), "e", { ...ports, gate });
+    const result = await STEPS.pending(record({ state: "pending" }), "e", { ...ports, gate, store: recordAs(ports, "e") });
     assert.equal(result.kind, "committed");
     assert.deepEqual([asks, lock.acquires], [1, 3]);
 
@@ -232,6 +238,14 @@ describe("the node state machine", () => {
     const again = await STEPS.pending(record({ state: "pending" }), "e", { ...capped.ports, policy: { ...policy, maxPerZone: 1 } });
     assert.equal(again.kind, "conflict", "the caps are decided again on the new holders");
     assert.equal(capped.lock.acquires, 1);
+  });
+
+  it("stops retrying a lost race at once when the node's record changed meanwhile, since another invocation stepped the node on", async () => {
+    const { ports, lock } = setup();
+    lock.conflicts = 5;
+    const result = await STEPS.pending(record({ state: "pending" }), "e", { ...ports, store: recordAs(ports, "e-after-another-step") });
+    assert.equal(result.kind, "conflict");
+    assert.equal(lock.acquires, 1, "a transaction against the stale record can only fail again");
   });
 
   it("waits behind the engaged nodes ahead of it in the queue when they fill the free slots, and names the first", async () => {
