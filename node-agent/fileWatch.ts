@@ -15,7 +15,7 @@ export interface FileWatchOptions {
   pollMs: number;
   /** Other files in the same folder whose changes count as the file's (the sentinel's `.pkgs` list). */
   alsoNames?: string[];
-  /** Changes this close together are reported once: one write is often several events. */
+  /** Changes this close together are reported once: one write is often several events, microseconds apart. Default 10 ms. */
   debounceMs?: number;
   /** node:fs's `watch` unless a test provides another. */
   watch?: WatchFunction;
@@ -46,7 +46,7 @@ const POLL_READ_BYTES = 256;
 export function watchFileChanges(path: string, onChange: () => void, options: FileWatchOptions): FileWatch {
   const folder = dirname(path);
   const names = new Set([basename(path), ...(options.alsoNames ?? [])]);
-  const debounceMs = options.debounceMs ?? 50;
+  const debounceMs = options.debounceMs ?? 10;
   let mode: FileWatch["mode"] = "watch";
   let closed = false;
   let watcher: FolderWatcher | undefined;

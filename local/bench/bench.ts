@@ -248,7 +248,7 @@ async function rollout(azurite: RunningAzurite, o: { nodes: number; concurrency:
   try {
     agents.start();
     // Let every agent register first, so that the measured rollout starts from a settled, idle fleet.
-    await until(() => transitions.transitions.length === 0 && agents.agents.every((a) => a.agent.checkins > 0), 60_000);
+    await until(() => transitions.transitions.length === 0 && agents.registered.size === o.nodes, 60_000);
     await new Promise((r) => setTimeout(r, 500));
     (await getRollcall()).table.pipeline.addPolicy(counter);
     const executionsBefore = { ...host.executions };

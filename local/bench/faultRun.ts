@@ -83,7 +83,7 @@ export async function faultRun(
   try {
     await Promise.all(hosts.map(startHost));
     agents.start();
-    if (!(await waitFor(() => agents.agents.every((a) => a.agent.checkins > 0), 60_000))) throw new Error("the fault run's agents did not register within 60 s");
+    if (!(await waitFor(() => agents.registered.size === names.length, 60_000))) throw new Error("the fault run's agents did not register within 60 s");
     const t0 = Date.now();
     await Promise.all(names.map((n) => agents.markRebootRequired(n)));
     // Every 6 s one host dies mid-flight and a fresh process takes its place.

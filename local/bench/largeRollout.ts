@@ -114,13 +114,10 @@ export async function largeRollout(
   const rss = { peak: 0 };
   const sampleRss = () => (rss.peak = Math.max(rss.peak, process.memoryUsage.rss()));
   try {
-    // An agent's `checkins` counts attempts; its node is registered once a check-in was answered.
-    const answered = new Set<string>();
-    for (const { node, agent } of agents.agents) agent.onCycle((outcome) => void (outcome.kind === "answered" && answered.add(node)));
     const started = Date.now();
     agents.start();
     // Registration first (a first check-in per node), so that the measured rollout starts from a settled fleet.
-    await within(() => transitions.transitions.length === 0 && answered.size === o.nodes, 60_000 + o.nodes * 100, () => `every agent registered (${answered.size} of ${o.nodes})`);
+    await within(() => transitions.transitions.length === 0 && agents.registered.size === o.nodes, 60_000 + o.nodes * 100, () => `every agent registered (${agents.registered.size} of ${o.nodes})`);
     const registrationMs = Date.now() - started;
     (await getRollcall()).table.pipeline.addPolicy(counter);
     const checkinsBefore = totalCheckins(agents.agents);

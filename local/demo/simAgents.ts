@@ -43,6 +43,8 @@ export interface SimAgent {
 
 export interface SimAgents {
   agents: SimAgent[];
+  /** The nodes whose agent had a check-in answered: registered with the orchestrator. */
+  registered: ReadonlySet<string>;
   /** Writes the sentinel and its `.pkgs`, as unattended-upgrades does after a kernel update. */
   markRebootRequired(node: string, packages?: string[]): Promise<void>;
   start(): void;
@@ -54,6 +56,7 @@ export async function startSimAgents(options: SimAgentOptions): Promise<SimAgent
   const audience = options.audience ?? "rollcall";
   const aborted = new AbortController();
   const agents: SimAgent[] = [];
+  const registered = new Set<string>();
   for (const node of options.nodes) {
     const dir = join(options.root, node);
     await mkdir(join(dir, "state"), { recursive: true });
@@ -89,6 +92,8 @@ export async function startSimAgents(options: SimAgentOptions): Promise<SimAgent
       entry.agent.checkInNow();
     }, "simulated reboot (sim.rebootNode)");
     entry.agent = createAgent(config, { rebooter, ...(options.log ? { log: options.log(node) } : { log: () => {} }) });
+    // `checkins` counts attempts; the node is registered once a check-in was answered.
+    entry.agent.onCycle((outcome) => void (outcome.kind === "answered" && registered.add(node)));
     agents.push(entry);
   }
 
@@ -106,6 +111,7 @@ export async function startSimAgents(options: SimAgentOptions): Promise<SimAgent
 
   return {
     agents,
+    registered,
     async markRebootRequired(node, packages = ["linux-image-5.15.0-1080-azure", "libc6"]) {
       const entry = agents.find((a) => a.node === node);
       if (!entry) throw new Error(`No simulated agent for node ${node}`);
