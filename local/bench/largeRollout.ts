@@ -67,6 +67,8 @@ export interface LargeRolloutFigures {
   tokenReviewsPerNode: number;
   /** Errors and warnings the orchestrator logged during the run. */
   orchestratorErrors: number;
+  /** The first few of them, so that a run with errors says what they were. */
+  orchestratorErrorSamples: string[];
   orchestratorWarnings: number;
   /** Peak resident memory of this process (host, simulated cluster and agents) during the run. */
   peakRssMb: number;
@@ -83,13 +85,17 @@ export async function largeRollout(
   const restore = o.settings({ ...rolloutSettings(azurite, sim.kubeconfig, o.table, o.concurrency), ROLLCALL_CHECKIN_BUSY_SECONDS: String(busySeconds) });
   const transitions = new TransitionLog();
   let errors = 0;
+  const errorSamples: string[] = [];
   let warnings = 0;
   const host = await startFunctionsHost({
     port: 0,
     timers: false,
     log: (line, level) => {
       if (transitions.addLine(line)) return;
-      if (level === "error" || level === "critical") errors++;
+      if (level === "error" || level === "critical") {
+        if (errors < ERROR_SAMPLES) errorSamples.push(line.slice(0, 300));
+        errors++;
+      }
       else if (level === "warning") warnings++;
     },
   });
@@ -161,6 +167,7 @@ export async function largeRollout(
         kubeCallsPerNode: round(kubeCalls.length / o.nodes),
         tokenReviewsPerNode: round(kubeCalls.filter((r) => r.path.endsWith("/tokenreviews")).length / o.nodes),
         orchestratorErrors: errors,
+        orchestratorErrorSamples: errorSamples,
         orchestratorWarnings: warnings,
         peakRssMb: Math.round(rss.peak / 2 ** 20),
       };
@@ -182,6 +189,9 @@ export async function largeRollout(
 function totalCheckins(agents: { agent: { checkins: number } }[]): number {
   return agents.reduce((sum, a) => sum + a.agent.checkins, 0);
 }
+
+/** How many orchestrator error lines the figures quote. */
+const ERROR_SAMPLES = 3;
 
 /** Polls `predicate` until it holds; past `boundMs` the run fails, saying what it waited for. */
 async function within(predicate: () => boolean, boundMs: number, goal: () => string): Promise<void> {

@@ -34,6 +34,8 @@ export function serveWatch(store: Store, target: { resource: Resource; namespace
   const replay = from === "" || from === "0" ? undefined : store.changesSince(Number(from));
 
   response.writeHead(200, { "Content-Type": "application/json", "Transfer-Encoding": "chunked" });
+  // kube-apiserver sends the headers as the watch starts: a client sees it open before any event.
+  response.flushHeaders();
   const send = (type: EventType | "ERROR", object: unknown) => response.write(`${JSON.stringify({ type, object })}\n`);
   if (from !== "" && from !== "0" && replay === undefined) {
     const expired = new ApiError(410, "Expired", `too old resource version: ${from} (${store.resourceVersion})`, {});

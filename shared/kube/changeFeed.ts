@@ -9,6 +9,17 @@ export class ChangeFeed {
   private wake?: () => void;
   private stop?: () => void;
   private closed = false;
+  private open = false;
+
+  /** Whether the watch is open now, so that a change will wake a wait. */
+  get live(): boolean {
+    return this.open && !this.closed;
+  }
+
+  /** The watch is open (`true`) or has ended (`false`). */
+  opened(open: boolean): void {
+    this.open = open;
+  }
 
   /** The watch saw a change. */
   signal(): void {
@@ -36,7 +47,18 @@ export class ChangeFeed {
   }
 }
 
-/** `timeout`, cut short by the feed's next change where there is a feed. */
-export function untilChange(feed: ChangeFeed | undefined, timeout: Promise<void>): Promise<void> {
-  return feed ? feed.next(timeout) : timeout;
+/** How often a wait whose watch is open still polls, for a change the watch missed. */
+export const WATCHED_POLL_MS = 1_000;
+
+/**
+ * One sleep of a bounded wait that polls every `pollMs`, cut short by the feed's next change; while
+ * the feed's watch is open the poll only covers a change the watch missed, so it sleeps `watchedPollMs`
+ * (kubectl drain polls every second). Answers how many `pollMs` it took, at least one, for a wait
+ * budgeted in polls (a test's fixed clock still ends it).
+ */
+export async function pollOrChange(feed: ChangeFeed | undefined, sleep: (ms: number) => Promise<void>, clock: () => Date, pollMs: number, watchedPollMs: number): Promise<number> {
+  const before = clock().getTime();
+  const ms = feed?.live ? watchedPollMs : pollMs;
+  await (feed ? feed.next(sleep(ms)) : sleep(ms));
+  return Math.max(1, Math.round((clock().getTime() - before) / pollMs));
 }

@@ -350,11 +350,20 @@ function toPdb(pdb: k8s.V1PodDisruptionBudget): KubePdb {
  */
 function openWatch(lib: ClientNode, config: k8s.KubeConfig, path: string, query: Record<string, string>, wakes: (type: string) => boolean): ChangeFeed {
   const feed = new ChangeFeed();
+  let ended = false;
+  const end = () => {
+    ended = true;
+    feed.opened(false);
+  };
   new lib.Watch(config)
-    .watch(path, { ...query, timeoutSeconds: WATCH_TIMEOUT_SECONDS }, (type) => wakes(type) && feed.signal(), () => undefined)
+    .watch(path, { ...query, timeoutSeconds: WATCH_TIMEOUT_SECONDS }, (type) => (type === "ERROR" ? end() : wakes(type) && feed.signal()), end)
     .then(
-      (request) => feed.onClose(() => request.abort()),
-      () => undefined,
+      // client-node answers a watch it could not open (a 403 without the RBAC verb) by calling `end` first.
+      (request) => {
+        if (!ended) feed.opened(true);
+        feed.onClose(() => request.abort());
+      },
+      end,
     );
   return feed;
 }

@@ -36,7 +36,10 @@ export interface NodeRecord {
   leaseId?: string;
   /** The node was already cordoned by someone else before Rollcall took it: leave it cordoned. */
   wasUnschedulable?: boolean;
-  /** The uid of the node object this lease cordoned: a node re-created under the same name is another machine. */
+  /**
+   * The uid of the node object this lease took its slot for (then: cordoned): a node re-created under
+   * the same name is another machine. Also what the lease's Events name (`involvedObject.uid`).
+   */
   nodeUid?: string;
   /** Boot ids (agent's, node object's) when this lease cordoned the node: a change means it rebooted by itself. */
   leaseBootId?: string;

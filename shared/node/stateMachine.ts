@@ -1,4 +1,4 @@
-import { untilChange } from "../kube/changeFeed";
+import { pollOrChange, WATCHED_POLL_MS } from "../kube/changeFeed";
 import type { AnnotationChanges, ClusterApi, KubeNode, KubePod, NodeChange, NodeEvent } from "../kube/clusterApi";
 import { kuredAnnotations, nodeAnnotations } from "../kube/clusterApi";
 import type { ClusterLock, LockView } from "../lock/tableLock";
@@ -307,6 +307,7 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
       leaseId,
       acquiredAt: holder.acquiredAt,
       wasUnschedulable,
+      nodeUid: node.uid,
       // The post-boot check-in replaces `reasons` before the release writes history: keep what caused this turn.
       turnReasons: record.reasons,
     });
@@ -448,8 +449,8 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     // A watch from the node as read ends each sleep as soon as the node changes (its Ready posted).
     const changes = !node.ready && ports.waitMs >= READY_POLL_MS ? kube.watchNode?.(record.node, node.resourceVersion) : undefined;
     try {
-      for (let left = Math.floor(ports.waitMs / READY_POLL_MS); node && !node.ready && left > 0; left--) {
-        await untilChange(changes, ports.sleep(READY_POLL_MS));
+      for (let left = Math.floor(ports.waitMs / READY_POLL_MS); node && !node.ready && left > 0; ) {
+        left -= await pollOrChange(changes, ports.sleep, ports.clock, READY_POLL_MS, WATCHED_POLL_MS);
         node = await kube.getNode(record.node);
       }
     } finally {

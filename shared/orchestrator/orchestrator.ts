@@ -90,7 +90,7 @@ const MAX_STEPS_PER_RUN = 16;
  */
 export class Orchestrator {
   /** Per cluster, the listing that concurrent queue checks join (`StepPorts.recentRecords`), and when it was started. */
-  private readonly listings = new Map<string, { records: Promise<NodeRecord[]>; startedAt: number; reuseMs: number }>();
+  private readonly listings = new Map<string, { records: Promise<Versioned<NodeRecord>[]>; startedAt: number; reuseMs: number }>();
 
   /** Queued check-ins held open on this instance until their node's turn (see `HeldCheckins`). */
   readonly holds: HeldCheckins;
@@ -106,16 +106,16 @@ export class Orchestrator {
    * reused for n ms (at most 1 s), so a large queue costs about one listing a second. Slots are taken
    * on the lock row itself, so a listing that old can only make a node wait its turn a moment longer.
    */
-  private recentRecords(cluster: string): Promise<NodeRecord[]> {
+  private recentRecords(cluster: string, fresh = false): { records: Promise<Versioned<NodeRecord>[]>; reused: boolean } {
     const recent = this.listings.get(cluster);
-    if (recent && performance.now() - recent.startedAt <= recent.reuseMs) return recent.records;
-    const entry = { records: this.deps.store.list(cluster).then((list) => list.map((r) => r.value)), startedAt: performance.now(), reuseMs: Number.POSITIVE_INFINITY };
+    if (!fresh && recent && performance.now() - recent.startedAt <= recent.reuseMs) return { records: recent.records, reused: true };
+    const entry = { records: this.deps.store.list(cluster), startedAt: performance.now(), reuseMs: Number.POSITIVE_INFINITY };
     this.listings.set(cluster, entry);
     entry.records.then(
       (list) => (entry.reuseMs = performance.now() - entry.startedAt + Math.min(LISTING_REUSE_MAX_MS, list.length * LISTING_REUSE_MS_PER_RECORD)),
       () => void (this.listings.get(cluster) === entry && this.listings.delete(cluster)),
     );
-    return entry.records;
+    return { records: entry.records, reused: false };
   }
 
   private now(): Date {
@@ -340,11 +340,23 @@ export class Orchestrator {
     return current;
   }
 
-  /** Hands a freed slot to the longest-waiting pending node at once, instead of at its next check-in. */
+  /**
+   * Hands a freed slot to the longest-waiting pending node at once, instead of at its next check-in.
+   * The queue comes from the listing queued check-ins share: fifty releases at once each listing every
+   * pending record (1,000 of them) was most of the storage's and the app's work at 1,000 nodes. A
+   * listing up to a second old may miss a node queued since: when it left the slot free, a fresh one is made.
+   */
   private async startNextPending(cluster: string, deadline: Date, log: Logger, wait?: boolean): Promise<void> {
+    const shared = this.recentRecords(cluster);
+    const slotLeft = await this.handOver(cluster, await shared.records, deadline, log, wait);
+    if (slotLeft && shared.reused) await this.handOver(cluster, await this.recentRecords(cluster, true).records, deadline, log, wait);
+  }
+
+  /** Steps the queued nodes of `listed` until one takes a freed slot or the lock is full; answers whether a slot was left free. */
+  private async handOver(cluster: string, listed: Versioned<NodeRecord>[], deadline: Date, log: Logger, wait?: boolean): Promise<boolean> {
     const policy = await this.deps.policy(cluster);
     const order = pendingOrder(policy);
-    const queued = (await this.deps.store.list(cluster, { state: "pending" })).sort((a, b) => order(a.value, b.value));
+    const queued = listed.filter((r) => r.value.state === "pending").sort((a, b) => order(a.value, b.value));
     // The first `free` nodes all take a slot in this round, in whatever order: releases at once each
     // begin at another of them, where all beginning at the first made them race for one node each.
     const free = policy.concurrency - (await this.deps.lock.view(cluster)).holders.length;
@@ -358,20 +370,24 @@ export class Orchestrator {
     let full: LockHolder[] | undefined;
     let served = 0;
     for (const candidate of waiting) {
-      if (this.now() >= deadline || served++ >= policy.concurrency + HOLD_REFRESH_AFTER_HANDOFF) return;
+      if (this.now() >= deadline || served++ >= policy.concurrency + HOLD_REFRESH_AFTER_HANDOFF) return false;
       if (full) {
         await this.refreshSlotWait(candidate, full);
         continue;
       }
+      // Read again: the listing may be a moment old, and a candidate someone else started is passed over.
+      const current = await this.deps.store.get(cluster, candidate.value.node);
+      if (current?.value.state !== "pending") continue;
       const handOff: RunOptions = { wait, handOff: true, queuedAhead: queued.indexOf(candidate) };
-      await this.run(candidate, deadline, log, handOff);
+      await this.run(current, deadline, log, handOff);
       const { holders } = await this.deps.lock.view(cluster);
       if (holders.length >= policy.concurrency) full = holders;
       // This release handed the slot it freed to a node: any other free slot is another release's to
       // hand over, or the next check-in's. Filling every free slot from each of fifty releases at once
-      // made them all race for the same nodes; a candidate someone else started is passed over.
-      else if (handOff.tookSlot) return;
+      // made them all race for the same nodes.
+      else if (handOff.tookSlot) return false;
     }
+    return full === undefined;
   }
 
   /** Rewrites a slot wait's holder names from a fresh lock read; a record changed since it was listed is left to its own step. */
@@ -454,7 +470,7 @@ export class Orchestrator {
       sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
       clock: () => this.now(),
       checkinOf: how.checkinOf,
-      recentRecords: (c) => this.recentRecords(c),
+      recentRecords: (c) => this.recentRecords(c).records.then((list) => list.map((r) => r.value)),
       ...(how.queuedAhead !== undefined && { queuedAhead: how.queuedAhead }),
       agentProblem: async (record) => {
         if (record.node !== how.checkinOf) return this.deps.agentProblem?.(cluster, record);

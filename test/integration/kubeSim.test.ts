@@ -637,14 +637,27 @@ describe("waits woken by watches", () => {
     assert.ok(Date.now() - startedAt < 5_000, `the wait for Ready took ${Date.now() - startedAt} ms: it waited out its poll`);
   });
 
-  it("a feed whose watch cannot be opened waits out its poll, as polling did", async () => {
-    const { sim, config } = await cluster({ terminationDelayMs: 300 });
+  it("a feed is live once its watch is open, and never when the API server refuses the watch (an older ClusterRole) or cannot be reached", async () => {
+    const { sim, config } = await cluster();
+    const open = new KubeClusterApi(lib, config, 5_000).watchPodDeletions("n1");
+    await eventually(() => open.live, "the watch is open");
+    open.close();
+    assert.equal(open.live, false);
+
+    const refusedConfig = new lib.KubeConfig();
+    refusedConfig.loadFromString(sim.kubeconfig.replace(sim.adminToken, "a-token-it-refuses"));
+    const refused = new KubeClusterApi(lib, refusedConfig, 5_000).watchPodDeletions("n1");
+    await eventually(() => sim.requestLog.some((r) => r.status === 401), "the refusal");
+    await sleep(50);
+    assert.equal(refused.live, false, "its wait keeps the 100 ms poll");
+    refused.close();
+
     const api = new KubeClusterApi(lib, config, 5_000);
     await sim.stop();
-    const feed = api.watchNode("n1", "1");
+    const unreachable = api.watchNode("n1", "1");
     const startedAt = Date.now();
-    await feed.next(sleep(200));
-    feed.close();
+    await unreachable.next(sleep(200));
+    unreachable.close();
     assert.ok(Date.now() - startedAt >= 190, "nothing woke it early");
   });
 });

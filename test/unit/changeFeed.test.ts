@@ -1,6 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { ChangeFeed, untilChange } from "../../shared/kube/changeFeed";
+import { ChangeFeed, pollOrChange } from "../../shared/kube/changeFeed";
 
 const never = () => new Promise<void>(() => {});
 
@@ -36,9 +36,19 @@ describe("a change feed", () => {
     assert.equal(stopped, 2, "a watch opened after the close is stopped at once");
   });
 
-  it("is just the timeout where there is no feed", async () => {
-    let resolved = false;
-    await untilChange(undefined, Promise.resolve().then(() => void (resolved = true)));
-    assert.equal(resolved, true);
+  it("sleeps the short poll without a feed or before its watch is open, the long one while it is open, and counts the polls it took", async () => {
+    const slept: number[] = [];
+    let now = 0;
+    const sleep = async (ms: number) => void (slept.push(ms), (now += ms));
+    const clock = () => new Date(now);
+    assert.equal(await pollOrChange(undefined, sleep, clock, 100, 1_000), 1);
+    const feed = new ChangeFeed();
+    assert.equal(await pollOrChange(feed, sleep, clock, 100, 1_000), 1);
+    feed.opened(true);
+    assert.equal(await pollOrChange(feed, sleep, clock, 100, 1_000), 10, "a second of a budget counted in 100 ms polls");
+    feed.opened(false);
+    await pollOrChange(feed, sleep, clock, 100, 1_000);
+    assert.deepEqual(slept, [100, 100, 1_000, 100], "a watch that ended is polled as before");
+    assert.equal(await pollOrChange(undefined, async () => {}, () => new Date(0), 100, 1_000), 1, "a fixed clock still uses up the budget");
   });
 });

@@ -81,6 +81,19 @@ describe("node events", () => {
     assert.equal(kube.events.length, 2, "nothing on a node object re-created under the name");
   });
 
+  it("names a lease's node by the uid the lease recorded, without reading the node, where only an Event is written", async () => {
+    const kube = new FakeClusterApi();
+    kube.addNode("n1");
+    let reads = 0;
+    const getNode = kube.getNode.bind(kube);
+    kube.getNode = (name) => (reads++, getNode(name));
+    await tellNode(async () => kube, "cordoning", record({ state: "draining", nodeUid: "uid-of-the-lease" }), logger().log);
+    assert.equal(reads, 0);
+    assert.deepEqual([kube.events.at(-1)?.reason, kube.events.at(-1)?.node.uid], ["RollcallCordon", "uid-of-the-lease"]);
+    await tellNode(async () => kube, "idle", record({ state: "pending" }), logger().log);
+    assert.equal(reads, 1, "no lease, no uid recorded: the node is read for it");
+  });
+
   it("shadow mode's cluster refuses every write and answers every read", async () => {
     const kube = new FakeClusterApi();
     kube.addNode("n1");
