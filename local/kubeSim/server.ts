@@ -145,7 +145,7 @@ function route(context: ApiServerContext, method: string, url: URL, contentType:
   switch (method) {
     case "GET":
       allow("get");
-      return { code: 200, body: context.store.require(resource, namespace, name) };
+      return { code: 200, body: context.store.peekOne(resource, namespace, name) };
     case "PUT":
       allow("update");
       return { code: 200, body: update(context.store, target, parseJson(raw), status) };
@@ -245,7 +245,8 @@ function list(store: Store, { resource, namespace }: Target, query: URLSearchPar
     .peek(resource, namespace)
     .filter((o) => labels(o.metadata.labels) && fields(o))
     .sort(byNamespaceAndName)
-    .map(({ kind: _kind, apiVersion: _apiVersion, ...item }) => structuredClone(item));
+    // No deep copy: the answer is serialised before anything can change the stored objects.
+    .map(({ kind: _kind, apiVersion: _apiVersion, ...item }) => item);
   return { kind: `${resource.kind}List`, apiVersion: apiVersionOf(resource), metadata: { resourceVersion: store.resourceVersion }, items };
 }
 

@@ -406,6 +406,7 @@ export class SimCluster {
     return {
       catchUp: () => {
         this.controllers.stalePdbs.delete(key);
+        this.controllers.invalidate();
         this.controllers.settle();
       },
     };

@@ -75,6 +75,7 @@ export class Store {
   private readonly tables = new Map<string, Map<string, KubeObject>>();
   private readonly listeners = new Set<(change: Change) => void>();
   private readonly history: Change[] = [];
+  private readonly kindRevisions = new Map<string, number>();
 
   /** `historyLimit`: how many recent changes a watch from an older resourceVersion can be replayed from. */
   constructor(private readonly historyLimit = HISTORY) {}
@@ -111,6 +112,13 @@ export class Store {
   get(resource: Resource, namespace: string | undefined, name: string): KubeObject | undefined {
     const found = this.table(resource).get(key(resource, namespace, name));
     return found && structuredClone(found);
+  }
+
+  /** The stored object itself, uncloned (a GET's answer, serialised at once), or 404. Callers must not mutate it. */
+  peekOne(resource: Resource, namespace: string | undefined, name: string): KubeObject {
+    const found = this.table(resource).get(key(resource, namespace, name));
+    if (!found) throw notFound(resource, name);
+    return found;
   }
 
   require(resource: Resource, namespace: string | undefined, name: string): KubeObject {
@@ -231,9 +239,15 @@ export class Store {
     return gone;
   }
 
+  /** The revision of the last write to objects of this kind (0: none yet): what a controller reading them acts on. */
+  revisionOf(resource: Resource): number {
+    return this.kindRevisions.get(resource.plural) ?? 0;
+  }
+
   private bump(resource: Resource): string {
     this.revision += 1;
     if (resource.kind !== "Event") this.stateRevision = this.revision;
+    this.kindRevisions.set(resource.plural, this.revision);
     return String(this.revision);
   }
 

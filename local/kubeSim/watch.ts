@@ -49,7 +49,7 @@ export function serveWatch(store: Store, target: { resource: Resource; namespace
     if (event) send(event.type, event.object);
   };
   if (replay === undefined) {
-    for (const object of store.peek(resource, namespace).filter(matches)) send("ADDED", structuredClone(object));
+    for (const object of store.peek(resource, namespace).filter(matches)) send("ADDED", object);
   } else {
     replay.forEach(forward);
   }
