@@ -107,4 +107,45 @@ describe("held check-ins: a queued node's turn starts the moment a slot frees", 
     assert.equal(notOffered.nextCheckinSeconds, 1, "the busy interval");
     assert.equal((await record(b.node))?.checkinHeldUntil, undefined);
   });
+
+  it("hands a freed slot to a node queued after the shared listing the release joined was made", async () => {
+    world.configure({ ROLLCALL_CONCURRENCY: "1" });
+    const { sim } = world;
+    const [first, second] = [`listed-a-${Math.random().toString(36).slice(2, 7)}`, `listed-b-${Math.random().toString(36).slice(2, 7)}`];
+    for (const name of [first, second]) sim.addNode(name);
+    const rollcall = await getRollcall();
+    // The next listing is read at once but answered only when the test opens `gate`: still in flight when the release joins it.
+    let gate: Promise<void> | undefined;
+    const store = Object.assign(Object.create(rollcall.store) as typeof rollcall.store, {
+      list: async (...args: Parameters<typeof rollcall.store.list>) => {
+        const listed = await rollcall.store.list(...args);
+        const held = gate;
+        gate = undefined;
+        await held;
+        return listed;
+      },
+    });
+    const orchestrator = new Orchestrator({ store, lock: rollcall.lock, kube: rollcall.kube, policy: rollcall.policy, gate: rollcall.gate, telemetry: new MemoryTelemetry(), stepBudgetMs: 5_000 });
+    const send = async (node: string, body: unknown) => ({ status: 200, body: await orchestrator.checkin(CLUSTER, node, CheckinRequest.parse(body), invocation("listing")) });
+    const a = await TestAgent.on(sim, first, true);
+    const b = await TestAgent.on(sim, second, false);
+    await b.tick(send);
+    for (let i = 0; i < 30 && a.reboots === 0; i++) await a.tick(send);
+    assert.equal(a.reboots, 1, "the first node rebooted; its next check-in releases it");
+
+    let open!: () => void;
+    gate = new Promise((resolve) => (open = resolve));
+    // The listing queued check-ins share, made while the second node is still idle.
+    const listing = (orchestrator as unknown as { recentRecords(cluster: string): { records: Promise<unknown> } }).recentRecords(CLUSTER).records;
+    b.rebootRequired = true;
+    assert.equal((await b.tick(send)).state, "pending", "queued behind the first node's slot");
+    const released = a.tick(send);
+    for (let i = 0; i < 100 && (await record(first))?.state !== "idle"; i++) await sleep(20);
+    await sleep(100);
+    open();
+    await Promise.all([released, listing]);
+
+    const after = await record(second);
+    assert.ok(after?.state === "cordoning" || after?.state === "draining" || after?.state === "reboot-ordered", `the release handed the slot over: ${after?.state} (${after?.holdReason})`);
+  });
 });
