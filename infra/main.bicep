@@ -53,6 +53,11 @@ param tableName string = 'rollcall'
 @description('Flex Consumption: most instances the app scales out to.')
 param maximumInstanceCount int = 40
 
+@minValue(1)
+@maxValue(1000)
+@description('Flex Consumption: concurrent HTTP executions per instance. A queued agent\'s held check-in is one (docs/api.md "Held check-ins"); the platform\'s default is 16 on 2,048 MB.')
+param httpPerInstanceConcurrency int = 100
+
 @allowed([
   512
   2048
@@ -296,6 +301,7 @@ module functionApp 'modules/functionapp.bicep' = {
     drainTimeoutMinutes: drainTimeoutMinutes
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
+    httpPerInstanceConcurrency: httpPerInstanceConcurrency
     operatorSettings: operatorSettings
     secretSettings: secrets
     entraClientId: entraClientId

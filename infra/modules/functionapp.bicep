@@ -15,6 +15,7 @@ param lockTtlMinutes int
 param drainTimeoutMinutes int
 param maximumInstanceCount int
 param instanceMemoryMB int
+param httpPerInstanceConcurrency int
 @description('Rollcall settings the operator chose (name -> value, \'\' = unset); see main.bicep.')
 param operatorSettings object
 @description('ROLLCALL_SECRET_* settings (name -> value), already filtered to that prefix.')
@@ -77,6 +78,13 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       scaleAndConcurrency: {
         maximumInstanceCount: maximumInstanceCount
         instanceMemoryMB: instanceMemoryMB
+        // Held check-ins are open executions that mostly wait: the platform's default (16 on 2,048 MB)
+        // scaled out an instance per 16 queued agents (test/unit/infra.test.ts).
+        triggers: {
+          http: {
+            perInstanceConcurrency: httpPerInstanceConcurrency
+          }
+        }
       }
       runtime: {
         name: 'node'

@@ -121,6 +121,19 @@ describe("infra/main.json (ARM)", () => {
     assert.match(ai.properties.WorkspaceResourceId, /Microsoft\.OperationalInsights\/workspaces/);
   });
 
+  test("each instance takes enough concurrent HTTP requests for the check-ins it holds, at the default scale", () => {
+    // A held check-in (docs/api.md "Held check-ins") is an open HTTP execution, and Flex Consumption
+    // counts open executions against each instance's HTTP concurrency: 16 by default on a 2,048 MB
+    // instance (https://learn.microsoft.com/azure/azure-functions/functions-concurrency#http-trigger-concurrency).
+    // At that default, 1,000 queued agents, each held, need 63 instances and the default scale stops at 40.
+    const scale = site.properties.functionAppConfig.scaleAndConcurrency;
+    assert.equal(scale.triggers?.http?.perInstanceConcurrency, "[parameters('httpPerInstanceConcurrency')]");
+    const perInstance = template.parameters.httpPerInstanceConcurrency;
+    assert.ok(perInstance.maxValue <= 1000, "the platform's most");
+    const heldAtOnce = 1_000;
+    assert.ok(perInstance.defaultValue * template.parameters.maximumInstanceCount.defaultValue >= 2 * heldAtOnce, `${perInstance.defaultValue} × ${template.parameters.maximumInstanceCount.defaultValue} instances hold fewer than twice 1,000 check-ins`);
+  });
+
   test("app settings carry what config.ts requires and nothing Flex Consumption refuses", () => {
     for (const name of ["ROLLCALL_STORAGE_TABLE_ENDPOINT", "AZURE_CLIENT_ID", "ROLLCALL_CLUSTERS", "APPLICATIONINSIGHTS_CONNECTION_STRING", "ROLLCALL_TABLE"]) {
       assert.ok(name in appSettings, name);
