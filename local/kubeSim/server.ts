@@ -57,7 +57,7 @@ async function serve(context: ApiServerContext, request: IncomingMessage, respon
     // Timers may have changed the cluster since the last request; controllers react before anyone reads it.
     context.controllers.settle();
     if (method === "GET" && isWatch(url.searchParams)) {
-      serveWatch(context.store, watchTarget(url), url.searchParams, request, response);
+      serveWatch(context.store, watchTarget(url), url.searchParams, response);
       context.requestLog.push({ at: Date.now(), method, path: url.pathname, query: url.search.replace(/^\?/, ""), status: 200 });
       return;
     }

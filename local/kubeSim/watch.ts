@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { ServerResponse } from "node:http";
 import type { Resource } from "./resources";
 import { parseFieldSelector, parseLabelSelector } from "./selectors";
 import { ApiError, badRequest } from "./status";
@@ -22,7 +22,7 @@ export function isWatch(query: URLSearchParams): boolean {
 
 type EventType = "ADDED" | "MODIFIED" | "DELETED";
 
-export function serveWatch(store: Store, target: { resource: Resource; namespace?: string }, query: URLSearchParams, request: IncomingMessage, response: ServerResponse): void {
+export function serveWatch(store: Store, target: { resource: Resource; namespace?: string }, query: URLSearchParams, response: ServerResponse): void {
   const { resource, namespace } = target;
   const labels = parseLabelSelector(query.get("labelSelector") ?? "");
   const fields = parseFieldSelector(resource.plural, query.get("fieldSelector") ?? "");
@@ -55,14 +55,11 @@ export function serveWatch(store: Store, target: { resource: Resource; namespace
   }
   const stop = store.onChange(forward);
   const timer = setTimeout(() => response.end(), timeoutSeconds * 1000);
-  const end = () => {
+  // The response closes when it ends and when the client goes away (the request's own 'close' has
+  // already fired: its body was read before the watch began).
+  response.once("close", () => {
     stop();
     clearTimeout(timer);
-  };
-  response.once("close", end);
-  request.once("close", () => {
-    end();
-    response.end();
   });
 }
 

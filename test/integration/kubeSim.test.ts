@@ -588,6 +588,16 @@ describe("the simulated API server's watches", () => {
     await w.ended;
   });
 
+  it("stop sending to a watch whose client went away", async () => {
+    const { sim, config } = await cluster();
+    const listeners = () => (sim as unknown as { store: { listeners: Set<unknown> } }).store.listeners.size;
+    const before = listeners();
+    const w = await watch(config, "/api/v1/nodes", {});
+    await eventually(() => listeners() === before + 1, "the watch is subscribed");
+    w.stop();
+    await eventually(() => listeners() === before, "the watch is forgotten");
+  });
+
   it("answer 400 for a resourceVersion this server never issued, before streaming", async () => {
     const { sim } = await cluster({ terminationDelayMs: 300 });
     const response = await fetch(`${sim.url}/api/v1/pods?watch=1&resourceVersion=abc`, { headers: { authorization: `Bearer ${sim.adminToken}` } });
