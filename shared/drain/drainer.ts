@@ -128,7 +128,8 @@ export interface DrainWait {
  */
 export async function drainFor(api: ClusterApi, node: string, options: DrainOptions, wait: DrainWait): Promise<DrainPass> {
   let pass = await drainPass(api, node, options, wait.now());
-  // Counted in sleeps, not by the clock: a test's fixed clock cannot make the wait endless.
+  // Budgeted in 100 ms polls: a watched sleep counts the polls it lasted, and each sleep counts at
+  // least one, so a test's fixed clock cannot make the wait endless.
   let left = Math.floor(wait.waitMs / DRAIN_POLL_MS);
   let sinceHeldCheck = 0;
   // Opened once the drain has something to wait for: a pod deleted from the node ends the sleep at
