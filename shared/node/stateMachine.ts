@@ -320,8 +320,8 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     // failed again and kept a release from handing over its slot for ~100 ms.
     let result = await ports.lock.acquire(record.cluster, holder, ports.policy.concurrency, [ports.store.replaceAction(next, etag)], seen);
     for (let retry = 0; result.kind === "conflict" && retry < ACQUIRE_RETRIES && !dependsOnHolders(ports.policy); retry++) {
-      const [view, now] = await Promise.all([ports.lock.view(record.cluster), ports.store.get(record.cluster, record.node)]);
-      if (now?.etag !== etag) return { kind: "conflict" };
+      const [view, latest] = await Promise.all([ports.lock.view(record.cluster), ports.store.get(record.cluster, record.node)]);
+      if (latest?.etag !== etag) return { kind: "conflict" };
       seen = view;
       if ((seen.policyVersion ?? 0) > (ports.policy.version ?? 0)) return { kind: "conflict", policyVersion: seen.policyVersion };
       if (ahead.length >= ports.policy.concurrency - seen.holders.length) return { kind: "conflict" };

@@ -90,7 +90,7 @@ const MAX_STEPS_PER_RUN = 16;
  */
 export class Orchestrator {
   /** Per cluster, the listing that concurrent queue checks join (`StepPorts.recentRecords`), and when it was started. */
-  private readonly listings = new Map<string, { records: Promise<Versioned<NodeRecord>[]>; startedAt: number; reuseMs: number }>();
+  private readonly listings = new Map<string, Listing>();
 
   /** Queued check-ins held open on this instance until their node's turn (see `HeldCheckins`). */
   readonly holds: HeldCheckins;
@@ -106,16 +106,18 @@ export class Orchestrator {
    * reused for n ms (at most 1 s), so a large queue costs about one listing a second. Slots are taken
    * on the lock row itself, so a listing that old can only make a node wait its turn a moment longer.
    */
-  private recentRecords(cluster: string, fresh = false): { records: Promise<Versioned<NodeRecord>[]>; reused: boolean } {
+  private recentRecords(cluster: string, fresh = false): Listing & { reused: boolean } {
     const recent = this.listings.get(cluster);
-    if (!fresh && recent && performance.now() - recent.startedAt <= recent.reuseMs) return { records: recent.records, reused: true };
-    const entry = { records: this.deps.store.list(cluster), startedAt: performance.now(), reuseMs: Number.POSITIVE_INFINITY };
+    if (!fresh && recent && performance.now() - recent.startedAt <= recent.reuseMs) return { ...recent, reused: true };
+    const records = this.deps.store.list(cluster);
+    const entry: Listing = { records, values: records.then((list) => list.map((r) => r.value)), startedAt: performance.now(), reuseMs: Number.POSITIVE_INFINITY };
     this.listings.set(cluster, entry);
-    entry.records.then(
+    records.then(
       (list) => (entry.reuseMs = performance.now() - entry.startedAt + Math.min(LISTING_REUSE_MAX_MS, list.length * LISTING_REUSE_MS_PER_RECORD)),
       () => void (this.listings.get(cluster) === entry && this.listings.delete(cluster)),
     );
-    return { records: entry.records, reused: false };
+    entry.values.catch(() => undefined);
+    return { ...entry, reused: false };
   }
 
   private now(): Date {
@@ -470,7 +472,7 @@ export class Orchestrator {
       sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
       clock: () => this.now(),
       checkinOf: how.checkinOf,
-      recentRecords: (c) => this.recentRecords(c).records.then((list) => list.map((r) => r.value)),
+      recentRecords: (c) => this.recentRecords(c).values,
       ...(how.queuedAhead !== undefined && { queuedAhead: how.queuedAhead }),
       agentProblem: async (record) => {
         if (record.node !== how.checkinOf) return this.deps.agentProblem?.(cluster, record);
@@ -560,6 +562,14 @@ export class Orchestrator {
     await notifyTransition(policy, from, next, log);
     return woke;
   }
+}
+
+/** A listing of a cluster's records that queue checks share (see `recentRecords`); `values` derived once, not per check. */
+interface Listing {
+  records: Promise<Versioned<NodeRecord>[]>;
+  values: Promise<NodeRecord[]>;
+  startedAt: number;
+  reuseMs: number;
 }
 
 interface RunOptions {
