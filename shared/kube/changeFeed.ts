@@ -10,15 +10,25 @@ export class ChangeFeed {
   private stop?: () => void;
   private closed = false;
   private open = false;
+  private wasOpen = false;
+  private over = false;
 
   /** Whether the watch is open now, so that a change will wake a wait. */
   get live(): boolean {
     return this.open && !this.closed;
   }
 
+  /** How the watch ended, once it has: "after-open" (the server's timeout, a dropped connection) or "never-opened" (refused, unreachable). */
+  get ended(): "after-open" | "never-opened" | undefined {
+    if (!this.over && !this.closed) return undefined;
+    return this.wasOpen ? "after-open" : "never-opened";
+  }
+
   /** The watch is open (`true`) or has ended (`false`). */
   opened(open: boolean): void {
     this.open = open;
+    if (open) this.wasOpen = true;
+    else this.over = true;
   }
 
   /** The watch saw a change. */
@@ -27,10 +37,13 @@ export class ChangeFeed {
     this.wake?.();
   }
 
-  async next(timeout: Promise<void>): Promise<void> {
+  /** Whether the watch saw a change (since the previous call) before `timeout`. */
+  async next(timeout: Promise<void>): Promise<boolean> {
     if (!this.changed && !this.closed) await Promise.race([timeout, new Promise<void>((resolve) => (this.wake = resolve))]);
     this.wake = undefined;
+    const changed = this.changed;
     this.changed = false;
+    return changed;
   }
 
   /** What `close` stops: the watch request, once it is open. */

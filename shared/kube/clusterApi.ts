@@ -104,10 +104,13 @@ export interface ClusterApi {
   /**
    * Watches that wake a step waiting on the cluster at once instead of at its next poll: pods
    * deleted from the node (evicted pods finishing), and any change to the node object after the
-   * resourceVersion it was read at (the kubelet posting Ready). Absent (a fake cluster): the step polls.
+   * resourceVersion it was read at (the kubelet posting Ready), and any PodDisruptionBudget of the
+   * cluster that comes to allow a disruption or goes away (what lifts a gate holding a queued node).
+   * Absent (a fake cluster): the step polls.
    */
   watchPodDeletions?(node: string): ChangeFeed;
   watchNode?(name: string, resourceVersion: string): ChangeFeed;
+  watchPodDisruptionBudgets?(): ChangeFeed;
   evictPod(pod: Pick<KubePod, "namespace" | "name">, gracePeriodSeconds?: number): Promise<EvictionResult>;
   /** Who a bearer token belongs to, validated for `audiences` by the API server (TokenReview). */
   reviewToken(token: string, audiences: string[]): Promise<TokenReviewResult>;

@@ -79,6 +79,13 @@ export class KubeClusterApi implements ClusterApi {
     return openWatch(this.lib, this.config, "/api/v1/nodes", { fieldSelector: `metadata.name=${name}`, resourceVersion }, (type) => type === "MODIFIED" || type === "DELETED");
   }
 
+  watchPodDisruptionBudgets(): ChangeFeed {
+    // The disruption controller writes status whenever a covered pod's health changes: only a budget
+    // that now allows a disruption can lift a hold, so the rest of a rollout's status churn wakes nothing.
+    const allows = (pdb: k8s.V1PodDisruptionBudget) => (pdb.status?.disruptionsAllowed ?? 0) > 0;
+    return openWatch(this.lib, this.config, "/apis/policy/v1/poddisruptionbudgets", {}, (type, pdb) => type === "DELETED" || (type === "MODIFIED" && allows(pdb as k8s.V1PodDisruptionBudget)));
+  }
+
   async evictPod(pod: Pick<KubePod, "namespace" | "name">, gracePeriodSeconds?: number): Promise<EvictionResult> {
     const body: k8s.V1Eviction = {
       apiVersion: "policy/v1",
@@ -345,10 +352,10 @@ function toPdb(pdb: k8s.V1PodDisruptionBudget): KubePdb {
 
 /**
  * A watch whose `wakes` events signal the feed. Opened without a resourceVersion, kube-apiserver
- * first sends an ADDED for every object that matches: only DELETED then means a change. A failed
+ * first sends an ADDED for every object that matches: an ADDED never counts as a change. A failed
  * watch (or an ERROR event, such as 410 for a compacted resourceVersion) just never signals.
  */
-function openWatch(lib: ClientNode, config: k8s.KubeConfig, path: string, query: Record<string, string>, wakes: (type: string) => boolean): ChangeFeed {
+function openWatch(lib: ClientNode, config: k8s.KubeConfig, path: string, query: Record<string, string>, wakes: (type: string, object: unknown) => boolean): ChangeFeed {
   const feed = new ChangeFeed();
   let ended = false;
   const end = () => {
@@ -356,7 +363,7 @@ function openWatch(lib: ClientNode, config: k8s.KubeConfig, path: string, query:
     feed.opened(false);
   };
   new lib.Watch(config)
-    .watch(path, { ...query, timeoutSeconds: WATCH_TIMEOUT_SECONDS }, (type) => (type === "ERROR" ? end() : wakes(type) && feed.signal()), end)
+    .watch(path, { ...query, timeoutSeconds: WATCH_TIMEOUT_SECONDS }, (type, object) => (type === "ERROR" ? end() : wakes(type, object) && feed.signal()), end)
     .then(
       // client-node answers a watch it could not open (a 403 without the RBAC verb) by calling `end` first.
       (request) => {

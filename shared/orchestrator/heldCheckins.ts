@@ -1,4 +1,14 @@
+import type { ChangeFeed } from "../kube/changeFeed";
 import type { ClusterLock } from "../lock/tableLock";
+
+/**
+ * Opens a watch of what may lift a gate holding a queued node (the cluster's PodDisruptionBudgets),
+ * or answers undefined when the cluster offers none.
+ */
+export type GateWatch = (cluster: string) => Promise<ChangeFeed | undefined>;
+
+/** After a gate watch that could not be opened (no `watch` in an older ClusterRole), how long before it is tried again. */
+const GATE_WATCH_RETRY_MS = 60_000;
 
 /**
  * Queued check-ins held open until the node's turn may have come (a long poll, as a Kubernetes watch
@@ -12,41 +22,87 @@ import type { ClusterLock } from "../lock/tableLock";
  * the row once per `pollMs` for all its holds together), or when its time is up. A slot no release
  * could hand over is taken at the next check-in, within the hold's time. One hold per node: a second
  * check-in of the same node ends the first.
+ *
+ * A node a gate holds (`gateHeld`) waits for no Rollcall event: mostly a PodDisruptionBudget that
+ * allows no disruption while other nodes drain. While this instance holds such nodes of a cluster, it
+ * keeps one watch of the cluster's budgets open for all of them, and a budget that comes to allow a
+ * disruption wakes them, at most once per `pollMs`. At concurrency 5, waiting for the busy interval
+ * instead left one slot in five empty for most of a round.
  */
 export class HeldCheckins {
-  /** Per cluster, per node: what ends the node's hold. */
-  private readonly held = new Map<string, Map<string, () => void>>();
+  /** Per cluster, per node: what ends the node's hold, and whether a gate holds the node. */
+  private readonly held = new Map<string, Map<string, Hold>>();
   private readonly polling = new Set<string>();
+  private readonly gateWatching = new Set<string>();
+  /** Per cluster, when a gate watch that could not be opened may be tried again. */
+  private readonly gateWatchRefusedUntil = new Map<string, number>();
 
   constructor(
     private readonly lock: Pick<ClusterLock, "view">,
     private readonly pollMs: number,
+    private readonly gateWatch?: GateWatch,
   ) {}
 
   /** Holds the node's check-in for at most `ms`: true when it was woken, false when its time ran out. */
-  hold(cluster: string, node: string, ms: number): Promise<boolean> {
+  hold(cluster: string, node: string, ms: number, { gateHeld = false } = {}): Promise<boolean> {
     this.wake(cluster, node);
-    const nodes = this.held.get(cluster) ?? new Map<string, () => void>();
+    const nodes = this.held.get(cluster) ?? new Map<string, Hold>();
     this.held.set(cluster, nodes);
     return new Promise<boolean>((resolve) => {
       const end = (woken: boolean) => {
         clearTimeout(timer);
-        if (nodes.get(node) === wake) nodes.delete(node);
+        if (nodes.get(node) === hold) nodes.delete(node);
         if (nodes.size === 0 && this.held.get(cluster) === nodes) this.held.delete(cluster);
         resolve(woken);
       };
-      const wake = () => end(true);
+      const hold: Hold = { wake: () => end(true), gateHeld };
       const timer = setTimeout(() => end(false), ms);
-      nodes.set(node, wake);
+      nodes.set(node, hold);
       this.poll(cluster);
+      if (gateHeld) this.watchGates(cluster);
     });
   }
 
   /** Ends the node's hold, if it has one here: something about the node changed. True if it had one. */
   wake(cluster: string, node: string): boolean {
-    const wake = this.held.get(cluster)?.get(node);
-    wake?.();
-    return wake !== undefined;
+    const hold = this.held.get(cluster)?.get(node);
+    hold?.wake();
+    return hold !== undefined;
+  }
+
+  private gateHeld(cluster: string): Hold[] {
+    return [...(this.held.get(cluster)?.values() ?? [])].filter((hold) => hold.gateHeld);
+  }
+
+  /** Keeps one gate watch of the cluster open while gate-held check-ins are held here (see the class comment). */
+  private watchGates(cluster: string): void {
+    const watch = this.gateWatch;
+    if (!watch || this.gateWatching.has(cluster) || (this.gateWatchRefusedUntil.get(cluster) ?? 0) > Date.now()) return;
+    this.gateWatching.add(cluster);
+    const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
+    void (async () => {
+      while (this.gateHeld(cluster).length > 0) {
+        const feed = await watch(cluster).catch(() => undefined);
+        if (!feed) break;
+        try {
+          // Until no gate-held check-in is left here, or the watch ends (the server's timeout: opened again).
+          while (this.gateHeld(cluster).length > 0 && !feed.ended) {
+            if (!(await feed.next(pause(this.pollMs)))) continue;
+            for (const hold of this.gateHeld(cluster)) hold.wake();
+            await pause(this.pollMs);
+          }
+        } finally {
+          feed.close();
+        }
+        if (feed.ended === "never-opened" && this.gateHeld(cluster).length > 0) {
+          // Refused or unreachable: the holds fall back on the busy interval's re-check.
+          this.gateWatchRefusedUntil.set(cluster, Date.now() + GATE_WATCH_RETRY_MS);
+          break;
+        }
+        await pause(this.pollMs);
+      }
+      this.gateWatching.delete(cluster);
+    })();
   }
 
   /** How many check-ins this instance holds now. */
@@ -78,4 +134,9 @@ export class HeldCheckins {
     };
     setTimeout(() => void look(), this.pollMs).unref();
   }
+}
+
+interface Hold {
+  wake: () => void;
+  gateHeld: boolean;
 }

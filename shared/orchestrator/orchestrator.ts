@@ -96,7 +96,7 @@ export class Orchestrator {
   readonly holds: HeldCheckins;
 
   constructor(private readonly deps: OrchestratorDeps) {
-    this.holds = new HeldCheckins(deps.lock, HOLD_POLL_MS);
+    this.holds = new HeldCheckins(deps.lock, HOLD_POLL_MS, async (cluster) => (await deps.kube(cluster)).watchPodDisruptionBudgets?.());
   }
 
   /**
@@ -166,7 +166,7 @@ export class Orchestrator {
       if (!marked) return answer;
       const left = holdEnds - this.now().getTime();
       const recheck = current.value.heldByGate === true && left > busyMs;
-      const woken = await this.holds.hold(cluster, node, recheck ? busyMs : left);
+      const woken = await this.holds.hold(cluster, node, recheck ? busyMs : left, { gateHeld: current.value.heldByGate === true });
       if (!woken && !recheck) {
         // Its time is up with the node still queued: the agent checks in again at once and is held anew.
         return { ...answer, nextCheckinSeconds: 1 };
@@ -299,7 +299,11 @@ export class Orchestrator {
         break;
       }
       if (result.kind === "wait") {
+        const gateHeldBefore = current.value.heldByGate === true;
         current = await this.recordWait(current, result.why, result.set);
+        // A held check-in was held for the wait it had (behind others in the queue): now that a gate
+        // holds the node, it is stepped again and held as gate-held, so that the gate lifting wakes it.
+        if (!gateHeldBefore && current.value.heldByGate === true) this.holds.wake(cluster, node);
         const { event } = result;
         const waiting = current.value;
         // In line behind the transitions' Events, so that `kubectl describe node` lists them in order.

@@ -1,5 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { KubeConfig, PolicyV1Api } from "@kubernetes/client-node";
 import { getRollcall } from "../../shared/orchestrator/fromConfig";
 import { Orchestrator } from "../../shared/orchestrator/orchestrator";
 import { CheckinRequest } from "../../shared/protocol/checkin";
@@ -24,6 +25,15 @@ async function queuedBehindFirst(settings: Record<string, string> = {}) {
   await a.tick();
   assert.equal((await b.tick()).state, "pending", "the second node queues behind the first");
   return { a, b };
+}
+
+/** The budget's owner lets one pod go, through the API, as `kubectl edit pdb` does. */
+async function relaxBudget(namespace: string, name: string) {
+  const config = new KubeConfig();
+  config.loadFromString(world.sim.kubeconfig);
+  const policy = config.makeApiClient(PolicyV1Api);
+  const pdb = await policy.readNamespacedPodDisruptionBudget({ namespace, name });
+  await policy.replaceNamespacedPodDisruptionBudget({ namespace, name, body: { ...pdb, spec: { selector: pdb.spec!.selector, maxUnavailable: 1 } } });
 }
 
 /** Drives the first node's agent through its turn until its node is back in service. */
@@ -80,6 +90,50 @@ describe("held check-ins: a queued node's turn starts the moment a slot frees", 
 
     assert.equal(answer.action, "reboot", `the held check-in carries the turn: ${JSON.stringify(answer)}`);
     assert.ok(Date.now() - openedAt < 5_000, "within a busy interval or so of the gate lifting, not at the end of the 20 s hold");
+  });
+
+  it("wakes a held check-in that a PodDisruptionBudget holds the moment the budget allows a disruption", async () => {
+    // A 30 s busy interval: the gate is not asked again within the 20 s hold unless something wakes it.
+    world.configure({ ROLLCALL_CONCURRENCY: "1", ROLLCALL_CHECKIN_HOLD_SECONDS: "20", ROLLCALL_CHECKIN_BUSY_SECONDS: "30" });
+    const name = `held-pdb-${Math.random().toString(36).slice(2, 7)}`;
+    // The pod starts on the node; the spare, added after, takes its replacement once it is evicted: a
+    // budget left short of pods would hold the next tests' nodes.
+    const spare = `${name}-spare`;
+    world.sim.addNode(name);
+    world.sim.addDeployment("shop", `web-${name}`, { replicas: 1, pdb: { minAvailable: 1 }, nodes: [name, spare] });
+    world.sim.addNode(spare);
+    const agent = await TestAgent.on(world.sim, name, true);
+    const held = postCheckin(name, agent.body(), CLUSTER, { prefer: "wait=20" });
+    for (let i = 0; i < 100 && (await record(name))?.heldByGate !== true; i++) await sleep(20);
+    assert.match((await record(name))?.holdReason ?? "", /PodDisruptionBudget shop\/web-/, "the PDB pre-check holds the node");
+    await sleep(500);
+
+    await relaxBudget("shop", `web-${name}`);
+    const relaxedAt = Date.now();
+    const answer = (await held).body;
+
+    assert.equal(answer.action, "reboot", `the held check-in carries the turn: ${JSON.stringify(answer)}`);
+    assert.ok(Date.now() - relaxedAt < 5_000, `answered on the budget's change, not when the 20 s hold ran out (${Date.now() - relaxedAt} ms)`);
+    assert.equal(world.sim.pdbViolations, 0);
+  });
+
+  it("wakes a check-in held behind the slot's holder once the release finds a budget holding its node, and again when the budget allows", async () => {
+    const { a, b } = await queuedBehindFirst({ ROLLCALL_CHECKIN_BUSY_SECONDS: "30" });
+    const guard = `guard-${b.node}`;
+    world.sim.addDeployment("shop", guard, { replicas: 1, pdb: { minAvailable: 1 }, nodes: [b.node, `${b.node}-spare`] });
+    world.sim.addNode(`${b.node}-spare`);
+    const held = postCheckin(b.node, b.body(), CLUSTER, { prefer: "wait=20" });
+    await sleep(300);
+    await finishTurn(a);
+    for (let i = 0; i < 100 && !/PodDisruptionBudget shop\/guard-/.test((await record(b.node))?.holdReason ?? ""); i++) await sleep(20);
+    assert.match((await record(b.node))?.holdReason ?? "", /PodDisruptionBudget shop\/guard-/, "the release stepped the queued node and the PDB pre-check held it");
+    await sleep(500);
+
+    await relaxBudget("shop", guard);
+    const relaxedAt = Date.now();
+    const answer = (await held).body;
+    assert.equal(answer.action, "reboot", `the check-in held since before the release carries the turn: ${JSON.stringify(answer)}`);
+    assert.ok(Date.now() - relaxedAt < 5_000, `answered on the budget's change, not when the 20 s hold ran out (${Date.now() - relaxedAt} ms)`);
   });
 
   it("answers a held check-in whose time runs out with the queue's reason and asks the agent back at once", async () => {

@@ -92,6 +92,7 @@ const exercise: Record<string, (api: ClusterApi, sim: SimCluster) => Promise<unk
   // A watch counts once its request reached the server; the feed is closed then.
   watchPodDeletions: (api, sim) => watched(sim, () => api.watchPodDeletions!("roles-node-1")),
   watchNode: async (api, sim) => watched(sim, async () => api.watchNode!("roles-node-1", (await api.getNode("roles-node-1"))!.resourceVersion)),
+  watchPodDisruptionBudgets: (api, sim) => watched(sim, () => api.watchPodDisruptionBudgets!()),
   // Twice: the repeat is counted on the first event (a patch), not written anew.
   recordEvent: async (api) => {
     const node = (await api.getNode("roles-node-1"))!;

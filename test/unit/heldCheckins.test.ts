@@ -1,5 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { ChangeFeed } from "../../shared/kube/changeFeed";
 import { HeldCheckins } from "../../shared/orchestrator/heldCheckins";
 
 /** A lock row the test fills by hand (a new ETag on every change), counting its reads. */
@@ -59,5 +60,48 @@ describe("held check-ins on one instance", () => {
     const readsAfter = row.reads;
     await sleep(60);
     assert.equal(row.reads, readsAfter, "no reads once nothing is held");
+  });
+
+  it("wakes the nodes a gate holds when the gate watch sees a change, and keeps one watch for them all while any is held", async () => {
+    const { lock } = lockRow();
+    const feeds: ChangeFeed[] = [];
+    const holds = new HeldCheckins(lock, 20, async () => {
+      const feed = new ChangeFeed();
+      feed.opened(true);
+      feeds.push(feed);
+      return feed;
+    });
+    const gated = ["a", "b"].map((node) => holds.hold("prod", node, 5_000, { gateHeld: true }));
+    const queued = holds.hold("prod", "c", 300);
+    await sleep(30);
+    assert.equal(feeds.length, 1, "one watch for the cluster's gate-held nodes");
+    feeds[0]!.signal();
+    assert.deepEqual(await Promise.all(gated), [true, true]);
+    assert.equal(await queued, false, "a node waiting for a slot is not woken by a gate's change");
+    await sleep(80);
+    assert.equal(feeds[0]!.live, false, "the watch is closed once no gate-held node is left");
+  });
+
+  it("opens the gate watch again when the server ends it, and leaves a refused one alone for a minute", async () => {
+    const { lock } = lockRow();
+    let opened = 0;
+    let refuse = false;
+    const holds = new HeldCheckins(lock, 10, async () => {
+      opened++;
+      const feed = new ChangeFeed();
+      feed.opened(!refuse);
+      // The server's timeout ends an open watch soon after.
+      if (!refuse) setTimeout(() => feed.opened(false), 15);
+      return feed;
+    });
+    const first = holds.hold("prod", "a", 120, { gateHeld: true });
+    assert.equal(await first, false);
+    assert.ok(opened >= 3, `reopened after each end (${opened} watches)`);
+    refuse = true;
+    await sleep(40);
+    const before = opened;
+    await holds.hold("prod", "a", 100, { gateHeld: true });
+    await holds.hold("prod", "b", 50, { gateHeld: true });
+    assert.equal(opened, before + 1, "a refused watch is not asked again at every hold");
   });
 });

@@ -356,6 +356,7 @@ describe("azd and Kubernetes files", () => {
       "authentication.k8s.io/tokenreviews:create",
       "policy/poddisruptionbudgets:get",
       "policy/poddisruptionbudgets:list",
+      "policy/poddisruptionbudgets:watch",
     ]);
     const binding = docs.find((d) => d.kind === "ClusterRoleBinding")!;
     assert.deepEqual(binding.roleRef, { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: role.metadata.name });
