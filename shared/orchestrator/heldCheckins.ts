@@ -7,6 +7,15 @@ import type { ClusterLock } from "../lock/tableLock";
  */
 export type GateWatch = (cluster: string) => Promise<ChangeFeed | undefined>;
 
+/**
+ * How many gate-held check-ins one budget change wakes, and how soon the next change may wake more: at
+ * 1,000 nodes and concurrency 50 a budget changes many times a second and dozens of nodes are held,
+ * and waking them all each time cost more than the rollout's own work. The rest are stepped again at
+ * the busy interval, as before.
+ */
+const GATE_WAKES_PER_CHANGE = 5;
+const GATE_WAKE_GAP_MS = 1_000;
+
 /** After a gate watch that could not be opened (no `watch` in an older ClusterRole), how long before it is tried again. */
 const GATE_WATCH_RETRY_MS = 60_000;
 
@@ -26,8 +35,8 @@ const GATE_WATCH_RETRY_MS = 60_000;
  * A node a gate holds (`gateHeld`) waits for no Rollcall event: mostly a PodDisruptionBudget that
  * allows no disruption while other nodes drain. While this instance holds such nodes of a cluster, it
  * keeps one watch of the cluster's budgets open for all of them, and a budget that comes to allow a
- * disruption wakes them, at most once per `pollMs`. At concurrency 5, waiting for the busy interval
- * instead left one slot in five empty for most of a round.
+ * disruption wakes the longest held of them, a few at a time and at most once a second. At concurrency
+ * 5, waiting for the busy interval instead left one slot in five empty for most of a round.
  */
 export class HeldCheckins {
   /** Per cluster, per node: what ends the node's hold, and whether a gate holds the node. */
@@ -70,7 +79,15 @@ export class HeldCheckins {
     return hold !== undefined;
   }
 
-  private gateHeld(cluster: string): Hold[] {
+  /** Records whether a gate holds the node whose check-in may be held here (a step found it so since the hold began). */
+  gateHeld(cluster: string, node: string, gateHeld: boolean): void {
+    const hold = this.held.get(cluster)?.get(node);
+    if (!hold || hold.gateHeld === gateHeld) return;
+    hold.gateHeld = gateHeld;
+    if (gateHeld) this.watchGates(cluster);
+  }
+
+  private gateHeldHolds(cluster: string): Hold[] {
     return [...(this.held.get(cluster)?.values() ?? [])].filter((hold) => hold.gateHeld);
   }
 
@@ -81,20 +98,21 @@ export class HeldCheckins {
     this.gateWatching.add(cluster);
     const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
     void (async () => {
-      while (this.gateHeld(cluster).length > 0) {
+      while (this.gateHeldHolds(cluster).length > 0) {
         const feed = await watch(cluster).catch(() => undefined);
         if (!feed) break;
         try {
           // Until no gate-held check-in is left here, or the watch ends (the server's timeout: opened again).
-          while (this.gateHeld(cluster).length > 0 && !feed.ended) {
+          while (this.gateHeldHolds(cluster).length > 0 && !feed.ended) {
             if (!(await feed.next(pause(this.pollMs)))) continue;
-            for (const hold of this.gateHeld(cluster)) hold.wake();
-            await pause(this.pollMs);
+            // The longest held first; each woken node is held again behind the rest.
+            for (const hold of this.gateHeldHolds(cluster).slice(0, GATE_WAKES_PER_CHANGE)) hold.wake();
+            await pause(GATE_WAKE_GAP_MS);
           }
         } finally {
           feed.close();
         }
-        if (feed.ended === "never-opened" && this.gateHeld(cluster).length > 0) {
+        if (feed.ended === "never-opened" && this.gateHeldHolds(cluster).length > 0) {
           // Refused or unreachable: the holds fall back on the busy interval's re-check.
           this.gateWatchRefusedUntil.set(cluster, Date.now() + GATE_WATCH_RETRY_MS);
           break;

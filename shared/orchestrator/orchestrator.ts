@@ -299,11 +299,10 @@ export class Orchestrator {
         break;
       }
       if (result.kind === "wait") {
-        const gateHeldBefore = current.value.heldByGate === true;
         current = await this.recordWait(current, result.why, result.set);
-        // A held check-in was held for the wait it had (behind others in the queue): now that a gate
-        // holds the node, it is stepped again and held as gate-held, so that the gate lifting wakes it.
-        if (!gateHeldBefore && current.value.heldByGate === true) this.holds.wake(cluster, node);
+        // The node's check-in may be held here for the wait it had before (behind others in the queue):
+        // a gate holds it now, so the gate lifting must wake it.
+        this.holds.gateHeld(cluster, node, current.value.heldByGate === true);
         const { event } = result;
         const waiting = current.value;
         // In line behind the transitions' Events, so that `kubectl describe node` lists them in order.

@@ -78,8 +78,48 @@ describe("held check-ins on one instance", () => {
     feeds[0]!.signal();
     assert.deepEqual(await Promise.all(gated), [true, true]);
     assert.equal(await queued, false, "a node waiting for a slot is not woken by a gate's change");
-    await sleep(80);
+    for (let i = 0; i < 150 && feeds[0]!.live; i++) await sleep(10);
     assert.equal(feeds[0]!.live, false, "the watch is closed once no gate-held node is left");
+  });
+
+  it("wakes the five longest held of many gate-held nodes at one change, and the next ones no sooner than a second later", async () => {
+    const { lock } = lockRow();
+    const feed = new ChangeFeed();
+    feed.opened(true);
+    const holds = new HeldCheckins(lock, 20, async () => feed);
+    const woken: string[] = [];
+    const nodes = ["a", "b", "c", "d", "e", "f", "g", "h"];
+    const waiting = nodes.map((node) => holds.hold("prod", node, 5_000, { gateHeld: true }).then((w) => void (w && woken.push(node))));
+    await sleep(30);
+    feed.signal();
+    await sleep(50);
+    assert.deepEqual(woken, ["a", "b", "c", "d", "e"]);
+    feed.signal();
+    await sleep(300);
+    assert.equal(woken.length, 5, "a change right after waits out the gap");
+    for (let i = 0; i < 150 && woken.length < 8; i++) await sleep(10);
+    assert.deepEqual(woken, nodes, "then the rest");
+    await Promise.all(waiting);
+  });
+
+  it("wakes a check-in held for another reason once a step finds a gate holding its node", async () => {
+    const { lock } = lockRow();
+    const feeds: ChangeFeed[] = [];
+    const holds = new HeldCheckins(lock, 20, async () => {
+      const feed = new ChangeFeed();
+      feed.opened(true);
+      feeds.push(feed);
+      return feed;
+    });
+    let woken: boolean | undefined;
+    const held = holds.hold("prod", "a", 2_000).then((w) => (woken = w));
+    await sleep(30);
+    assert.equal(feeds.length, 0, "no watch for a node waiting for a slot");
+    holds.gateHeld("prod", "a", true);
+    await sleep(30);
+    assert.equal(woken, undefined, "still held");
+    feeds[0]!.signal();
+    assert.equal(await held, true);
   });
 
   it("opens the gate watch again when the server ends it, and leaves a refused one alone for a minute", async () => {
