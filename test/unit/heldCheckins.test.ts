@@ -21,6 +21,18 @@ function lockRow() {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Held check-ins (lock polled every 20 ms) whose gate watches open at once, each kept in `feeds`. */
+function withGateWatches() {
+  const feeds: ChangeFeed[] = [];
+  const holds = new HeldCheckins(lockRow().lock, 20, async () => {
+    const feed = new ChangeFeed();
+    feed.opened(true);
+    feeds.push(feed);
+    return feed;
+  });
+  return { holds, feeds };
+}
+
 describe("held check-ins on one instance", () => {
   it("ends a hold when its node is woken, and only that node's", async () => {
     const { lock } = lockRow();
@@ -63,14 +75,7 @@ describe("held check-ins on one instance", () => {
   });
 
   it("wakes the nodes a gate holds when the gate watch sees a change, and keeps one watch for them all while any is held", async () => {
-    const { lock } = lockRow();
-    const feeds: ChangeFeed[] = [];
-    const holds = new HeldCheckins(lock, 20, async () => {
-      const feed = new ChangeFeed();
-      feed.opened(true);
-      feeds.push(feed);
-      return feed;
-    });
+    const { holds, feeds } = withGateWatches();
     const gated = ["a", "b"].map((node) => holds.hold("prod", node, 5_000, { gateHeld: true }));
     const queued = holds.hold("prod", "c", 300);
     await sleep(30);
@@ -103,14 +108,7 @@ describe("held check-ins on one instance", () => {
   });
 
   it("wakes a check-in held for another reason once a step finds a gate holding its node", async () => {
-    const { lock } = lockRow();
-    const feeds: ChangeFeed[] = [];
-    const holds = new HeldCheckins(lock, 20, async () => {
-      const feed = new ChangeFeed();
-      feed.opened(true);
-      feeds.push(feed);
-      return feed;
-    });
+    const { holds, feeds } = withGateWatches();
     let woken: boolean | undefined;
     const held = holds.hold("prod", "a", 2_000).then((w) => (woken = w));
     await sleep(30);
