@@ -27,9 +27,11 @@ import { benchCluster, rolloutSettings } from "./benchCluster";
  * asked for every node ahead, every queued check-in racing for the head node's slot) 13 completed in
  * 156 s; after them 200 in ~110 s; with held check-ins, one hand-over per release and the health
  * gate's last release kept in the lock row, 200 in ~65 s against an ideal of 16 s, with 0 violations;
- * with watched drains and hand-overs from the shared listing, 200 in ~28 s. 1,000 nodes finish at about
- * the bound (all 1,000 in 537 s in one run alone on that machine, 952 within it in the next; see the
- * README's figures). `addedPerRoundMs`, `transactionConflicts` and `executionMs` show what is left.
+ * with watched drains and hand-overs from the shared listing, 200 in ~28 s. 1,000 nodes finished at about
+ * the bound (all 1,000 in 537 s in one run alone on that machine, 952 within it in the next); with
+ * gate-held check-ins woken by budget changes, in 458–503 s (see the README's figures). A kept-alive
+ * connection pool for the Kubernetes client made this run time requests out (667 of 1,000 done) and was
+ * reverted. `addedPerRoundMs`, `transactionConflicts` and `executionMs` show what is left.
  */
 
 export interface LargeRolloutFigures {
