@@ -9,13 +9,13 @@ export class ChangeFeed {
   private wake?: () => void;
   private stop?: () => void;
   private closed = false;
-  private open = false;
+  /** The watch was opened; it has ended (then it is never opened again). */
   private wasOpen = false;
   private over = false;
 
   /** Whether the watch is open now, so that a change will wake a wait. */
   get live(): boolean {
-    return this.open && !this.closed;
+    return this.wasOpen && !this.over && !this.closed;
   }
 
   /** How the watch ended, once it has: "after-open" (the server's timeout, a dropped connection) or "never-opened" (refused, unreachable). */
@@ -24,11 +24,10 @@ export class ChangeFeed {
     return this.wasOpen ? "after-open" : "never-opened";
   }
 
-  /** The watch is open (`true`) or has ended (`false`). */
+  /** The watch is open (`true`) or has ended (`false`); an ended watch stays ended. */
   opened(open: boolean): void {
-    this.open = open;
-    if (open) this.wasOpen = true;
-    else this.over = true;
+    if (open && !this.over) this.wasOpen = true;
+    if (!open) this.over = true;
   }
 
   /** The watch saw a change. */

@@ -357,17 +357,14 @@ function toPdb(pdb: k8s.V1PodDisruptionBudget): KubePdb {
  */
 function openWatch(lib: ClientNode, config: k8s.KubeConfig, path: string, query: Record<string, string>, wakes: (type: string, object: unknown) => boolean): ChangeFeed {
   const feed = new ChangeFeed();
-  let ended = false;
-  const end = () => {
-    ended = true;
-    feed.opened(false);
-  };
+  const end = () => feed.opened(false);
   new lib.Watch(config)
     .watch(path, { ...query, timeoutSeconds: WATCH_TIMEOUT_SECONDS }, (type, object) => (type === "ERROR" ? end() : wakes(type, object) && feed.signal()), end)
     .then(
-      // client-node answers a watch it could not open (a 403 without the RBAC verb) by calling `end` first.
+      // client-node answers a watch it could not open (a 403 without the RBAC verb) by calling `end`
+      // first: the feed, ended, then stays so.
       (request) => {
-        if (!ended) feed.opened(true);
+        feed.opened(true);
         feed.onClose(() => request.abort());
       },
       end,

@@ -532,9 +532,8 @@ export class Orchestrator {
     }
   }
 
-  /** The log line, telemetry and notification of one transition, after it was written. */
   /**
-   * `tell.event`: the Event the step named; `tell.quiet`: a shadow-mode transition, told to no one in
+   * The log line, telemetry and notification of one transition, after it was written. `tell.event`: the Event the step named; `tell.quiet`: a shadow-mode transition, told to no one in
    * the cluster; `tell.behind`: the run's queue of Event writes, which this one joins without waiting
    * unless it writes the node object too (an annotation racing the next step's node write made that
    * step read and write again). Returns whether the transition woke the node's check-in held on this instance.
