@@ -7,7 +7,7 @@ import { httpHandler, json, parseRoute } from "../shared/http/http";
 import type { NodeRecord } from "../shared/node/nodeRecord";
 import { getRollcall } from "../shared/orchestrator/fromConfig";
 import { gateFailure } from "../shared/policy/gates/composite";
-import { pendingOrder } from "../shared/policy/lifecycle";
+import { pendingOrder } from "../shared/node/queue";
 import { clusterRoute } from "../shared/protocol/names";
 import { requireConfiguredCluster } from "./checkin";
 import { nodeStatusUrl } from "./rebootRequest";

@@ -127,10 +127,10 @@ export class Store {
     return found;
   }
 
-  /** In etcd key order (namespace, then name), as the apiserver lists. */
-  list(resource: Resource, namespace?: string): KubeObject[] {
+  /** In etcd key order (namespace, then name), as the apiserver lists; copies of only those `where` keeps. */
+  list(resource: Resource, namespace?: string, where: (object: KubeObject) => boolean = () => true): KubeObject[] {
     return [...this.table(resource).entries()]
-      .filter(([, object]) => namespace === undefined || object.metadata.namespace === namespace)
+      .filter(([, object]) => (namespace === undefined || object.metadata.namespace === namespace) && where(object))
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
       .map(([, object]) => structuredClone(object));
   }

@@ -35,8 +35,12 @@ export interface LockView {
   lastRelease?: { node: string; at: string };
 }
 
-export type AcquireResult = { kind: "acquired" } | { kind: "full"; holders: LockHolder[] } | { kind: "conflict" };
-export type ReleaseResult = { kind: "released" } | { kind: "not-held" } | { kind: "conflict" };
+/**
+ * `etags`: the new ETags of the `alongWith` rows, in their order, when this call committed them (a
+ * caller then needs no read to write the row again); absent when nothing was written.
+ */
+export type AcquireResult = { kind: "acquired"; etags?: (string | undefined)[] } | { kind: "full"; holders: LockHolder[] } | { kind: "conflict" };
+export type ReleaseResult = { kind: "released" | "not-held"; etags?: (string | undefined)[] } | { kind: "conflict" };
 
 export class LeaseNotYoursError extends Error {
   constructor(node: string, holder: LockHolder) {
@@ -90,8 +94,8 @@ export class TableLock implements ClusterLock {
     const current = seen ?? (await this.view(cluster));
     if (current.holders.some((h) => h.leaseId === holder.leaseId)) return { kind: "acquired" };
     if (current.holders.length >= slots) return { kind: "full", holders: current.holders };
-    const committed = await this.commit(cluster, current, [...current.holders, holder], alongWith);
-    return committed ? { kind: "acquired" } : { kind: "conflict" };
+    const etags = await this.commit(cluster, current, [...current.holders, holder], alongWith);
+    return etags ? { kind: "acquired", etags } : { kind: "conflict" };
   }
 
   async release(cluster: string, node: string, leaseId: string, alongWith: TransactionAction[] = [], releasedAt?: Date): Promise<ReleaseResult> {
@@ -101,22 +105,23 @@ export class TableLock implements ClusterLock {
     const remaining = current.holders.filter((h) => h.leaseId !== leaseId);
     if (!held && alongWith.length === 0) return { kind: "not-held" };
     // Even when the slot is already free, the companion writes must land; commit them with an unchanged lock.
-    const committed = await this.commit(cluster, current, remaining, alongWith, current.policyVersion ?? 0, held && releasedAt ? { node, at: releasedAt.toISOString() } : current.lastRelease);
-    if (!committed) return { kind: "conflict" };
-    return held ? { kind: "released" } : { kind: "not-held" };
+    const etags = await this.commit(cluster, current, remaining, alongWith, current.policyVersion ?? 0, held && releasedAt ? { node, at: releasedAt.toISOString() } : current.lastRelease);
+    if (!etags) return { kind: "conflict" };
+    return { kind: held ? "released" : "not-held", etags };
   }
 
-  private async commit(cluster: string, current: LockView, holders: LockHolder[], alongWith: TransactionAction[], policyVersion = current.policyVersion ?? 0, lastRelease = current.lastRelease): Promise<boolean> {
+  /** Commits the lock row with `alongWith`; answers the ETags of the `alongWith` rows, or undefined when another write came first. */
+  private async commit(cluster: string, current: LockView, holders: LockHolder[], alongWith: TransactionAction[], policyVersion = current.policyVersion ?? 0, lastRelease = current.lastRelease): Promise<(string | undefined)[] | undefined> {
     // Replace writes the whole row: what a commit does not change is written as it was read.
     const released = lastRelease ? { lastReleaseNode: lastRelease.node, lastReleaseAt: lastRelease.at } : {};
     const entity = { partitionKey: cluster, rowKey: rowKeys.lock, ...textProperties("holders", JSON.stringify(holders)), policyVersion, ...released };
     assertStorable(entity);
     const lockWrite: TransactionAction = current.etag ? ["update", entity, "Replace", { etag: current.etag }] : ["create", entity];
     try {
-      await this.table.submitTransaction([lockWrite, ...alongWith]);
-      return true;
+      const response = await this.table.submitTransaction([lockWrite, ...alongWith]);
+      return alongWith.map((_, i) => response.subResponses[i + 1]?.etag);
     } catch (error) {
-      if (isConflict(error) || isNotFound(error)) return false;
+      if (isConflict(error) || isNotFound(error)) return undefined;
       throw error;
     }
   }

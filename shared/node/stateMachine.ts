@@ -9,7 +9,6 @@ import {
   postRebootLabels,
   preRebootLabels,
   delayBeforeRebootReason,
-  pendingOrder,
   drainFailureDecision,
   drainSelects,
   onDrainTimeout,
@@ -21,6 +20,7 @@ import type { GateContext, Policy, RebootGate } from "../policy/policy";
 import { listShort } from "../policy/gates/gate";
 import { pdbsCovering, podsToEvict } from "../policy/gates/pdbPrecheck";
 import type { NodeRecord, NodeStore } from "./nodeRecord";
+import { pendingOrder, placeOf, queueOf } from "./queue";
 
 /**
  * The node lifecycle: every state, every allowed transition, and the step each state takes.
@@ -173,8 +173,8 @@ export interface StepPorts {
 export type StepResult =
   /** Change state; the runner writes `set` with it (fields set to undefined are removed). */
   | { kind: "move"; to: NodeState; why: string; set?: Partial<NodeRecord> }
-  /** The step already wrote `record` itself, atomically with the lock. */
-  | { kind: "committed"; record: NodeRecord; event?: StepEvent }
+  /** The step already wrote `record` itself, atomically with the lock; `etag`, when the write answered it, spares the runner a read. */
+  | { kind: "committed"; record: NodeRecord; etag?: string; event?: StepEvent }
   /**
    * Someone else changed the record or the lock first: re-read and step again. `policyVersion`: the
    * lock row names a newer policy than the step decided on; the runner reads it before stepping again.
@@ -289,9 +289,21 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     // A node is only cordoned when its agent is there to take the reboot order; the turn then starts
     // in the answer to the agent's next check-in, so a drained node never sits waiting for one.
     if (!agentEngaged(record, ports)) return waitInQueue(record, ports, `waiting for the node's agent to check in (within ${ports.policy.checkinIdleSeconds} s); the node stays uncordoned until then`);
-    const node = await (await ports.kube()).getNode(record.node);
-    if (!node) return { kind: "move", to: "idle", why: NODE_GONE, set: { pendingSince: undefined } };
-    const absent = needsAgent(record) ? await ports.agentProblem(record) : undefined;
+    // The agent is checked while the node is read: one round trip less before the slot. Its outcome is
+    // always awaited when the read fails, so a refusal of the agent is never lost with the step.
+    const agentChecked = needsAgent(record) ? ports.agentProblem(record) : Promise.resolve(undefined);
+    let node: KubeNode | undefined;
+    try {
+      node = await (await ports.kube()).getNode(record.node);
+    } catch (error) {
+      await agentChecked;
+      throw error;
+    }
+    if (!node) {
+      agentChecked.catch(() => undefined);
+      return { kind: "move", to: "idle", why: NODE_GONE, set: { pendingSince: undefined } };
+    }
+    const absent = await agentChecked;
     if (absent) return waitInQueue(record, ports, `waiting for the node's agent: ${absent}; the node stays uncordoned until it checks in`);
 
     const leaseId = ports.newLeaseId();
@@ -327,7 +339,7 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
       if (ahead.length >= ports.policy.concurrency - seen.holders.length) return { kind: "conflict" };
       result = await ports.lock.acquire(record.cluster, holder, ports.policy.concurrency, [ports.store.replaceAction(next, etag)], seen);
     }
-    if (result.kind === "acquired") return { kind: "committed", record: next };
+    if (result.kind === "acquired") return { kind: "committed", record: next, etag: result.etags?.[0] };
     if (result.kind === "conflict") return { kind: "conflict" };
     return waitInQueue(record, ports, slotsTaken(result.holders));
   },
@@ -481,7 +493,7 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     const history = historyAction(historyEntry(record, ports.now));
     const result = await ports.lock.release(record.cluster, record.node, record.leaseId ?? "", [ports.store.replaceAction(next, etag), history], ports.now);
     if (result.kind === "conflict") return { kind: "conflict" };
-    return { kind: "committed", record: next, ...(uncordoned && { event: { type: "Normal", reason: "RollcallUncordon", message: `uncordoned: ${next.why}` } }) };
+    return { kind: "committed", record: next, etag: result.etags?.[0], ...(uncordoned && { event: { type: "Normal", reason: "RollcallUncordon", message: `uncordoned: ${next.why}` } }) };
   },
 
   async "drain-failed"(record, _etag, { now }) {
@@ -547,18 +559,24 @@ const GATED_AHEAD_MAX = 10;
  * lifted), for at most GATED_AHEAD_MAX of them, on one set of reads (the budgets and nodes are read
  * once per step), and any further one counts as ready to go. So a queued check-in costs a bounded
  * number of API calls, usually none, at the price of waiting behind a node a gate holds until that
- * node's own next check-in records it (within the busy interval).
+ * node's own next check-in records it (within the busy interval). `engaged`: how many engaged nodes
+ * are ahead, counted only as far as `enough + GATED_AHEAD_MAX + 1`.
  */
 async function eligibleAhead(record: NodeRecord, ports: StepPorts, context: GateContext, enough: number): Promise<{ eligible: string[]; engaged: number }> {
   if (ports.queuedAhead !== undefined && ports.queuedAhead < enough) return { eligible: [], engaged: ports.queuedAhead };
   const order = pendingOrder(ports.policy);
   // Who is ahead only orders the queue: concurrent queued check-ins share one listing (1,000 queued
-  // nodes each listing 1,000 records starved the app). The gates decide on a listing of their own.
+  // nodes each listing 1,000 records starved the app), sorted once. The gates decide on a listing of their own.
   const listed = ports.recentRecords ? await ports.recentRecords(record.cluster) : await context.records();
-  const ahead = listed
-    .filter((other) => other.state === "pending" && other.node !== record.node && wantsTurn(other) && agentEngaged(other, ports) && order(other, record) < 0)
-    .filter((other) => !other.request?.notBefore || other.rebootRequired || Date.parse(other.request.notBefore) <= ports.now.getTime())
-    .sort(order);
+  const queue = queueOf(listed, order);
+  const place = placeOf(queue, record, order);
+  const ready = (other: NodeRecord) =>
+    other.node !== record.node && wantsTurn(other) && agentEngaged(other, ports) && (!other.request?.notBefore || other.rebootRequired || Date.parse(other.request.notBefore) <= ports.now.getTime());
+  // Only the first few ready nodes ahead matter: those that take the free slots, the gate-held ones
+  // asked again, and one more to tell whether they fill the slots exactly.
+  const needed = enough + GATED_AHEAD_MAX + 1;
+  const ahead: NodeRecord[] = [];
+  for (let i = 0; i < place && ahead.length < needed; i++) if (ready(queue[i]!)) ahead.push(queue[i]!);
   if (ahead.length < enough) return { eligible: ahead.map((other) => other.node), engaged: ahead.length };
   const eligible: string[] = [];
   let asked = 0;

@@ -88,6 +88,15 @@ export function annotatesNode(state: NodeState): boolean {
 }
 
 /**
+ * Whether the state's annotation must land before its step runs: a step that may patch the node would
+ * race it (node patches carry a resourceVersion precondition). The reboot order's step only reads the
+ * node, so its annotation is written alongside: the order's answer waited ~15 ms longer for it.
+ */
+export function annotatesBeforeStep(state: NodeState): boolean {
+  return annotatesNode(state) && state !== "reboot-ordered";
+}
+
+/**
  * Writes the event the step named (`told`: what it did, such as an uncordon), then the transition's,
  * and, where the step wrote no node patch, the state annotation; never throws.
  */

@@ -11,9 +11,9 @@ import { type AgentVerifier, describeAgent } from "../auth/tokenReview";
 import { historyAction, historyEntry } from "../history/history";
 import { answerFor } from "./answer";
 import { notifyTransition } from "../notify/notifier";
-import { pendingOrder } from "../policy/lifecycle";
+import { pendingOrder } from "../node/queue";
 import { type Logger, logTransition } from "./transitionLog";
-import { annotatesNode, tellNode, tellWait } from "./nodeEvents";
+import { annotatesBeforeStep, tellNode, tellWait } from "./nodeEvents";
 import { readOnlyClusterApi } from "../kube/readOnly";
 import { HttpError } from "../http/http";
 import { HeldCheckins } from "./heldCheckins";
@@ -326,7 +326,8 @@ export class Orchestrator {
       }
       const next = result.kind === "move" ? nextRecord(current.value, result.to, result.why, ports.now, { ...result.set, holdReason: undefined, heldByGate: undefined }) : result.record;
       try {
-        current = result.kind === "move" ? await this.deps.store.replace(next, current.etag) : ((await this.deps.store.get(cluster, node)) ?? current);
+        if (result.kind === "move") current = await this.deps.store.replace(next, current.etag);
+        else current = result.etag ? { value: next, etag: result.etag } : ((await this.deps.store.get(cluster, node)) ?? current);
       } catch (error) {
         if (!(error instanceof StaleRecordError)) throw error;
         const reloaded = await this.deps.store.get(cluster, node);
@@ -353,18 +354,19 @@ export class Orchestrator {
    */
   private async startNextPending(cluster: string, deadline: Date, log: Logger, wait?: boolean): Promise<void> {
     const shared = this.recentRecords(cluster);
-    const slotLeft = await this.handOver(cluster, await shared.records, deadline, log, wait);
-    if (slotLeft && shared.reused) await this.handOver(cluster, await this.recentRecords(cluster, true).records, deadline, log, wait);
+    const slotLeft = await this.handOver(cluster, shared.records, deadline, log, wait);
+    if (slotLeft && shared.reused) await this.handOver(cluster, this.recentRecords(cluster, true).records, deadline, log, wait);
   }
 
   /** Steps the queued nodes of `listed` until one takes a freed slot or the lock is full; answers whether a slot was left free. */
-  private async handOver(cluster: string, listed: Versioned<NodeRecord>[], deadline: Date, log: Logger, wait?: boolean): Promise<boolean> {
-    const policy = await this.deps.policy(cluster);
+  private async handOver(cluster: string, listing: Promise<Versioned<NodeRecord>[]>, deadline: Date, log: Logger, wait?: boolean): Promise<boolean> {
+    // The lock is read while the listing is in flight: one round trip less before the slot is handed on.
+    const [listed, view, policy] = await Promise.all([listing, this.deps.lock.view(cluster), this.deps.policy(cluster)]);
     const order = pendingOrder(policy);
     const queued = listed.filter((r) => r.value.state === "pending").sort((a, b) => order(a.value, b.value));
     // The first `free` nodes all take a slot in this round, in whatever order: releases at once each
     // begin at another of them, where all beginning at the first made them race for one node each.
-    const free = policy.concurrency - (await this.deps.lock.view(cluster)).holders.length;
+    const free = policy.concurrency - view.holders.length;
     const begin = Math.floor(Math.random() * Math.max(1, Math.min(free, queued.length)));
     const waiting = [...queued.slice(begin, Math.max(begin, free)), ...queued.slice(0, begin), ...queued.slice(Math.max(begin, free))];
     // Candidates step in queue order until one takes the freed slot or the lock is full. Then the next few only have their
@@ -545,7 +547,7 @@ export class Orchestrator {
     if (!tell.quiet) {
       const write = () => tellNode(() => this.deps.kube(cluster), from, next, log, tell.event);
       if (!tell.behind) await write();
-      else if (annotatesNode(next.state)) await tell.behind(write);
+      else if (annotatesBeforeStep(next.state)) await tell.behind(write);
       else void tell.behind(write);
     }
     this.deps.telemetry.event(telemetryEvents.transition, { cluster, node, from, to: next.state, why: next.why, leaseId: next.leaseId });

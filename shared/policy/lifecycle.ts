@@ -1,6 +1,5 @@
 import type { ClusterApi, KubePod } from "../kube/clusterApi";
 import type { NodeRecord } from "../node/nodeRecord";
-import { queueOrder } from "../orchestrator/queue";
 import { matchesLabelSelector } from "./labelSelector";
 import { POLICY_DEFAULTS, type Policy } from "./policy";
 
@@ -108,17 +107,6 @@ export function rebootLoopReason(policy: Policy, record: Pick<NodeRecord, "conse
   if (record.request || count < max || !record.lastRebootAt) return undefined;
   if (now.getTime() - Date.parse(record.lastRebootAt) >= REBOOT_CHAIN_MS) return undefined;
   return `reboot loop: the node asks for another reboot after ${count} reboots in a row, the last at ${record.lastRebootAt} (rebootLoop.maxConsecutiveReboots is ${max}); held until an operator releases it`;
-}
-
-/**
- * The order pending nodes take free slots in, per `pendingOrder`. Use instead of `queueOrder` when
- * sorting pending nodes.
- */
-export function pendingOrder(policy: Policy): (a: NodeRecord, b: NodeRecord) => number {
-  if (policy.pendingOrder === "oldest-first") {
-    return (a, b) => (a.pendingSince ?? "").localeCompare(b.pendingSince ?? "") || a.node.localeCompare(b.node);
-  }
-  return queueOrder;
 }
 
 /** The drain's pod selector (kured's --drain-pod-selector): call in the drainer to skip pods it does not select. */

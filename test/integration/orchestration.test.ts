@@ -100,6 +100,32 @@ describe("a check-in", () => {
     assert.equal(world.sim.requestLog.length, kubeCallsBefore);
   });
 
+  it("takes and frees its lock slot without reading the node's record again after either transaction", async () => {
+    world.configure();
+    world.sim.addNode("etag-1");
+    const agent = await TestAgent.on(world.sim, "etag-1", true);
+    const { table } = await getRollcall();
+    // Each storage request that touches the node's row: the transactions (lock and record together) and point reads.
+    const touches: string[] = [];
+    table.pipeline.addPolicy({
+      name: "trace-row",
+      sendRequest: (request, next) => {
+        const url = decodeURIComponent(request.url);
+        const body = typeof request.body === "string" ? request.body : "";
+        if (url.includes("$batch") && body.includes("node:etag-1")) touches.push("transaction");
+        else if (url.includes("RowKey='node:etag-1'")) touches.push(request.method);
+        return next(request);
+      },
+    });
+    await runAgents([agent], async () => agent.reboots === 1 && (await records()).every((r) => r.state === "idle"));
+    const transactions = touches.flatMap((t, i) => (t === "transaction" ? [i] : []));
+    assert.equal(transactions.length, 2, `one transaction takes the slot and one frees it: ${touches.join(" ")}`);
+    // Taken: the cordon is written next with the ETag the transaction answered.
+    assert.equal(touches[transactions[0]! + 1], "PUT", `after taking the slot: ${touches.join(" ")}`);
+    // Freed: the turn is over and nothing reads the record back before the next check-in.
+    assert.notEqual(touches[transactions[1]! + 1], "GET", `after freeing the slot: ${touches.join(" ")}`);
+  });
+
   it("does not repeat a reboot order it could not re-check against the node", async () => {
     world.configure();
     world.sim.addNode("recheck-1");

@@ -82,4 +82,23 @@ describe("the table lock", () => {
     assert.equal((await lock.acquire("prod", holder("n1", "L1"), 1, [write])).kind, "acquired");
     assert.equal((await store.get("prod", "n1"))?.value.state, "cordoning");
   });
+
+  it("answers the new ETags of the rows it commits with the slot, so the caller writes them again without a read", async () => {
+    const table = await storage.table();
+    const lock = new TableLock(table);
+    const store = new NodeStore(table);
+    const base: NodeRecord = { cluster: "etags", node: "n1", state: "pending", since: "t", why: "w", rebootRequired: true, reasons: [] };
+    const created = await store.create(base);
+    const other = await store.create({ ...base, node: "n2" });
+    const acquired = await lock.acquire("etags", holder("n1", "L1"), 1, [store.replaceAction({ ...base, state: "cordoning", leaseId: "L1" }, created.etag), store.replaceAction({ ...base, node: "n2", why: "along" }, other.etag)]);
+    assert.equal(acquired.kind, "acquired");
+    const etags = acquired.kind === "acquired" ? acquired.etags : undefined;
+    assert.deepEqual(etags, [(await store.get("etags", "n1"))?.etag, (await store.get("etags", "n2"))?.etag]);
+    // The answered ETag is the row's current one: a write made with it lands.
+    const cordoning = await store.replace({ ...base, state: "draining", leaseId: "L1" }, etags![0]!);
+
+    const released = await lock.release("etags", "n1", "L1", [store.replaceAction({ ...base, state: "idle" }, cordoning.etag)]);
+    assert.equal(released.kind, "released");
+    assert.deepEqual(released.kind === "released" ? released.etags : undefined, [(await store.get("etags", "n1"))?.etag]);
+  });
 });

@@ -7,7 +7,6 @@ import {
   delayBeforeRebootReason,
   drainFailureDecision,
   onDrainTimeout,
-  pendingOrder,
   rebootLoopReason,
   sentinelSurvivedReason,
 } from "../../shared/policy/lifecycle";
@@ -84,13 +83,6 @@ describe("policy decisions in the lifecycle", () => {
     assert.match(rebootLoopReason(policy(), recently, now) ?? "", /after 3 reboots in a row.*maxConsecutiveReboots is 3/);
     assert.equal(rebootLoopReason(policy(), { ...recently, consecutiveReboots: 2 }, now), undefined);
     assert.equal(rebootLoopReason(policy(), recently, new Date(now.getTime() + 24 * 60 * MIN)), undefined, "a day later the chain is broken");
-  });
-
-  it("orders pending nodes by priority then age, or by age only", () => {
-    const a = { node: "a", pendingSince: "2026-11-24T01:00:00Z" } as NodeRecord;
-    const b = { node: "b", pendingSince: "2026-11-24T02:00:00Z", request: { priority: 5 } } as NodeRecord;
-    assert.deepEqual([a, b].sort(pendingOrder(policy())).map((r) => r.node), ["b", "a"]);
-    assert.deepEqual([a, b].sort(pendingOrder(policy({ pendingOrder: "oldest-first" }))).map((r) => r.node), ["a", "b"]);
   });
 
   it("waits the delay before the reboot order, and forces a reboot after a drain timeout only when opted in", () => {

@@ -32,7 +32,8 @@ function memoryTable() {
     },
     async submitTransaction(actions: [string, Record<string, unknown> & { partitionKey: string; rowKey: string }][]) {
       for (const [, entity] of actions) rows.set(`${entity.partitionKey}|${entity.rowKey}`, entity);
-      return {};
+      // TableTransactionResponse's shape: one sub-response per action, in order.
+      return { status: 202, subResponses: actions.map(([, entity]) => ({ status: 204, rowKey: entity.rowKey })) };
     },
   };
   return table;

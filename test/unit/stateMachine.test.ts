@@ -170,6 +170,25 @@ describe("the node state machine", () => {
     assert.equal(kube.nodes.get("n1")!.unschedulable, false);
   });
 
+  it("checks the node's agent while it reads the node, and a refusal of the agent is the step's outcome even when that read fails", async () => {
+    const { ports, lock } = setup();
+    let reviewing: (() => void) | undefined;
+    const started: string[] = [];
+    const refusal = new Error("the agent's pod no longer exists");
+    // The review answers only once the node read began: the two run at once.
+    const agentProblem = (r: NodeRecord) => (started.push(`review ${r.node}`), new Promise<undefined>((_, reject) => (reviewing = () => reject(refusal))));
+    const failing = new FakeClusterApi();
+    failing.getNode = async (name) => {
+      started.push(`read ${name}`);
+      reviewing?.();
+      throw new Error("the API server did not answer in time");
+    };
+    const step = STEPS.pending(record({ state: "pending", lastCheckinAt: now.toISOString() }), "e", { ...ports, kube: async () => failing, agentProblem });
+    await assert.rejects(step, refusal);
+    assert.deepEqual(started, ["review n1", "read n1"]);
+    assert.equal(lock.holders.length, 0);
+  });
+
   it("takes one of several free slots while fewer engaged nodes than free slots are ahead of it in the queue", async () => {
     const { ports, lock } = setup();
     const ahead = record({ node: "n0", state: "pending", pendingSince: "2026-11-24T02:00:00Z", lastCheckinAt: now.toISOString() });
