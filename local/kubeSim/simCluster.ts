@@ -100,7 +100,6 @@ export class SimCluster {
   private readonly nodeListeners = new Set<(change: NodeChange) => void>();
   private nodeCount = 0;
   private stopped: Promise<void> | undefined;
-  private connectionCount = 0;
 
   private constructor(
     private readonly server: Server,
@@ -125,7 +124,6 @@ export class SimCluster {
       "current-context": "kube-sim",
     });
     this.evictionRetryAfterSeconds = options.evictionRetryAfterSeconds;
-    server.on("connection", () => this.connectionCount++);
     store.onChange((change) => this.observeNode(change));
   }
 
@@ -441,11 +439,6 @@ export class SimCluster {
 
   pdbs(namespace?: string): KubeObject[] {
     return this.store.list(PDB, namespace);
-  }
-
-  /** How many TCP connections clients opened to the server. */
-  get connections(): number {
-    return this.connectionCount;
   }
 
   /** Times a PDB fell below its desired healthy count because of a deletion or eviction the API allowed; should stay 0. */
