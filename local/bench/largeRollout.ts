@@ -29,9 +29,13 @@ import { benchCluster, rolloutSettings } from "./benchCluster";
  * gate's last release kept in the lock row, 200 in ~65 s against an ideal of 16 s, with 0 violations;
  * with watched drains and hand-overs from the shared listing, 200 in ~28 s. 1,000 nodes finished at about
  * the bound (all 1,000 in 537 s in one run alone on that machine, 952 within it in the next); with
- * gate-held check-ins woken by budget changes, in 458–503 s (see the README's figures). A kept-alive
- * connection pool for the Kubernetes client made this run time requests out (667 of 1,000 done) and was
- * reverted. `addedPerRoundMs`, `transactionConflicts` and `executionMs` show what is left.
+ * gate-held check-ins woken by budget changes, in 458–503 s; with the queue sorted once per listing
+ * (its per-step filter and sort had been a sixth of the CPU), in 532 s. A kept-alive connection pool
+ * for the Kubernetes client, tried twice, made this run time requests out: after the queue's fix one
+ * run alone finished in 496 s, but the full bench's left 177 nodes undone, so it was reverted both
+ * times. Most of the CPU left is the simulator's controllers (a third: each rescans every pod after
+ * every write); `addedPerRoundMs`, `transactionConflicts` and `executionMs` show the rest (see the
+ * README's figures).
  */
 
 export interface LargeRolloutFigures {
