@@ -358,7 +358,7 @@ export class Orchestrator {
     if (slotLeft && shared.reused) await this.handOver(cluster, this.recentRecords(cluster, true).records, deadline, log, wait);
   }
 
-  /** Steps the queued nodes of `listed` until one takes a freed slot or the lock is full; answers whether a slot was left free. */
+  /** Steps the queued nodes of `listing` until one takes a freed slot or the lock is full; answers whether a slot was left free. */
   private async handOver(cluster: string, listing: Promise<Versioned<NodeRecord>[]>, deadline: Date, log: Logger, wait?: boolean): Promise<boolean> {
     // The lock is read while the listing is in flight: one round trip less before the slot is handed on.
     const [listed, view, policy] = await Promise.all([listing, this.deps.lock.view(cluster), this.deps.policy(cluster)]);
