@@ -90,28 +90,31 @@ function civil(day: number): Civil {
   return { year, month, dayOfMonth: d.getUTCDate(), weekday: d.getUTCDay(), daysInMonth: new Date(Date.UTC(year, month + 1, 0)).getUTCDate() };
 }
 
+/** `n` modulo `m`, never negative: days before the anchor count back from it. */
+const modulo = (n: number, m: number) => ((n % m) + m) % m;
+
+/** Whether the schedule has an occurrence on `day`, counting its intervals from the day `anchor`. */
 function matches(schedule: Schedule, day: number, anchor: number): boolean {
-  if (day < anchor) return false;
   const c = civil(day);
   const a = civil(anchor);
   const monthsSince = (c.year - a.year) * 12 + (c.month - a.month);
-  if (schedule.daily) return (day - anchor) % Math.max(1, schedule.daily.intervalDays) === 0;
+  if (schedule.daily) return modulo(day - anchor, Math.max(1, schedule.daily.intervalDays)) === 0;
   if (schedule.weekly) {
     if (weekDays[c.weekday] !== schedule.weekly.dayOfWeek) return false;
     const weeks = Math.round((day - c.weekday - (anchor - a.weekday)) / 7);
-    return weeks % Math.max(1, schedule.weekly.intervalWeeks) === 0;
+    return modulo(weeks, Math.max(1, schedule.weekly.intervalWeeks)) === 0;
   }
   if (schedule.absoluteMonthly) {
     // A day the month lacks (31 in April) has no occurrence that month.
     if (c.dayOfMonth !== schedule.absoluteMonthly.dayOfMonth) return false;
-    return monthsSince % Math.max(1, schedule.absoluteMonthly.intervalMonths) === 0;
+    return modulo(monthsSince, Math.max(1, schedule.absoluteMonthly.intervalMonths)) === 0;
   }
   if (schedule.relativeMonthly) {
     const r = schedule.relativeMonthly;
     if (weekDays[c.weekday] !== r.dayOfWeek) return false;
     const inWeek =
       r.weekIndex === "Last" ? c.dayOfMonth + 7 > c.daysInMonth : Math.ceil(c.dayOfMonth / 7) === ["First", "Second", "Third", "Fourth"].indexOf(r.weekIndex) + 1;
-    return inWeek && monthsSince % Math.max(1, r.intervalMonths) === 0;
+    return inWeek && modulo(monthsSince, Math.max(1, r.intervalMonths)) === 0;
   }
   return false;
 }
@@ -136,10 +139,13 @@ export function nextWindowOccurrence(window: WindowSpec, after: Date, horizonDay
   const startMs = parseTime(window.startTime);
   const durationMs = window.durationHours * HOUR;
   const today = Math.floor((after.getTime() + offset) / DAY);
+  // Without a startDate AKS makes the window "active right away": an occurrence that began the day
+  // before (a nightly 23:00-03:00) is open now. A startDate holds back every day before it.
   const anchor = window.startDate ? parseDay(window.startDate) : today;
   const blocked = notAllowedIntervals(window);
   const lookBack = Math.ceil((startMs + durationMs) / DAY);
   for (let day = today - lookBack; day <= today + horizonDays; day++) {
+    if (window.startDate && day < anchor) continue;
     if (!matches(window.schedule, day, anchor)) continue;
     const start = new Date(day * DAY + startMs - offset);
     const occurrence = { start, end: new Date(start.getTime() + durationMs) };

@@ -35,6 +35,17 @@ describe("maintenance window occurrences", () => {
     ]);
   });
 
+  it("counts a window that opened before midnight as open after it, when the window names no startDate", () => {
+    // AKS: without startDate "the maintenance window will be active right away"; a nightly 23:00-03:00
+    // window is open at 00:30 in the occurrence that began the day before (a CI run after midnight failed on this).
+    const nightly = window({ schedule: { daily: { intervalDays: 1 } }, startTime: "23:00" });
+    assert.deepEqual(iso(nextWindowOccurrence(nightly, new Date("2026-12-02T00:30:00Z"))), { start: "2026-12-01T23:00:00.000Z", end: "2026-12-02T03:00:00.000Z" });
+    const weekly = window({ schedule: { weekly: { intervalWeeks: 1, dayOfWeek: "Saturday" } }, startTime: "22:00", durationHours: 6 });
+    assert.deepEqual(iso(nextWindowOccurrence(weekly, new Date("2026-12-06T01:00:00Z"))), { start: "2026-12-05T22:00:00.000Z", end: "2026-12-06T04:00:00.000Z" });
+    // A startDate still holds the window back until that day.
+    assert.equal(nextWindowOccurrence({ ...nightly, startDate: "2026-12-02" }, new Date("2026-12-02T00:30:00Z"))!.start.toISOString(), "2026-12-02T23:00:00.000Z");
+  });
+
   it("returns the occurrence in progress so that apply mode can start inside an open window", () => {
     const w = window({});
     assert.equal(nextWindowOccurrence(w, new Date("2026-03-01T03:00:00Z"))!.start.toISOString(), "2026-03-01T02:00:00.000Z");
