@@ -1,7 +1,7 @@
 import { pollOrChange, WATCHED_POLL_MS } from "../kube/changeFeed";
 import type { AnnotationChanges, ClusterApi, KubeNode, KubePod, NodeChange, NodeEvent } from "../kube/clusterApi";
 import { kuredAnnotations, nodeAnnotations } from "../kube/clusterApi";
-import type { ClusterLock, LockView } from "../lock/tableLock";
+import type { ClusterLock, LockHolder, LockView } from "../lock/tableLock";
 import { classifyPod, drainFor, untilBudgetAllows } from "../drain/drainer";
 import { historyAction, historyEntry } from "../history/history";
 import {
@@ -277,7 +277,7 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     // node's own gates, so that a node far back in a queue costs no gate at all.
     const context = gateContext(record, ports, "before-lock", undefined, seen);
     const free = ports.policy.concurrency - holders.length;
-    const { eligible: ahead, engaged } = await eligibleAhead(record, ports, context, free);
+    const { eligible: ahead, engaged } = await eligibleAhead(record, ports, context, free, holders);
     if (ahead.length >= free) {
       const waiting = await waitInQueue(record, ports, `waiting behind ${listShort(ahead)}, ahead in the queue`);
       // Only the node right behind those that fill the slots serves the first of them in its stead:
@@ -336,7 +336,9 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
       if (latest?.etag !== etag) return { kind: "conflict" };
       seen = view;
       if ((seen.policyVersion ?? 0) > (ports.policy.version ?? 0)) return { kind: "conflict", policyVersion: seen.policyVersion };
-      if (ahead.length >= ports.policy.concurrency - seen.holders.length) return { kind: "conflict" };
+      // Those ahead that took slots since are holders now, not ahead.
+      const stillAhead = ahead.filter((other) => !seen.holders.some((h) => h.node === other)).length;
+      if (stillAhead >= ports.policy.concurrency - seen.holders.length) return { kind: "conflict" };
       result = await ports.lock.acquire(record.cluster, holder, ports.policy.concurrency, [ports.store.replaceAction(next, etag)], seen);
     }
     if (result.kind === "acquired") return { kind: "committed", record: next, etag: result.etags?.[0] };
@@ -560,9 +562,10 @@ const GATED_AHEAD_MAX = 10;
  * once per step), and any further one counts as ready to go. So a queued check-in costs a bounded
  * number of API calls, usually none, at the price of waiting behind a node a gate holds until that
  * node's own next check-in records it (within the busy interval). `engaged`: how many engaged nodes
- * are ahead, counted only as far as `enough + GATED_AHEAD_MAX + 1`.
+ * are ahead, counted only as far as `enough + GATED_AHEAD_MAX + 1`. `holders`: the lock row as this
+ * step read it; a node holding a slot is not ahead, whatever the listing says.
  */
-async function eligibleAhead(record: NodeRecord, ports: StepPorts, context: GateContext, enough: number): Promise<{ eligible: string[]; engaged: number }> {
+async function eligibleAhead(record: NodeRecord, ports: StepPorts, context: GateContext, enough: number, holders: readonly LockHolder[]): Promise<{ eligible: string[]; engaged: number }> {
   if (ports.queuedAhead !== undefined && ports.queuedAhead < enough) return { eligible: [], engaged: ports.queuedAhead };
   const order = pendingOrder(ports.policy);
   // Who is ahead only orders the queue: concurrent queued check-ins share one listing (1,000 queued
@@ -570,8 +573,11 @@ async function eligibleAhead(record: NodeRecord, ports: StepPorts, context: Gate
   const listed = ports.recentRecords ? await ports.recentRecords(record.cluster) : await context.records();
   const queue = queueOf(listed, order);
   const place = placeOf(queue, record, order);
+  // The listing may be a second old: the nodes that took slots since would hold this one back behind
+  // them, with their slots counted as taken too, until something woke it (~0.5 s a round at concurrency 5).
+  const holding = new Set(holders.map((h) => h.node));
   const ready = (other: NodeRecord) =>
-    other.node !== record.node && wantsTurn(other) && agentEngaged(other, ports) && (!other.request?.notBefore || other.rebootRequired || Date.parse(other.request.notBefore) <= ports.now.getTime());
+    other.node !== record.node && !holding.has(other.node) && wantsTurn(other) && agentEngaged(other, ports) && (!other.request?.notBefore || other.rebootRequired || Date.parse(other.request.notBefore) <= ports.now.getTime());
   // Only the first few ready nodes ahead matter: those that take the free slots, the gate-held ones
   // asked again, and one more to tell whether they fill the slots exactly.
   const needed = enough + GATED_AHEAD_MAX + 1;

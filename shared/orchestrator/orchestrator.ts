@@ -363,7 +363,9 @@ export class Orchestrator {
     // The lock is read while the listing is in flight: one round trip less before the slot is handed on.
     const [listed, view, policy] = await Promise.all([listing, this.deps.lock.view(cluster), this.deps.policy(cluster)]);
     const order = pendingOrder(policy);
-    const queued = listed.filter((r) => r.value.state === "pending").sort((a, b) => order(a.value, b.value));
+    // A node the lock row shows holding a slot took it since the listing was made: it is not queued.
+    const holding = new Set(view.holders.map((h) => h.node));
+    const queued = listed.filter((r) => r.value.state === "pending" && !holding.has(r.value.node)).sort((a, b) => order(a.value, b.value));
     // The first `free` nodes all take a slot in this round, in whatever order: releases at once each
     // begin at another of them, where all beginning at the first made them race for one node each.
     const free = policy.concurrency - view.holders.length;

@@ -199,6 +199,17 @@ describe("the node state machine", () => {
     assert.equal(lock.holders[0]?.node, "n1");
   });
 
+  it("does not wait behind a node that a moment-old listing still shows pending but the lock row shows holding a slot", async () => {
+    const { ports, lock } = setup();
+    // n0 and n2 took slots since the shared listing was made; it still shows them queued ahead.
+    const queue = ["n0", "n2"].map((node, i) => record({ node, state: "pending", pendingSince: `2026-11-24T02:0${i}:00Z`, lastCheckinAt: now.toISOString() }));
+    lock.holders = queue.map((r, i) => ({ node: r.node, leaseId: `lease-${i}`, acquiredAt: now.toISOString(), expiresAt: new Date(now.getTime() + 60_000).toISOString() }));
+    const me = record({ state: "pending", pendingSince: "2026-11-24T02:30:00Z" });
+    const result = await STEPS.pending(me, "e", { ...ports, policy: { ...policy, concurrency: 3 }, recentRecords: async () => [...queue, me] });
+    assert.equal(result.kind, "committed", result.kind === "wait" ? result.why : "");
+    assert.deepEqual(lock.holders.map((h) => h.node), ["n0", "n2", "n1"]);
+  });
+
   it("asks no gate for the nodes ahead when fewer of them are engaged than there are free slots", async () => {
     const { ports } = setup();
     const asked: string[] = [];
