@@ -168,13 +168,19 @@ export interface StepPorts {
    * check needs no listing of its own.
    */
   queuedAhead?: number;
+  /**
+   * The node as the step before, in this invocation, last read or wrote it (its result's `node`): the
+   * steps that would read it first take it instead. Their writes are conditional on its
+   * resourceVersion, so a node changed since fails the write and the step runs again on a fresh read.
+   */
+  knownNode?: KubeNode;
 }
 
 export type StepResult =
   /** Change state; the runner writes `set` with it (fields set to undefined are removed). */
-  | { kind: "move"; to: NodeState; why: string; set?: Partial<NodeRecord> }
+  | { kind: "move"; to: NodeState; why: string; set?: Partial<NodeRecord>; node?: KubeNode }
   /** The step already wrote `record` itself, atomically with the lock; `etag`, when the write answered it, spares the runner a read. */
-  | { kind: "committed"; record: NodeRecord; etag?: string; event?: StepEvent }
+  | { kind: "committed"; record: NodeRecord; etag?: string; event?: StepEvent; node?: KubeNode }
   /**
    * Someone else changed the record or the lock first: re-read and step again. `policyVersion`: the
    * lock row names a newer policy than the step decided on; the runner reads it before stepping again.
@@ -341,14 +347,14 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
       if (stillAhead >= ports.policy.concurrency - seen.holders.length) return { kind: "conflict" };
       result = await ports.lock.acquire(record.cluster, holder, ports.policy.concurrency, [ports.store.replaceAction(next, etag)], seen);
     }
-    if (result.kind === "acquired") return { kind: "committed", record: next, etag: result.etags?.[0] };
+    if (result.kind === "acquired") return { kind: "committed", record: next, etag: result.etags?.[0], node };
     if (result.kind === "conflict") return { kind: "conflict" };
     return waitInQueue(record, ports, slotsTaken(result.holders));
   },
 
   async cordoning(record, _etag, ports) {
     const kube = await ports.kube();
-    const node = await kube.getNode(record.node);
+    const node = ports.knownNode ?? (await kube.getNode(record.node));
     if (!node) return release("node-deleted", NODE_GONE);
     if (!wantsTurn(record)) return release("cancelled", "reboot no longer required");
     if (ports.policy.mode === "shadow") return shadowTurn(kube, record, ports);
@@ -366,12 +372,12 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     });
     const why = wasUnschedulable ? "already cordoned by someone else; left as it was" : "cordoned";
     const lease = { wasUnschedulable, nodeUid: written.uid, leaseBootId: record.bootId, leaseNodeBootId: node.bootId };
-    return { kind: "move", to: "draining", why, set: { drainStartedAt: iso(ports.now), drainAttempts: 0, ...lease } };
+    return { kind: "move", to: "draining", why, set: { drainStartedAt: iso(ports.now), drainAttempts: 0, ...lease }, node: written };
   },
 
   async draining(record, _etag, ports) {
     const kube = await ports.kube();
-    const node = await kube.getNode(record.node);
+    const node = ports.knownNode ?? (await kube.getNode(record.node));
     if (!node) return release("node-deleted", NODE_GONE);
     // Before any eviction: is this still our node, cordoned under this lease? Has it rebooted by itself?
     const lost = leaseLost(record, node);
@@ -476,13 +482,13 @@ export const STEPS: Readonly<Record<NodeState, Step>> = {
     const chained = record.lastRebootAt !== undefined && neededAt - Date.parse(record.lastRebootAt) < REBOOT_CHAIN_MS;
     const consecutiveReboots = chained ? (record.consecutiveReboots ?? 0) + 1 : 1;
     const survived = sentinelSurvivedReason(record);
-    if (survived) return { kind: "move", to: "releasing", why: survived, set: { outcome: "quarantined", consecutiveReboots, quarantineLabel: QUARANTINE_LABEL } };
-    return { kind: "move", to: "releasing", why: "reboot confirmed: new boot id and Ready", set: { outcome: "completed", consecutiveReboots } };
+    if (survived) return { kind: "move", to: "releasing", why: survived, set: { outcome: "quarantined", consecutiveReboots, quarantineLabel: QUARANTINE_LABEL }, node };
+    return { kind: "move", to: "releasing", why: "reboot confirmed: new boot id and Ready", set: { outcome: "completed", consecutiveReboots }, node };
   },
 
   async releasing(record, etag, ports) {
     const kube = await ports.kube();
-    const found = await kube.getNode(record.node);
+    const found = ports.knownNode ?? (await kube.getNode(record.node));
     // A node object re-created under the same name is another machine: nothing of this lease is on it.
     const node = found && (!record.nodeUid || found.uid === record.nodeUid) && record.outcome !== "shadow" ? found : undefined;
     if (node && record.outcome === "quarantined") {

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { CheckinRequest, CheckinResponse } from "../protocol/checkin";
-import { NodeChangedError, nodeAnnotations } from "../kube/clusterApi";
+import { type KubeNode, NodeChangedError, nodeAnnotations } from "../kube/clusterApi";
 import type { ClusterApiFactory } from "../kube/connect";
 import type { ClusterLock, LockHolder } from "../lock/tableLock";
 import { type NodeRecord, type NodeStore, StaleRecordError, type Versioned } from "../node/nodeRecord";
@@ -272,9 +272,12 @@ export class Orchestrator {
     // A node served in another's stead that someone else moved on meanwhile is theirs to advance: going
     // on with it here repeated its drain pass in every release that listed it as pending.
     const takenOver = (reloaded: Versioned<NodeRecord>) => how.handOff === true && reloaded.value.state !== start.value.state;
+    // The node as the last step left it, for the next step only (see `StepPorts.knownNode`).
+    let knownNode: KubeNode | undefined;
     for (let i = 0; i < MAX_STEPS_PER_RUN && this.now() < deadline; i++) {
       const from = current.value.state;
-      const ports = this.ports(cluster, node, policy, deadline, how);
+      const ports = { ...this.ports(cluster, node, policy, deadline, how), knownNode };
+      knownNode = undefined;
       // Shadow mode decides a new turn from reads alone; a lease an active turn began still finishes.
       const shadow = inShadow(policy, current.value);
       if (shadow) ports.kube = () => this.deps.kube(cluster).then(readOnlyClusterApi);
@@ -335,6 +338,8 @@ export class Orchestrator {
         current = reloaded;
         continue;
       }
+      // A state whose annotation is written before its step changes the node first: the step reads it.
+      knownNode = annotatesBeforeStep(next.state) ? undefined : result.node;
       const handedToHeld = await this.recordTransition(from, next, ports.now, log, policy, { event: result.kind === "committed" ? result.event : undefined, quiet: shadow, behind });
       if (from === "releasing") freedSlot = true;
       if (from === "pending" && next.state === "cordoning") how.tookSlot = true;

@@ -126,6 +126,25 @@ describe("a check-in", () => {
     assert.notEqual(touches[transactions[1]! + 1], "GET", `after freeing the slot: ${touches.join(" ")}`);
   });
 
+  it("cordons the node as the step that took its slot read it, and drains it as the cordon left it, reading it no more in between", async () => {
+    world.configure();
+    world.sim.addNode("carry-1");
+    world.sim.addDeployment("shop", "carry-web", { replicas: 1, nodes: ["carry-1"] });
+    const agent = await TestAgent.on(world.sim, "carry-1", false);
+    await agent.tick(); // registered: the turn's check-in is the first to read the node
+    agent.rebootRequired = true;
+    const before = world.sim.requestLog.length;
+    await checkInUntilRebootOrdered(agent);
+    const calls = world.sim.requestLog
+      .slice(before)
+      .filter((r) => r.path === "/api/v1/nodes/carry-1" || r.path.endsWith("/eviction"))
+      .map((r) => (r.path.endsWith("/eviction") ? "evict" : r.method));
+    const cordon = calls.indexOf("PATCH");
+    // Before the cordon: the pending step's read, and the read for the Event of the node's entering the queue.
+    assert.deepEqual(calls.slice(0, cordon), ["GET", "GET"], `reads of the node before its cordon: ${calls.join(" ")}`);
+    assert.equal(calls[cordon + 1], "evict", `no read between the cordon and the eviction: ${calls.join(" ")}`);
+  });
+
   it("does not repeat a reboot order it could not re-check against the node", async () => {
     world.configure();
     world.sim.addNode("recheck-1");

@@ -26,6 +26,7 @@ export class FakeClusterApi implements ClusterApi {
   }
 
   async getNode(name: string): Promise<KubeNode | undefined> {
+    this.fail("getNode");
     const node = this.nodes.get(name);
     return node && structuredClone(node);
   }

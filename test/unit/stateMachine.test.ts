@@ -1,7 +1,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { TableClient, TransactionAction } from "@azure/data-tables";
-import { nodeAnnotations } from "../../shared/kube/clusterApi";
+import { NodeChangedError, nodeAnnotations } from "../../shared/kube/clusterApi";
 import type { AcquireResult, ClusterLock, LockHolder, ReleaseResult } from "../../shared/lock/tableLock";
 import { NodeStore, type NodeRecord } from "../../shared/node/nodeRecord";
 import { canTransition, leftoverRepair, NODE_STATES, nextRecord, onLeaseExpired, STEPS, type StepPorts, TRANSITIONS } from "../../shared/node/stateMachine";
@@ -310,6 +310,31 @@ describe("the node state machine", () => {
     const released = await STEPS.releasing(record({ state: "releasing", leaseId: lease, outcome: "completed" }), "e", ports);
     assert.equal(kube.nodes.get("n1")!.unschedulable, false);
     assert.equal(released.kind === "committed" && released.record.state, "idle");
+  });
+
+  it("cordons, drains and releases the node as the step before left it, without reading it again, and answers the node it wrote", async () => {
+    const { ports, kube } = setup();
+    const lease = "33333333-3333-4333-8333-333333333333";
+    const taken = await STEPS.pending(record({ state: "pending" }), "e", ports);
+    assert.equal(taken.kind === "committed" && taken.node?.name, "n1", "the slot's step answers the node it read");
+    kube.failures.set("getNode", new Error("read the node again"));
+    const cordoned = await STEPS.cordoning(record({ state: "cordoning", leaseId: lease }), "e", { ...ports, knownNode: taken.kind === "committed" ? taken.node : undefined });
+    assert.equal(cordoned.kind === "move" && cordoned.to, "draining");
+    assert.equal(cordoned.kind === "move" && cordoned.node?.unschedulable, true, "the cordon answers the node as written");
+    const known = cordoned.kind === "move" ? cordoned.node : undefined;
+    const drained = await STEPS.draining(record({ state: "draining", leaseId: lease, drainStartedAt: now.toISOString(), leaseNodeBootId: "boot-n1-1" }), "e", { ...ports, knownNode: known });
+    assert.equal(drained.kind === "move" && drained.to, "reboot-ordered");
+    const released = await STEPS.releasing(record({ state: "releasing", leaseId: lease, outcome: "completed" }), "e", { ...ports, knownNode: structuredClone(kube.nodes.get("n1")) });
+    assert.equal(released.kind === "committed" && released.record.state, "idle");
+    assert.equal(kube.nodes.get("n1")!.unschedulable, false);
+  });
+
+  it("fails a cordon on a known node that changed since, as on a node it read itself", async () => {
+    const { ports, kube } = setup();
+    const known = structuredClone(kube.nodes.get("n1")!);
+    kube.nodes.get("n1")!.resourceVersion = "2";
+    await assert.rejects(STEPS.cordoning(record({ state: "cordoning", leaseId: "l" }), "e", { ...ports, knownNode: known }), NodeChangedError);
+    assert.equal(kube.nodes.get("n1")!.unschedulable, false);
   });
 
   it("orders the reboot only after the drain finished", async () => {
