@@ -166,8 +166,10 @@ export class Orchestrator {
       if (!marked) return answer;
       const left = holdEnds - this.now().getTime();
       const recheck = current.value.heldByGate === true && left > busyMs;
-      const woken = await this.holds.hold(cluster, node, recheck ? busyMs : left, { gateHeld: current.value.heldByGate === true });
-      if (!woken && !recheck) {
+      const ended = await this.holds.hold(cluster, node, recheck ? busyMs : left, { gateHeld: current.value.heldByGate === true });
+      // A later check-in of the node holds now: this one's agent stopped waiting for it.
+      if (ended === "superseded") return answer;
+      if (ended === "expired" && !recheck) {
         // Its time is up with the node still queued: the agent checks in again at once and is held anew.
         return { ...answer, nextCheckinSeconds: 1 };
       }

@@ -1,5 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import type { PipelineRequest, SendRequest } from "@azure/core-rest-pipeline";
 import { KubeConfig, PolicyV1Api } from "@kubernetes/client-node";
 import { getRollcall } from "../../shared/orchestrator/fromConfig";
 import { Orchestrator } from "../../shared/orchestrator/orchestrator";
@@ -43,6 +44,29 @@ async function finishTurn(a: TestAgent) {
 }
 
 describe("held check-ins: a queued node's turn starts the moment a slot frees", () => {
+  it("answers the earlier of two held check-ins of one node at once, and the two do not wake each other in turn", async () => {
+    const { b } = await queuedBehindFirst();
+    // An agent whose request timed out on its side asks again while the app still holds the first one.
+    const earlier = postCheckin(b.node, b.body(), CLUSTER, { prefer: "wait=20" }).then((r) => ({ ...r, at: Date.now() }));
+    await sleep(300);
+    const { table } = await getRollcall();
+    let reads = 0;
+    const count = { name: "count-reads", sendRequest: (request: PipelineRequest, next: SendRequest) => (request.method === "GET" && decodeURIComponent(request.url).includes(`node:${b.node}`) && reads++, next(request)) };
+    table.pipeline.addPolicy(count);
+    try {
+      const askedAt = Date.now();
+      const later = postCheckin(b.node, b.body(), CLUSTER, { prefer: "wait=2" });
+      const first = await earlier;
+      assert.equal(first.body.action, "wait");
+      assert.ok(first.at - askedAt < 1_000, `the earlier check-in was answered ${first.at - askedAt} ms after the later one came`);
+      assert.equal((await later).body.action, "wait");
+      // The later one was held its 2 s: its own read of the record, and one when its hold ended.
+      assert.ok(reads <= 4, `${reads} reads of the node's record while the later check-in was held`);
+    } finally {
+      table.pipeline.removePolicy({ name: count.name });
+    }
+  });
+
   it("answers a queued node's held check-in with the reboot order when the node ahead is released", async () => {
     const { a, b } = await queuedBehindFirst();
     const held = postCheckin(b.node, b.body(), CLUSTER, { prefer: "wait=20" });

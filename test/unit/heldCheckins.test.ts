@@ -1,7 +1,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { ChangeFeed } from "../../shared/kube/changeFeed";
-import { HeldCheckins } from "../../shared/orchestrator/heldCheckins";
+import { HeldCheckins, type HoldEnd } from "../../shared/orchestrator/heldCheckins";
 
 /** A lock row the test fills by hand (a new ETag on every change), counting its reads. */
 function lockRow() {
@@ -40,8 +40,8 @@ describe("held check-ins on one instance", () => {
     const a = holds.hold("prod", "a", 5_000);
     const b = holds.hold("prod", "b", 50);
     assert.equal(holds.wake("prod", "a"), true);
-    assert.equal(await a, true);
-    assert.equal(await b, false, "b ran out of time");
+    assert.equal(await a, "woken");
+    assert.equal(await b, "expired", "b ran out of time");
     assert.equal(holds.wake("prod", "a"), false, "nothing held for a any more");
     assert.equal(holds.size, 0);
   });
@@ -51,9 +51,9 @@ describe("held check-ins on one instance", () => {
     const holds = new HeldCheckins(lock, 60_000);
     const first = holds.hold("prod", "a", 5_000);
     const second = holds.hold("prod", "a", 30);
-    assert.equal(await first, true);
+    assert.equal(await first, "superseded", "answered at once: the later check-in holds now");
     assert.equal(holds.size, 1);
-    assert.equal(await second, false);
+    assert.equal(await second, "expired");
   });
 
   it("wakes the held nodes the lock row shows holding a slot, reading the row once per poll for all of them", async () => {
@@ -64,10 +64,10 @@ describe("held check-ins on one instance", () => {
     await sleep(70);
     assert.ok(row.reads >= 1 && row.reads <= 4, `one read per poll, not per hold (${row.reads})`);
     set(["b"]);
-    assert.equal(await waiting[1], true);
+    assert.equal(await waiting[1], "woken");
     holds.wake("prod", "a");
     holds.wake("prod", "c");
-    assert.deepEqual(await Promise.all(waiting), [true, true, true]);
+    assert.deepEqual(await Promise.all(waiting), ["woken", "woken", "woken"]);
     await sleep(60);
     const readsAfter = row.reads;
     await sleep(60);
@@ -81,8 +81,8 @@ describe("held check-ins on one instance", () => {
     await sleep(30);
     assert.equal(feeds.length, 1, "one watch for the cluster's gate-held nodes");
     feeds[0]!.signal();
-    assert.deepEqual(await Promise.all(gated), [true, true]);
-    assert.equal(await queued, false, "a node waiting for a slot is not woken by a gate's change");
+    assert.deepEqual(await Promise.all(gated), ["woken", "woken"]);
+    assert.equal(await queued, "expired", "a node waiting for a slot is not woken by a gate's change");
     for (let i = 0; i < 150 && feeds[0]!.live; i++) await sleep(10);
     assert.equal(feeds[0]!.live, false, "the watch is closed once no gate-held node is left");
   });
@@ -94,7 +94,7 @@ describe("held check-ins on one instance", () => {
     const holds = new HeldCheckins(lock, 20, async () => feed);
     const woken: string[] = [];
     const nodes = ["a", "b", "c", "d", "e", "f", "g", "h"];
-    const waiting = nodes.map((node) => holds.hold("prod", node, 5_000, { gateHeld: true }).then((w) => void (w && woken.push(node))));
+    const waiting = nodes.map((node) => holds.hold("prod", node, 5_000, { gateHeld: true }).then((w) => void (w === "woken" && woken.push(node))));
     await sleep(30);
     feed.signal();
     await sleep(50);
@@ -109,7 +109,7 @@ describe("held check-ins on one instance", () => {
 
   it("wakes a check-in held for another reason once a step finds a gate holding its node", async () => {
     const { holds, feeds } = withGateWatches();
-    let woken: boolean | undefined;
+    let woken: HoldEnd | undefined;
     const held = holds.hold("prod", "a", 2_000).then((w) => (woken = w));
     await sleep(30);
     assert.equal(feeds.length, 0, "no watch for a node waiting for a slot");
@@ -117,7 +117,7 @@ describe("held check-ins on one instance", () => {
     await sleep(30);
     assert.equal(woken, undefined, "still held");
     feeds[0]!.signal();
-    assert.equal(await held, true);
+    assert.equal(await held, "woken");
   });
 
   it("opens the gate watch again when the server ends it, and leaves a refused one alone for a minute", async () => {
@@ -133,7 +133,7 @@ describe("held check-ins on one instance", () => {
       return feed;
     });
     const first = holds.hold("prod", "a", 120, { gateHeld: true });
-    assert.equal(await first, false);
+    assert.equal(await first, "expired");
     assert.ok(opened >= 3, `reopened after each end (${opened} watches)`);
     refuse = true;
     await sleep(40);
