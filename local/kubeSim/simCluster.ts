@@ -100,6 +100,7 @@ export class SimCluster {
   private readonly nodeListeners = new Set<(change: NodeChange) => void>();
   private nodeCount = 0;
   private stopped: Promise<void> | undefined;
+  private connectionCount = 0;
 
   private constructor(
     private readonly server: Server,
@@ -124,6 +125,7 @@ export class SimCluster {
       "current-context": "kube-sim",
     });
     this.evictionRetryAfterSeconds = options.evictionRetryAfterSeconds;
+    server.on("connection", () => this.connectionCount++);
     store.onChange((change) => this.observeNode(change));
   }
 
@@ -141,6 +143,9 @@ export class SimCluster {
     let sim: SimCluster | undefined;
     const retryAfterSeconds = () => sim?.evictionRetryAfterSeconds;
     const server = createServer(apiServer({ store, controllers, tokens, adminToken, retryAfterSeconds, requestLog }));
+    // kube-apiserver keeps an idle connection open 90 s (IdleTimeout in k8s.io/apiserver's
+    // SecureServingInfo.Serve); Node's own default of 5 s closed kept-alive clients' connections under them.
+    server.keepAliveTimeout = 90_000;
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(options.port ?? 0, "127.0.0.1", () => resolve());
@@ -439,6 +444,11 @@ export class SimCluster {
 
   pdbs(namespace?: string): KubeObject[] {
     return this.store.list(PDB, namespace);
+  }
+
+  /** How many TCP connections clients opened to the server. */
+  get connections(): number {
+    return this.connectionCount;
   }
 
   /** Times a PDB fell below its desired healthy count because of a deletion or eviction the API allowed; should stay 0. */

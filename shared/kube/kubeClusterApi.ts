@@ -1,3 +1,5 @@
+import * as http from "node:http";
+import * as https from "node:https";
 import type * as k8s from "@kubernetes/client-node";
 import { ChangeFeed } from "./changeFeed";
 import { type ClusterApi, type EvictionResult, type KubeNode, type KubePdb, type KubePod, type KubePodIdentity, type KubePodOnNode, type KubeTaint, type NodeChange, NodeChangedError, type NodeEvent, type TaintEffect, type TokenReviewResult } from "./clusterApi";
@@ -23,7 +25,7 @@ export class KubeClusterApi implements ClusterApi {
     // makeApiClient takes no middleware; this is the configuration it builds, plus the per-request timeout.
     this.configuration = lib.createConfiguration({
       baseServer: new lib.ServerConfiguration(cluster.server, {}),
-      authMethods: { default: config },
+      authMethods: { default: reusingConnections(config) },
       promiseMiddleware: [
         {
           pre: async (request) => {
@@ -347,6 +349,36 @@ function toPdb(pdb: k8s.V1PodDisruptionBudget): KubePdb {
     expectedPods: pdb.status?.expectedPods ?? 0,
     generation: pdb.metadata?.generation,
     observedGeneration: pdb.status?.observedGeneration,
+  };
+}
+
+/** How long a kept-alive connection may sit unused: well inside the 4 minutes after which an Azure load balancer drops an idle flow without a word. */
+const IDLE_CONNECTION_MS = 30_000;
+
+/**
+ * The kubeconfig's authentication, with one pool of kept-alive connections per client: client-node
+ * 1.4 builds a new `https.Agent` for every request (`KubeConfig.applySecurityAuthentication`), so each
+ * call paid a TCP and a TLS handshake with the API server. The pool is built again only when the TLS
+ * options it came from change (a client certificate rotated in the kubeconfig); a proxy's agent is
+ * left as client-node made it.
+ */
+function reusingConnections(config: k8s.KubeConfig): k8s.SecurityAuthentication {
+  let pool: { key: string; agent: http.Agent } | undefined;
+  return {
+    getName: () => "kubeconfig, connections kept alive",
+    async applySecurityAuthentication(context) {
+      await config.applySecurityAuthentication(context);
+      const made = context.getAgent();
+      if (!made || (made.constructor !== https.Agent && made.constructor !== http.Agent)) return;
+      const options = (made as https.Agent).options;
+      const key = JSON.stringify([made.constructor === https.Agent, options.ca, options.cert, options.key, options.pfx, options.passphrase, options.rejectUnauthorized, options.servername].map((v) => (v === undefined ? null : String(v))));
+      if (pool?.key !== key) {
+        pool?.agent.destroy();
+        const Agent = made.constructor as typeof https.Agent;
+        pool = { key, agent: new Agent({ ...options, keepAlive: true, timeout: IDLE_CONNECTION_MS }) };
+      }
+      context.setAgent(pool.agent);
+    },
   };
 }
 
