@@ -31,11 +31,12 @@ import { benchCluster, rolloutSettings } from "./benchCluster";
  * the bound (all 1,000 in 537 s in one run alone on that machine, 952 within it in the next); with
  * gate-held check-ins woken by budget changes, in 458–503 s; with the queue sorted once per listing
  * (its per-step filter and sort had been a sixth of the CPU), in 532 s. A kept-alive connection pool
- * for the Kubernetes client, tried twice, made this run time requests out: after the queue's fix one
- * run alone finished in 496 s, but the full bench's left 177 nodes undone, so it was reverted both
- * times. Most of the CPU left is the simulator's controllers (a third: each rescans every pod after
- * every write); `addedPerRoundMs`, `transactionConflicts` and `executionMs` show the rest (see the
- * README's figures).
+ * for the Kubernetes client, tried twice, made this run fail (the full bench's left 177 nodes undone):
+ * with it, agents whose requests timed out in the saturated process asked again while their first
+ * check-in was still held, and the two holds woke each other in turn, tripling the storage operations
+ * per node. With that fixed (2026-12-02), the pool's run alone finished 1,000 in 484 s. Most of the CPU
+ * left is the simulator's controllers (a third: each rescans every pod after every write);
+ * `addedPerRoundMs`, `transactionConflicts` and `executionMs` show the rest (see the README's figures).
  */
 
 export interface LargeRolloutFigures {
