@@ -32,7 +32,7 @@ const GATE_WATCH_RETRY_MS = 60_000;
  * could hand over is taken at the next check-in, within the hold's time. One hold per node: a second
  * check-in of the same node ends the first as `superseded`, and that one is answered at once. (An
  * agent asks again when its own request timed out; the two holding in turn, each woken when the other
- * held again, were a third of the app's storage reads at 1,000 nodes.)
+ * held again, were most of the app's storage operations at 1,000 nodes.)
  *
  * A node a gate holds (`gateHeld`) waits for no Rollcall event: mostly a PodDisruptionBudget that
  * allows no disruption while other nodes drain. While this instance holds such nodes of a cluster, it
