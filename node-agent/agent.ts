@@ -2,6 +2,8 @@ import { AgentLoop, type AgentParts } from "./agentLoop";
 import { FileBootIdReader } from "./bootId";
 import { type Checker, SentinelCommandChecker, SentinelFileChecker } from "./checker";
 import { HttpOrchestratorClient } from "./client";
+import { curlTransport } from "./transportCurl";
+import { nodeHttpTransport } from "./transportNodeHttp";
 import { AgentConfigError, type AgentConfig, parseAgentConfig } from "./config";
 import { LeaseFile } from "./leaseFile";
 import { consoleLog } from "./log";
@@ -33,6 +35,7 @@ export function createAgent(config: AgentConfig, overrides: Partial<AgentParts> 
       tokenFile: config.tokenFile,
       timeoutMs: config.requestTimeoutMs,
       userAgent: `rollcall-agent/${AGENT_VERSION}`,
+      transport: config.httpClient === "curl" ? curlTransport() : nodeHttpTransport,
     }),
     leases: new LeaseFile(config.stateDir),
     log: consoleLog,
@@ -67,6 +70,7 @@ export function main(env: NodeJS.ProcessEnv = process.env): AgentLoop | undefine
     cluster: config.cluster,
     node: config.node,
     orchestrator: config.url,
+    http: config.httpClient,
     sentinel: config.sentinelCommand ? config.sentinelCommand.join(" ") : config.sentinelFile,
     reboot: config.rebootCommand.join(" "),
     state: config.stateDir,

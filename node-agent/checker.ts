@@ -1,7 +1,6 @@
-import { stat } from "node:fs/promises";
 import { MAX_REASON_LENGTH, MAX_REASONS, MAX_REASONS_JSON_BYTES, reasonsJsonBytes } from "../shared/protocol/wire";
 import { runCommand } from "./command";
-import { readHead } from "./files";
+import { fsAsync, readHead } from "./files";
 
 /** More of the `.pkgs` list than the protocol's reasons can ever carry: the rest is not read. */
 const MAX_PKGS_BYTES = 4 * MAX_REASONS_JSON_BYTES;
@@ -31,7 +30,7 @@ export class SentinelFileChecker implements Checker {
 
   async check(): Promise<RebootStatus> {
     try {
-      await stat(this.path);
+      await fsAsync.stat(this.path);
     } catch (error) {
       if (isMissing(error)) return { required: false, reasons: [] };
       throw error;

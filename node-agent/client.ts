@@ -2,6 +2,7 @@ import type { CheckinRequest, CheckinResponse } from "../shared/protocol/checkin
 import { checkinPath, parseCheckinAnswer, preferWait } from "../shared/protocol/wire";
 import { MAX_ANSWER_BYTES } from "./bounds";
 import { readHead } from "./files";
+import { AnswerTooLarge, RequestTimeout, type Transport } from "./transport";
 
 /** What of the request timeout a held check-in leaves for the answer's own way back. */
 const HOLD_MARGIN_SECONDS = 5;
@@ -38,12 +39,10 @@ export interface HttpClientOptions {
   tokenFile?: string;
   timeoutMs: number;
   userAgent: string;
+  transport: Transport;
 }
 
-/**
- * Check-ins over HTTPS with Node's http module (global fetch would load undici, some 25 MB more
- * resident memory on every node): the function key, and the pod's token as its identity.
- */
+/** Check-ins over HTTPS: the function key, and the pod's token as its identity. */
 export class HttpOrchestratorClient implements OrchestratorClient {
   readonly endpoint: string;
 
@@ -71,13 +70,14 @@ export class HttpOrchestratorClient implements OrchestratorClient {
       }
       if (truncated) throw new RejectedError(0, `the service-account token file ${this.options.tokenFile} is larger than ${MAX_TOKEN_BYTES} bytes: not a token`);
       if (!token) throw new RejectedError(0, `the service-account token file ${this.options.tokenFile} is empty`);
+      if (!/^[\x21-\x7e]+$/.test(token)) throw new RejectedError(0, `the service-account token file ${this.options.tokenFile} holds spaces or control characters: not a token`);
       // Its own header, not Authorization: App Service authentication (Entra ID on the operator API)
       // would take a bearer token for an Entra token and refuse the check-in before Rollcall sees it.
       headers["x-rollcall-agent-token"] = token;
     }
     let response: { status: number; text: string };
     try {
-      response = await postJson(this.endpoint, headers, JSON.stringify(request), this.options.timeoutMs);
+      response = await this.options.transport.post(this.endpoint, headers, JSON.stringify(request), this.options.timeoutMs);
     } catch (error) {
       if (error instanceof AnswerTooLarge) throw new RejectedError(error.status, `the orchestrator's answer is larger than ${MAX_ANSWER_BYTES} bytes: not read`);
       throw new UnavailableError(describeRequestError(error));
@@ -108,54 +108,7 @@ function errorMessage(text: string): string {
   }
 }
 
-class RequestTimeout extends Error {}
-
-class AnswerTooLarge extends Error {
-  constructor(readonly status: number) {
-    super("answer too large");
-  }
-}
-
-/**
- * One POST, bounded: `timeoutMs` for the whole exchange (a socket idle timeout alone lets an answer
- * trickled a byte at a time hold the agent for ever), and at most MAX_ANSWER_BYTES of answer, the
- * request aborted as soon as it is exceeded (a 50 MB answer once cost 256 MB of RSS).
- */
-function postJson(url: string, headers: Record<string, string>, body: string, timeoutMs: number): Promise<{ status: number; text: string }> {
-  // Only the scheme in use is loaded: node:https brings TLS (some 4 MB resident), which a loopback
-  // http orchestrator (simulation, benchmark) does not need; production's https loads both anyway.
-  // require(), not import(): import() starts Node's ESM loader, some 5 MB more resident memory.
-  const { request: send } = (url.startsWith("https:") ? require("node:https") : require("node:http")) as typeof import("node:https");
-  return new Promise((resolve, reject) => {
-    const fail = (error: Error) => {
-      clearTimeout(deadline);
-      reject(error);
-      request.destroy();
-    };
-    const request = send(url, { method: "POST", headers: { ...headers, "content-length": Buffer.byteLength(body) } }, (response) => {
-      const status = response.statusCode ?? 0;
-      if (Number(response.headers["content-length"] ?? 0) > MAX_ANSWER_BYTES) return fail(new AnswerTooLarge(status));
-      const chunks: Buffer[] = [];
-      let size = 0;
-      response.on("data", (chunk: Buffer) => {
-        size += chunk.length;
-        if (size > MAX_ANSWER_BYTES) fail(new AnswerTooLarge(status));
-        else chunks.push(chunk);
-      });
-      response.on("end", () => {
-        clearTimeout(deadline);
-        resolve({ status, text: Buffer.concat(chunks).toString("utf8") });
-      });
-      response.on("error", fail);
-    });
-    const deadline = setTimeout(() => fail(new RequestTimeout()), timeoutMs);
-    request.on("error", fail);
-    request.end(body);
-  });
-}
-
 function describeRequestError(error: unknown): string {
-  if (error instanceof RequestTimeout) return "the check-in timed out";
-  const code = (error as { code?: string }).code;
-  return `cannot reach the orchestrator: ${code ?? (error as Error).message}`;
+  if (error instanceof RequestTimeout) return error.message;
+  return `cannot reach the orchestrator: ${(error as Error).message}`;
 }

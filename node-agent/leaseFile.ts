@@ -1,9 +1,8 @@
-import { mkdir, open, rename } from "node:fs/promises";
 import { join } from "node:path";
 import { LEASE_ID_PATTERN } from "../shared/protocol/wire";
 import { BOOT_ID_PATTERN } from "./bootId";
 import { isMissing } from "./checker";
-import { readHead } from "./files";
+import { fsAsync, readHead } from "./files";
 
 /** The lease this node last rebooted for, kept on a host path so that it outlives the container. */
 export interface ActedLease {
@@ -85,28 +84,29 @@ export class LeaseFile implements LeaseStore {
 
   /** Write to a temporary file, fsync, rename over: the file is either the old record or the new one. */
   async write(lease: ActedLease): Promise<void> {
-    await mkdir(this.dir, { recursive: true });
+    await fsAsync.mkdir(this.dir, { recursive: true });
     const temp = `${this.path}.${process.pid}.tmp`;
-    const handle = await open(temp, "w", 0o600);
+    const fd = await fsAsync.open(temp, "w", 0o600);
     try {
-      await handle.writeFile(`${JSON.stringify(lease)}\n`);
-      await handle.sync();
+      const data = Buffer.from(`${JSON.stringify(lease)}\n`);
+      for (let written = 0; written < data.length; ) written += (await fsAsync.write(fd, data, written, data.length - written)).bytesWritten;
+      await fsAsync.fsync(fd);
     } finally {
-      await handle.close();
+      await fsAsync.close(fd);
     }
-    await rename(temp, this.path);
+    await fsAsync.rename(temp, this.path);
     await this.syncDir();
   }
 
   async putAside(): Promise<void> {
-    await rename(this.path, `${this.path}.damaged`);
+    await fsAsync.rename(this.path, `${this.path}.damaged`);
     await this.syncDir();
   }
 
   private async syncDir(): Promise<void> {
     try {
-      const dir = await open(this.dir, "r");
-      await dir.sync().finally(() => dir.close());
+      const fd = await fsAsync.open(this.dir, "r");
+      await fsAsync.fsync(fd).finally(() => fsAsync.close(fd));
     } catch {
       // Directory fsync is best effort (not every filesystem allows opening a directory).
     }

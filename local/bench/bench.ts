@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { mkdtemp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -112,15 +112,23 @@ interface Results {
   kuredAtRealDurations: KuredRealFigures;
   cost: CostFigures;
   coldStart: ColdStartFigures;
-  /** The bundled agent idle over HTTPS, as in production. */
+  agentRss: AgentRssFigures;
+}
+
+interface AgentRssFigures {
+  /** The image's node flags, which the bare baselines share. */
+  flags: string[];
+  /** The bundled agent idle, its check-ins over HTTPS through curl, as in the image. */
   agentIdleRssMb: number;
-  /** The same `node --max-old-space-size=32` doing nothing: the floor the agent is measured against. */
+  /** A bare Node process with the same flags, doing nothing, sampled just after: the floor the agent is measured against. */
   bareNodeRssMb: number;
   agentRssRatio: number;
-  /** The same bare Node making an HTTPS request a second to the same server: Node's own TLS stack in use. */
+  /** The same agent with ROLLCALL_HTTP_CLIENT=node (Node's own TLS in its process), and its bare baseline. */
+  nodeHttpAgentIdleRssMb: number;
+  nodeHttpBareNodeRssMb: number;
+  nodeHttpAgentRssRatio: number;
+  /** A bare Node process making an HTTPS request a second to the same server: Node's TLS stack alone. */
   nodeWithTlsRssMb: number;
-  /** The agent over that floor: what Rollcall's code adds. */
-  agentOverTlsFloorRatio: number;
 }
 
 /** An operator's reboot request on an idle node: request → cordon waits for the agent's check-in, cordon → reboot order is the drain. */
@@ -192,8 +200,7 @@ async function main(): Promise<void> {
     log("cold start…");
     const coldStart = await coldStartFigures(quick ? 3 : 5);
     log("agent idle RSS…");
-    const { agentIdleRssMb, nodeWithTlsRssMb } = await agentIdleRss(azurite);
-    const bareNodeRssMb = await bareNodeRss();
+    const agentRss = await agentIdleRss(azurite);
     const results: Results = {
       machine: { node: process.version, platform: `${process.platform}-${process.arch}`, cpus: (await import("node:os")).cpus().length },
       quick,
@@ -206,11 +213,7 @@ async function main(): Promise<void> {
       kuredAtRealDurations,
       cost,
       coldStart,
-      agentIdleRssMb,
-      bareNodeRssMb,
-      agentRssRatio: round(agentIdleRssMb / bareNodeRssMb, 2),
-      nodeWithTlsRssMb,
-      agentOverTlsFloorRatio: round(agentIdleRssMb / nodeWithTlsRssMb, 2),
+      agentRss,
     };
     process.stdout.write(`${formatTable(results)}\n`);
     if (values.json) {
@@ -531,11 +534,25 @@ process.stdout.write(JSON.stringify({ requireMs, processMs: performance.now(), r
   };
 }
 
+/** The node flags of the agent image's ENTRYPOINT: the agent and its bare baseline run with the same ones. */
+function imageNodeFlags(): string[] {
+  const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(readFileSync(join(ROOT, "node-agent", "Dockerfile"), "utf8"))?.[1];
+  const argv = JSON.parse(entrypoint ?? "[]") as string[];
+  return argv.slice(1, -1);
+}
+
+/** Between idle check-ins, as an idle agent is most of its life (production answers every 60 s). */
+const RSS_IDLE_SECONDS = 5;
+/** Check-ins before the sample: enough for the heap to have seen a few answers, not one. */
+const RSS_CHECKINS = 3;
+
 /**
  * The bundled agent (as in the image), idle against a running orchestrator over HTTPS: its resident
- * memory, and that of a bare Node process making HTTPS requests to the same server at the same rate.
+ * memory halfway between two idle check-ins, with curl carrying them (the image's default) and with
+ * Node's http module; and, for each, a bare Node process with the same flags sampled just after it
+ * (file-backed pages resident depend on what the page cache holds at the time).
  */
-async function agentIdleRss(azurite: RunningAzurite): Promise<{ agentIdleRssMb: number; nodeWithTlsRssMb: number }> {
+async function agentIdleRss(azurite: RunningAzurite): Promise<AgentRssFigures> {
   const dir = await mkdtemp(join(tmpdir(), "rollcall-agent-rss-"));
   const bundle = join(dir, "rollcall-agent.js");
   const { build } = await import("esbuild");
@@ -548,42 +565,67 @@ async function agentIdleRss(azurite: RunningAzurite): Promise<{ agentIdleRssMb: 
     ROLLCALL_STORAGE_CONNECTION: azurite.connectionString,
     ROLLCALL_TABLE: tableName("a"),
     ROLLCALL_CLUSTERS: JSON.stringify([{ name: "bench", kubeconfig: sim.kubeconfig }]),
-    ROLLCALL_CHECKIN_IDLE_SECONDS: "1",
+    ROLLCALL_CHECKIN_IDLE_SECONDS: String(RSS_IDLE_SECONDS),
   });
   const host = await startFunctionsHost({ port: 0, timers: false, log: () => {} });
   const front = await startTlsFront(host.url);
-  const tlsEnv = { NODE_EXTRA_CA_CERTS: front.caFile };
+  // Both clients trust the front's certificate: Node through NODE_EXTRA_CA_CERTS, curl through CURL_CA_BUNDLE.
+  const tlsEnv = { NODE_EXTRA_CA_CERTS: front.caFile, CURL_CA_BUNDLE: front.caFile };
   await mkdir(join(dir, "state"));
   await writeFile(join(dir, "boot_id"), bootIdOf(sim, node!));
   await writeFile(join(dir, "token"), agentToken(sim, node!, "rollcall"));
-  // The image's entrypoint flags (node-agent/Dockerfile).
-  const child = spawn(process.execPath, ["--max-old-space-size=32", bundle], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: {
-      PATH: process.env.PATH,
-      ...tlsEnv,
-      ROLLCALL_URL: front.url,
-      ROLLCALL_FUNCTION_KEY: host.key,
-      ROLLCALL_CLUSTER: "bench",
-      NODE_NAME: node!,
-      ROLLCALL_TOKEN_FILE: join(dir, "token"),
-      ROLLCALL_SENTINEL_FILE: join(dir, "reboot-required"),
-      ROLLCALL_BOOT_ID_FILE: join(dir, "boot_id"),
-      ROLLCALL_STATE_DIR: join(dir, "state"),
-      ROLLCALL_REBOOT_COMMAND: "false",
-    },
-  });
-  let lines = 0;
-  child.stdout.on("data", (c: Buffer) => (lines += c.toString().split("\n").filter((l) => l.includes("checked in")).length));
+  const flags = imageNodeFlags();
+  const idleAgent = async (httpClient: "curl" | "node") => {
+    const child = spawn(process.execPath, [...flags, bundle], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: {
+        PATH: process.env.PATH,
+        ...tlsEnv,
+        ROLLCALL_URL: front.url,
+        ROLLCALL_FUNCTION_KEY: host.key,
+        ROLLCALL_CLUSTER: "bench",
+        NODE_NAME: node!,
+        ROLLCALL_TOKEN_FILE: join(dir, "token"),
+        ROLLCALL_SENTINEL_FILE: join(dir, "reboot-required"),
+        ROLLCALL_BOOT_ID_FILE: join(dir, "boot_id"),
+        ROLLCALL_STATE_DIR: join(dir, "state"),
+        ROLLCALL_REBOOT_COMMAND: "false",
+        ROLLCALL_JITTER: "0",
+        ROLLCALL_HTTP_CLIENT: httpClient,
+      },
+    });
+    let checkins = 0;
+    let lastAt = 0;
+    child.stdout.on("data", (c: Buffer) => {
+      const n = c.toString().split("\n").filter((l) => l.includes("checked in")).length;
+      if (n) [checkins, lastAt] = [checkins + n, performance.now()];
+    });
+    try {
+      await until(() => checkins >= RSS_CHECKINS, (RSS_CHECKINS + 2) * RSS_IDLE_SECONDS * 1000);
+      await new Promise((r) => setTimeout(r, lastAt + (RSS_IDLE_SECONDS * 1000) / 2 - performance.now()));
+      const agentMb = await rssMb(child.pid!);
+      if (checkins !== RSS_CHECKINS) throw new Error(`the agent checked in ${checkins} times before its sample, not ${RSS_CHECKINS}: not idle`);
+      return { agentMb, bareMb: await bareNodeRss() };
+    } finally {
+      child.kill("SIGTERM");
+      await new Promise((r) => child.once("close", r));
+    }
+  };
   try {
-    await until(() => lines >= 3, 30_000);
-    await new Promise((r) => setTimeout(r, 2000));
-    const agentIdleRssMb = await rssMb(child.pid!);
+    const curl = await idleAgent("curl");
+    const nodeHttp = await idleAgent("node");
     const request = `const { get } = require("node:https"); require("node:fs"); setInterval(() => get(${JSON.stringify(front.url)}, (r) => r.resume()).on("error", () => {}), 1000)`;
-    return { agentIdleRssMb, nodeWithTlsRssMb: await bareNodeRss(request, tlsEnv) };
+    return {
+      flags,
+      agentIdleRssMb: curl.agentMb,
+      bareNodeRssMb: curl.bareMb,
+      agentRssRatio: round(curl.agentMb / curl.bareMb, 2),
+      nodeHttpAgentIdleRssMb: nodeHttp.agentMb,
+      nodeHttpBareNodeRssMb: nodeHttp.bareMb,
+      nodeHttpAgentRssRatio: round(nodeHttp.agentMb / nodeHttp.bareMb, 2),
+      nodeWithTlsRssMb: await bareNodeRss(request, tlsEnv),
+    };
   } finally {
-    child.kill("SIGTERM");
-    await new Promise((r) => child.once("close", r));
     await front.stop();
     await host.stop();
     await sim.stop();
@@ -594,7 +636,7 @@ async function agentIdleRss(azurite: RunningAzurite): Promise<{ agentIdleRssMb: 
 
 /** A bare Node process with the agent image's flags running `code` (by default nothing) for 2 s: a floor for the agent's RSS. */
 async function bareNodeRss(code = "setInterval(() => {}, 1000)", env: Record<string, string> = {}): Promise<number> {
-  const child = spawn(process.execPath, ["--max-old-space-size=32", "-e", code], { stdio: "ignore", env: { ...process.env, ...env } });
+  const child = spawn(process.execPath, [...imageNodeFlags(), "-e", code], { stdio: "ignore", env: { ...process.env, ...env } });
   try {
     await new Promise((r) => setTimeout(r, 2000));
     return await rssMb(child.pid!);
@@ -678,8 +720,10 @@ function formatTable(r: Results): string {
   const c = r.coldStart;
   lines.push(`Cold start (require of functions/*.js compiled to CommonJS, fresh process, median of ${c.runs})`);
   lines.push(`  entry modules ${c.requireMsMedian} ms (process ${c.processMsMedian} ms), RSS ${c.rssMb} MB, ${c.functionsRegistered} functions registered, heavy SDKs loaded: ${c.heavyModulesLoaded.length ? c.heavyModulesLoaded.join(", ") : "none"}`, "");
-  lines.push(`Agent idle RSS (bundled agent, idle check-ins over HTTPS): ${r.agentIdleRssMb} MB; a bare Node process with the same flags ${r.bareNodeRssMb} MB; ratio ${r.agentRssRatio}× (target ≤ 1.1×)`);
-  lines.push(`  of which Node's own TLS: bare Node making the same HTTPS requests ${r.nodeWithTlsRssMb} MB; the agent is ${r.agentOverTlsFloorRatio}× that (the rest is Rollcall's code)`);
+  const a = r.agentRss;
+  lines.push(`Agent idle RSS (bundled agent, node ${a.flags.join(" ")}, halfway between idle check-ins over HTTPS):`);
+  lines.push(`  check-ins through curl (the image's): ${a.agentIdleRssMb} MB; a bare Node process with the same flags ${a.bareNodeRssMb} MB; ratio ${a.agentRssRatio}× (target ≤ 1.1×)`);
+  lines.push(`  through Node's http module (ROLLCALL_HTTP_CLIENT=node): ${a.nodeHttpAgentIdleRssMb} MB against ${a.nodeHttpBareNodeRssMb} MB = ${a.nodeHttpAgentRssRatio}×; a bare Node process making HTTPS requests ${a.nodeWithTlsRssMb} MB`);
   return lines.join("\n");
 }
 

@@ -78,6 +78,8 @@ export async function startSimAgents(options: SimAgentOptions): Promise<SimAgent
       ROLLCALL_BACKOFF_BASE_SECONDS: String(options.backoffBaseSeconds ?? 1),
       ROLLCALL_BACKOFF_MAX_SECONDS: String(options.backoffMaxSeconds ?? 10),
       ROLLCALL_REQUEST_TIMEOUT_SECONDS: "30",
+      // Hundreds of agents share this process: a curl process for each check-in would be the simulation's whole cost.
+      ROLLCALL_HTTP_CLIENT: "node",
     });
     const entry: SimAgent = { node, dir, sentinel, agent: undefined as unknown as AgentLoop, reboots: 0 };
     const rebooter = new CallbackRebooter(async () => {

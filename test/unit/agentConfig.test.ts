@@ -30,6 +30,12 @@ describe("the agent's configuration", () => {
     assert.equal(config.tokenFile, "/var/run/secrets/rollcall/token");
     assert.equal(config.intervalScale, 1);
     assert.equal(config.watchPollMs, 5000, "the boot id, on procfs, is read every 5 s");
+    assert.equal(config.httpClient, "curl", "check-ins go through curl, keeping Node's TLS out of the agent's memory");
+  });
+
+  it("takes Node's http module for check-ins when asked, and nothing else", () => {
+    assert.equal(parseAgentConfig({ ...base, ROLLCALL_HTTP_CLIENT: "node" }).httpClient, "node");
+    assert.equal(problemWith({ ...base, ROLLCALL_HTTP_CLIENT: "wget" }), "ROLLCALL_HTTP_CLIENT");
   });
 
   it("names the missing variable", () => {

@@ -5,6 +5,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { parseAgentConfig } from "../../node-agent/config";
 
 /** The agent's image: its Dockerfile and the workflow that builds and pushes it for both architectures. */
 
@@ -88,6 +89,12 @@ describe("the agent's Dockerfile", () => {
     const froms = dockerfile.split("\n").filter((l) => l.startsWith("FROM "));
     assert.deepEqual(froms, ["FROM --platform=$BUILDPLATFORM node:22-alpine AS build", "FROM node:22-alpine"]);
     assert.match(dockerfile, /ENTRYPOINT \["node", "--max-old-space-size=32", "\/app\/rollcall-agent.js"\]/);
+  });
+
+  it("installs curl in the image that runs, which carries every check-in by default", () => {
+    const runStage = dockerfile.slice(dockerfile.indexOf("FROM node:22-alpine\n"));
+    assert.match(runStage, /RUN apk add --no-cache [^\n]*\bcurl\b/);
+    assert.equal(parseAgentConfig({ ROLLCALL_URL: "https://x.azurewebsites.net", ROLLCALL_FUNCTION_KEY: "k", ROLLCALL_CLUSTER: "dev", NODE_NAME: "n" }).httpClient, "curl");
   });
 
   it("bundles an agent that starts, reports the version it was built with, and names the first missing setting", () => {

@@ -12,6 +12,9 @@ import { DamagedLeaseError, LeaseFile } from "../../node-agent/leaseFile";
 import { formatLine } from "../../node-agent/log";
 import { MAX_REASON_LENGTH, MAX_REASONS, MAX_REASONS_JSON_BYTES, reasonsJsonBytes } from "../../shared/protocol/checkin";
 import { CommandRebooter } from "../../node-agent/rebooter";
+import type { Transport } from "../../node-agent/transport";
+import { curlTransport } from "../../node-agent/transportCurl";
+import { nodeHttpTransport } from "../../node-agent/transportNodeHttp";
 
 const dirs: string[] = [];
 async function tempDir(): Promise<string> {
@@ -146,7 +149,12 @@ describe("log lines", () => {
   });
 });
 
-describe("the orchestrator client", () => {
+const TRANSPORTS: [string, Transport][] = [
+  ["curl", curlTransport()],
+  ["Node's http module", nodeHttpTransport],
+];
+
+for (const [transportName, transport] of TRANSPORTS) describe(`the orchestrator client over ${transportName}`, () => {
   let server: Server;
   let handler: (req: IncomingMessage, body: string) => { status: number; body: unknown };
   const seen: { url?: string; headers: IncomingMessage["headers"]; body: string }[] = [];
@@ -167,7 +175,7 @@ describe("the orchestrator client", () => {
       s.listen(0, "127.0.0.1", () => resolve(s));
     });
     const port = (server.address() as { port: number }).port;
-    return new HttpOrchestratorClient({ url: `http://127.0.0.1:${port}/`, cluster: "dev", node: "node-1", functionKey: "k3y", tokenFile, timeoutMs: CLIENT_TIMEOUT_SECONDS * 1000, userAgent: "rollcall-agent/test" });
+    return new HttpOrchestratorClient({ url: `http://127.0.0.1:${port}/`, cluster: "dev", node: "node-1", functionKey: "k3y", tokenFile, timeoutMs: CLIENT_TIMEOUT_SECONDS * 1000, userAgent: "rollcall-agent/test", transport });
   }
   after(() => {
     server?.closeAllConnections();
@@ -200,7 +208,7 @@ describe("the orchestrator client", () => {
     await assert.rejects(c.checkin(request), (e) => e instanceof UnavailableError && /503: overloaded/.test(e.message));
     handler = () => ({ status: 401, body: { error: { message: "bad token" } } });
     await assert.rejects(c.checkin(request), (e) => e instanceof RejectedError && e.status === 401);
-    const unreachable = new HttpOrchestratorClient({ url: "http://127.0.0.1:1", cluster: "dev", node: "n", functionKey: "k", timeoutMs: 2000, userAgent: "t" });
+    const unreachable = new HttpOrchestratorClient({ url: "http://127.0.0.1:1", cluster: "dev", node: "n", functionKey: "k", timeoutMs: 2000, userAgent: "t", transport });
     await assert.rejects(unreachable.checkin(request), UnavailableError);
   });
 
@@ -233,7 +241,7 @@ describe("the orchestrator client", () => {
     });
     try {
       const port = (flood.address() as { port: number }).port;
-      const c = new HttpOrchestratorClient({ url: `http://127.0.0.1:${port}`, cluster: "dev", node: "n", functionKey: "k", timeoutMs: 5000, userAgent: "t" });
+      const c = new HttpOrchestratorClient({ url: `http://127.0.0.1:${port}`, cluster: "dev", node: "n", functionKey: "k", timeoutMs: 5000, userAgent: "t", transport });
       await assert.rejects(c.checkin(request), (e) => e instanceof RejectedError && /larger than 65536 bytes/.test(e.message));
       await gone;
       assert.ok(sent < 8 * 2 ** 20, `the agent stopped reading long before 50 MB (the server got ${sent} bytes out)`);
@@ -261,7 +269,7 @@ describe("the orchestrator client", () => {
     });
     try {
       const port = (drip.address() as { port: number }).port;
-      const c = new HttpOrchestratorClient({ url: `http://127.0.0.1:${port}`, cluster: "dev", node: "n", functionKey: "k", timeoutMs: 300, userAgent: "t" });
+      const c = new HttpOrchestratorClient({ url: `http://127.0.0.1:${port}`, cluster: "dev", node: "n", functionKey: "k", timeoutMs: 300, userAgent: "t", transport });
       await assert.rejects(c.checkin(request), (e) => e instanceof UnavailableError && /timed out/.test(e.message));
     } finally {
       drip.closeAllConnections();
@@ -276,6 +284,18 @@ describe("the orchestrator client", () => {
     const before = seen.length;
     const c = await client(tokenFile);
     await assert.rejects(c.checkin(request), (e) => e instanceof RejectedError && /larger than/.test(e.message));
+    assert.equal(seen.length, before);
+  });
+
+  it("fails without calling when the token file holds a line break or a space, which no header can carry", async () => {
+    const dir = await tempDir();
+    const tokenFile = join(dir, "token");
+    const before = seen.length;
+    const c = await client(tokenFile);
+    for (const forged of ["a\nx-functions-key: other", "a b", "a\u0000b"]) {
+      await writeFile(tokenFile, forged);
+      await assert.rejects(c.checkin(request), (e) => e instanceof RejectedError && /not a token/.test(e.message));
+    }
     assert.equal(seen.length, before);
   });
 
