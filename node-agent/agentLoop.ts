@@ -6,6 +6,7 @@ import type { BootIdReader } from "./bootId";
 import type { Checker } from "./checker";
 import { RejectedError, UnavailableError, type OrchestratorClient } from "./client";
 import { type FileWatch, watchFileChanges } from "./fileWatch";
+import { isoTime } from "./isoTime";
 import { type ActedLease, DamagedLeaseError, type LeaseStore } from "./leaseFile";
 import type { AgentLog } from "./log";
 import type { Rebooter } from "./rebooter";
@@ -194,10 +195,10 @@ export class AgentLoop {
       if (!(error instanceof DamagedLeaseError)) throw error;
       const duringThisBoot = error.writtenAt.getTime() >= this.parts.bootId.bootedAt().getTime();
       await leases.putAside();
-      const guard: ActedLease | undefined = duringThisBoot ? { bootId, rebootedAt: error.writtenAt.toISOString() } : undefined;
+      const guard: ActedLease | undefined = duringThisBoot ? { bootId, rebootedAt: isoTime(error.writtenAt) } : undefined;
       if (guard) await leases.write(guard);
       log("error", `the lease record ${error.message}, so it is damaged: put aside and ${guard ? "replaced by one that refuses the next lease ordered during this boot (it may be the one already rebooted for)" : "dropped (written before this boot, it holds no order still open)"}`, {
-        writtenAt: error.writtenAt.toISOString(),
+        writtenAt: isoTime(error.writtenAt),
       });
       return guard;
     }
@@ -231,7 +232,7 @@ export class AgentLoop {
       return false;
     }
     try {
-      await leases.write({ leaseId: answer.leaseId, bootId: request.bootId, rebootedAt: new Date().toISOString() });
+      await leases.write({ leaseId: answer.leaseId, bootId: request.bootId, rebootedAt: isoTime(new Date()) });
     } catch (error) {
       log("error", `cannot record the lease before rebooting: not rebooting (${(error as Error).message})`, fields);
       return false;

@@ -1,3 +1,5 @@
+import { isoTime } from "./isoTime";
+
 /**
  * One logfmt line per decision, on stdout (errors on stderr), so `kubectl logs` and grep tell the story.
  * `msg` first after the level, then the fields in the order given.
@@ -10,7 +12,7 @@ export interface AgentLog {
 }
 
 export function formatLine(level: Level, msg: string, fields: Fields = {}, now = new Date()): string {
-  const parts = [`time=${now.toISOString()}`, `level=${level}`, `msg=${quote(msg)}`];
+  const parts = [`time=${isoTime(now)}`, `level=${level}`, `msg=${quote(msg)}`];
   for (const [key, value] of Object.entries(fields)) if (value !== undefined) parts.push(`${key}=${quote(String(value))}`);
   return parts.join(" ");
 }

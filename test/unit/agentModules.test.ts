@@ -9,6 +9,7 @@ import { FileBootIdReader } from "../../node-agent/bootId";
 import { SentinelCommandChecker, SentinelFileChecker, parseReasons } from "../../node-agent/checker";
 import { HttpOrchestratorClient, RejectedError, UnavailableError } from "../../node-agent/client";
 import { DamagedLeaseError, LeaseFile } from "../../node-agent/leaseFile";
+import { isoTime } from "../../node-agent/isoTime";
 import { formatLine } from "../../node-agent/log";
 import { MAX_REASON_LENGTH, MAX_REASONS, MAX_REASONS_JSON_BYTES, reasonsJsonBytes } from "../../shared/protocol/checkin";
 import { CommandRebooter } from "../../node-agent/rebooter";
@@ -139,6 +140,21 @@ describe("intervals", () => {
     assert.equal(backoffDelay(3, 1000, 60_000, () => 1), 8000);
     assert.equal(backoffDelay(20, 1000, 60_000, () => 1), 60_000);
     assert.equal(backoffDelay(20, 1000, 60_000, () => 0), 30_000);
+  });
+});
+
+describe("the agent's timestamps", () => {
+  it("read as toISOString's, without V8's toISOString and the time zones it loads", () => {
+    const dates = [0, Date.UTC(2024, 1, 29, 23, 59, 59, 999), Date.UTC(1999, 11, 31, 0, 0, 0, 7), Date.UTC(9999, 11, 31, 23, 59, 59, 999), Date.now()];
+    for (const ms of dates) assert.equal(isoTime(new Date(ms)), new Date(ms).toISOString());
+    const year0 = new Date(Date.UTC(2000, 0, 1));
+    year0.setUTCFullYear(0);
+    assert.equal(isoTime(year0), "0000-01-01T00:00:00.000Z");
+  });
+
+  it("defer to V8's outside years 0 to 9999, and refuse an invalid date as it does", () => {
+    for (const ms of [Date.UTC(10000, 0, 1), Date.UTC(-1, 5, 1)]) assert.equal(isoTime(new Date(ms)), new Date(ms).toISOString());
+    assert.throws(() => isoTime(new Date(NaN)), RangeError);
   });
 });
 
