@@ -225,6 +225,8 @@ async function main(): Promise<void> {
     }
     const violated = faults.rolloutsFinished !== 1 || faults.nodesLeftCordoned + faults.doubleReboots + faults.undrainedReboots + faults.pdbViolations > 0;
     if (violated) throw new Error(`the fault run broke a safety invariant: ${JSON.stringify(faults)}`);
+    // A rollout that finished before the first kill proves nothing about kills.
+    if (faults.hostKills === 0) throw new Error(`the fault run's rollout finished before any host was killed: ${JSON.stringify(faults)}`);
     if ("error" in large) throw new Error(`the large rollout did not complete: ${large.error}`);
     if (large.pdbViolations + large.doubleReboots + large.nodesLeftCordoned > 0 || large.maxNodesUnavailable > large.concurrency) {
       throw new Error(`the large rollout broke a safety invariant: ${JSON.stringify(large)}`);

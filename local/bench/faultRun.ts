@@ -21,6 +21,11 @@ import type { Logger } from "../../shared/orchestrator/transitionLog";
  */
 
 const ROOT = resolve(__dirname, "../..");
+/**
+ * One host killed this often. The rollout itself takes a few seconds now (6 s for 6 nodes at
+ * concurrency 2): at the 6 s this was once, the quick run could finish before the first kill.
+ */
+const KILL_EVERY_MS = 2_000;
 
 export interface FaultFigures {
   nodes: number;
@@ -86,13 +91,13 @@ export async function faultRun(
     if (!(await waitFor(() => agents.registered.size === names.length, 60_000))) throw new Error("the fault run's agents did not register within 60 s");
     const t0 = Date.now();
     await Promise.all(names.map((n) => agents.markRebootRequired(n)));
-    // Every 6 s one host dies mid-flight and a fresh process takes its place.
+    // One host dies mid-flight every KILL_EVERY_MS and a fresh process takes its place.
     killer = setInterval(() => {
       const victim = hosts[Math.floor(Math.random() * hosts.length)]!;
       victim.child?.kill("SIGKILL");
       kills++;
       void startHost(victim).catch(() => {});
-    }, 6_000);
+    }, KILL_EVERY_MS);
     const { store } = await getRollcall();
     const done = async () => agents.agents.every((a) => a.reboots >= 1) && (await store.list("bench")).every((r) => r.value.state === "idle");
     const finished = await waitFor(done, 60_000 + o.nodes * 15_000);
