@@ -13,7 +13,8 @@ const STATUS_DIGITS = 3;
  * every pod (HTTPS_PROXY, NO_PROXY), which Node's http module ignores.
  *
  * Everything secret goes on curl's standard input as a config file (`--config -`): the command
- * line of a process is readable by every process on the host that sees its PID.
+ * line of a process is readable by every process on the host that sees its PID. The body, the
+ * check-in's JSON, goes in the same config (`configJson`).
  */
 export function curlTransport(command = "curl"): Transport {
   return {
@@ -23,7 +24,7 @@ export function curlTransport(command = "curl"): Transport {
         ...Object.entries(headers).map(([name, value]) => `header = ${quote(`${name}: ${value}`)}`),
         // Unsent, curl would add `Expect: 100-continue` to a larger body and wait a second for a 100.
         `header = "Expect:"`,
-        `data-binary = ${quote(body)}`,
+        `data-binary = ${quote(configJson(body))}`,
         `max-filesize = ${MAX_ANSWER_BYTES}`,
         `write-out = "%{http_code}"`,
         "silent",
@@ -75,11 +76,20 @@ function curlError(stderr: string): string | undefined {
 }
 
 /**
+ * JSON that curl's config syntax can carry: JSON.stringify escapes every control character but
+ * DEL, so DEL is written `\u007f`, which inside a JSON string (the only place JSON text can hold
+ * it) means the same character. Everything else, UTF-8 included, passes as it is.
+ */
+export function configJson(json: string): string {
+  return json.replaceAll("\u007f", "\\u007f");
+}
+
+/**
  * A value in curl's config syntax: within double quotes, `\\`, `\"`, `\n`, `\r`, `\t` and `\v` are
  * escapes. Escaping line ends too keeps a value from ever starting a config line of its own.
  */
 export function quote(value: string): string {
-  // Any other control character could end or corrupt the line; no value the agent sends holds one.
+  // Any other control character could end or corrupt the line; no URL or header the agent sends holds one.
   if (/[\0-\x08\x0e-\x1f\x7f]/.test(value)) throw new Error("a value for curl holds a control character");
   const escapes: Record<string, string> = { "\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v" };
   return `"${value.replace(/[\\"\n\r\t\v]/g, (c) => escapes[c]!)}"`;

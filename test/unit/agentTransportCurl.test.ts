@@ -5,7 +5,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { quote, curlTransport } from "../../node-agent/transportCurl";
+import { configJson, quote, curlTransport } from "../../node-agent/transportCurl";
 import { selfSignedCertificate } from "../../local/tls/selfSigned";
 
 const servers: Server[] = [];
@@ -60,12 +60,14 @@ const NO_PROXY_ENV = { http_proxy: undefined, https_proxy: undefined, HTTPS_PROX
 describe("the curl transport", () => {
   const transport = curlTransport();
 
-  it("sends headers and body byte for byte, quotes and backslashes included", async () => {
+  it("sends headers byte for byte and the body as the same JSON, quotes, backslashes and any character of a package list included", async () => {
     const { url, seen } = await listen();
-    const body = JSON.stringify({ reasons: ['linux-image "6.8" \\ patched', "naïve — ✓", "line\nbreak"] });
+    // JSON escapes control characters but not DEL, and a host's .pkgs file may hold anything.
+    const body = JSON.stringify({ reasons: ['linux-image "6.8" \\ patched', "naïve — ✓ 🚀", "line\nbreak", "del\u007f", "sep\u2028"] });
     const answer = await withEnv(NO_PROXY_ENV, () => transport.post(url, { "x-rollcall-agent-token": 'a"b\\c', "content-type": "application/json" }, body, 10_000));
     assert.deepEqual(answer, { status: 200, text: '{"ok":true}' });
-    assert.equal(seen[0]!.body, body);
+    assert.equal(seen[0]!.body, body.replace("\u007f", "\\u007f"), "the same bytes, DEL written as its JSON escape");
+    assert.deepEqual(JSON.parse(seen[0]!.body), JSON.parse(body));
     assert.equal(seen[0]!.headers["x-rollcall-agent-token"], 'a"b\\c');
     assert.equal(seen[0]!.headers.expect, undefined, "no Expect: 100-continue, which would wait for a 100 first");
   });
@@ -128,6 +130,14 @@ describe("the curl transport", () => {
 });
 
 describe("curl's config quoting", () => {
+  it("writes JSON without DEL, which JSON.stringify leaves raw, as JSON that parses to the same value", () => {
+    const value = { s: "del\u007f é ✓ 🚀 \u2028", n: 1 };
+    const written = configJson(JSON.stringify(value));
+    assert.doesNotMatch(written, /\u007f/);
+    assert.doesNotThrow(() => quote(written));
+    assert.deepEqual(JSON.parse(written), value);
+  });
+
   it("escapes what would end the value or its line", () => {
     assert.equal(quote('a"b\\c\nd\re\tf'), '"a\\"b\\\\c\\nd\\re\\tf"');
   });
