@@ -1,8 +1,8 @@
 /**
  * How a check-in's bytes travel, apart from what they mean (client.ts): one POST, bounded in time
- * and in the size of its answer. Two ways, the same contract (test/unit/agentTransports.test.ts):
- * curl, the agent's own (transportCurl.ts), and Node's http module, for simulated agents that share
- * one process (transportNodeHttp.ts).
+ * and in the size of its answer. Two ways with one contract, and the client's tests in
+ * test/unit/agentModules.test.ts run over both: curl, the agent's own (transportCurl.ts), and Node's
+ * http module, for simulated agents that share one process (transportNodeHttp.ts).
  */
 export interface Transport {
   /** Resolves with any HTTP answer; rejects with the errors below, or another when nothing was answered. */

@@ -2,10 +2,11 @@ import { MAX_ANSWER_BYTES } from "./bounds";
 import { AnswerTooLarge, RequestTimeout, type Transport } from "./transport";
 
 /**
- * The check-in over Node's http module, inside the agent's process: what simulated agents use, a
- * thousand of them sharing one process (a curl process each per check-in would be the simulation's
- * whole cost). The agent itself uses curl: over https this module brings Node's TLS, some 6 MB more
- * resident memory on every node (docs/agent.md, "Memory").
+ * The check-in over Node's http module (not global fetch: undici is some 25 MB more resident),
+ * inside the agent's process: what simulated agents use, a thousand of them sharing one process (a
+ * curl process each per check-in would be the simulation's whole cost). The agent itself uses curl:
+ * over https this module brings Node's TLS, some 6 MB more resident memory on every node
+ * (docs/agent.md, "Memory").
  */
 export const nodeHttpTransport: Transport = {
   post(url, headers, body, timeoutMs) {
