@@ -2,7 +2,7 @@ import { AgentLoop, type AgentParts } from "./agentLoop";
 import { FileBootIdReader } from "./bootId";
 import { type Checker, SentinelCommandChecker, SentinelFileChecker } from "./checker";
 import { HttpOrchestratorClient } from "./client";
-import { curlTransport } from "./transportCurl";
+import { curlProblem, curlTransport } from "./transportCurl";
 import { nodeHttpTransport } from "./transportNodeHttp";
 import { AgentConfigError, type AgentConfig, parseAgentConfig } from "./config";
 import { LeaseFile } from "./leaseFile";
@@ -81,7 +81,12 @@ export function main(env: NodeJS.ProcessEnv = process.env): AgentLoop | undefine
   };
   process.once("SIGTERM", () => shutdown("SIGTERM"));
   process.once("SIGINT", () => shutdown("SIGINT"));
-  agent.start();
+  // An image without curl would fail every check-in and back off for ever: stop, as for a bad setting.
+  void (config.httpClient === "curl" ? curlProblem() : Promise.resolve(undefined)).then((problem) => {
+    if (!problem) return agent.start();
+    process.stderr.write(`rollcall-agent: invalid configuration: ROLLCALL_HTTP_CLIENT is curl, but ${problem}; install curl in the image or set ROLLCALL_HTTP_CLIENT=node\n`);
+    process.exit(2);
+  });
   return agent;
 }
 

@@ -1,4 +1,5 @@
 import { MAX_ANSWER_BYTES } from "./bounds";
+import { runCommand } from "./command";
 import { AnswerTooLarge, RequestTimeout, type Transport } from "./transport";
 
 /** curl's exit code when the answer announces more than --max-filesize. */
@@ -67,6 +68,16 @@ export function curlTransport(command = "curl"): Transport {
       });
     },
   };
+}
+
+/** Why `command` cannot carry check-ins, or undefined when it runs: asked once at start, so that a missing curl stops the agent at once. */
+export async function curlProblem(command = "curl"): Promise<string | undefined> {
+  try {
+    const { code, stderr } = await runCommand([command, "--version"], 10_000);
+    return code === 0 ? undefined : `${command} --version exited with ${code}${stderr ? `: ${stderr.slice(0, 200)}` : ""}`;
+  } catch (error) {
+    return `cannot run ${command}: ${(error as Error).message}`;
+  }
 }
 
 /** curl's own line, `curl: (60) SSL certificate problem: ...`, without the advice that follows it. */

@@ -117,5 +117,15 @@ describe("the agent's Dockerfile", () => {
       timeout: 1000,
     });
     assert.match(started.stdout, /msg="rollcall agent starting" version=9\.8\.7-rc\.1/);
+    // Without curl on its PATH it stops at once, as for a bad setting, instead of failing every check-in.
+    const emptyPath = mkdtempSync(join(tmpdir(), "rollcall-no-curl-"));
+    dirs.push(emptyPath);
+    const noCurl = spawnSync(process.execPath, [bundle], {
+      env: { PATH: emptyPath, ROLLCALL_URL: "http://127.0.0.1:1", ROLLCALL_FUNCTION_KEY: "k", ROLLCALL_CLUSTER: "dev", NODE_NAME: "node-1", ROLLCALL_TOKEN_FILE: "", ROLLCALL_STATE_DIR: dir, ROLLCALL_WATCH: "false" },
+      encoding: "utf8",
+      timeout: 5000,
+    });
+    assert.equal(noCurl.status, 2);
+    assert.match(noCurl.stderr, /ROLLCALL_HTTP_CLIENT is curl, but cannot run curl: .*set ROLLCALL_HTTP_CLIENT=node/);
   });
 });
