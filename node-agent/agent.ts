@@ -2,12 +2,12 @@ import { AgentLoop, type AgentParts } from "./agentLoop";
 import { FileBootIdReader } from "./bootId";
 import { type Checker, SentinelCommandChecker, SentinelFileChecker } from "./checker";
 import { HttpOrchestratorClient } from "./client";
-import { curlProblem, curlTransport } from "./transportCurl";
-import { nodeHttpTransport } from "./transportNodeHttp";
 import { AgentConfigError, type AgentConfig, parseAgentConfig } from "./config";
 import { LeaseFile } from "./leaseFile";
 import { consoleLog } from "./log";
 import { CommandRebooter } from "./rebooter";
+import { curlProblem, curlTransport } from "./transportCurl";
+import { nodeHttpTransport } from "./transportNodeHttp";
 import { AGENT_VERSION } from "./version";
 
 /**

@@ -88,8 +88,7 @@ export class LeaseFile implements LeaseStore {
     const temp = `${this.path}.${process.pid}.tmp`;
     const fd = await fsAsync.open(temp, "w", 0o600);
     try {
-      const data = Buffer.from(`${JSON.stringify(lease)}\n`);
-      for (let written = 0; written < data.length; ) written += (await fsAsync.write(fd, data, written, data.length - written)).bytesWritten;
+      await fsAsync.writeFile(fd, `${JSON.stringify(lease)}\n`);
       await fsAsync.fsync(fd);
     } finally {
       await fsAsync.close(fd);

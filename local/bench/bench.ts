@@ -647,17 +647,16 @@ async function agentIdleRss(azurite: RunningAzurite): Promise<AgentRssFigures> {
  * file when `fromFile`, as the agent runs, which loads less than `-e` (1.3 MB less resident here).
  */
 async function bareNodeRss(code = "setInterval(() => {}, 1000);", env: Record<string, string> = {}, fromFile = false): Promise<number> {
-  const dir = await mkdtemp(join(tmpdir(), "rollcall-bare-node-"));
-  const script = join(dir, "bare.js");
-  await writeFile(script, code);
-  const child = spawn(process.execPath, [...imageNodeFlags(), ...(fromFile ? [script] : ["-e", code])], { stdio: "ignore", env: { ...process.env, ...env } });
+  const dir = fromFile ? await mkdtemp(join(tmpdir(), "rollcall-bare-node-")) : undefined;
+  if (dir) await writeFile(join(dir, "bare.js"), code);
+  const child = spawn(process.execPath, [...imageNodeFlags(), ...(dir ? [join(dir, "bare.js")] : ["-e", code])], { stdio: "ignore", env: { ...process.env, ...env } });
   try {
     await new Promise((r) => setTimeout(r, 2000));
     return await rssMb(child.pid!);
   } finally {
     child.kill("SIGTERM");
     await new Promise((r) => child.once("close", r));
-    await rm(dir, { recursive: true, force: true });
+    if (dir) await rm(dir, { recursive: true, force: true });
   }
 }
 
